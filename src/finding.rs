@@ -1,0 +1,314 @@
+//! The Finding model and its renderings.
+//!
+//! A finding is data: everything a responder needs to judge it without going back to the
+//! logs (both locations with IP, time, event, accuracy and network owner; distance, time
+//! and speed; the GeoIP database that placed them), and a deterministic `finding_id` so
+//! that every hop downstream can deduplicate.
+
+use serde::{Deserialize, Serialize};
+
+use crate::geo::{GeoDbInfo, Location};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Info,
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+impl std::fmt::Display for Severity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Rule {
+    ImpossibleTravel,
+}
+
+impl Rule {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rule::ImpossibleTravel => "impossible_travel",
+        }
+    }
+}
+
+impl std::fmt::Display for Rule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Who made the calls, as CloudTrail's `userIdentity` said on the triggering event.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct UserIdentitySummary {
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub identity_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_key_id: Option<String>,
+    /// The role session name of an assumed role (the last part of its ARN).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_name: Option<String>,
+}
+
+/// One end of a journey: the event and where its source address placed it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TravelEndpoint {
+    pub event_id: String,
+    /// RFC 3339, UTC.
+    pub event_time: String,
+    pub event_name: String,
+    pub event_source: String,
+    pub aws_region: String,
+    pub ip: String,
+    pub city: Option<String>,
+    pub subdivision: Option<String>,
+    pub country: Option<String>,
+    pub country_code: Option<String>,
+    pub latitude: f64,
+    pub longitude: f64,
+    pub accuracy_radius_km: Option<u16>,
+    pub asn: Option<u32>,
+    pub as_org: Option<String>,
+}
+
+impl TravelEndpoint {
+    pub fn display_place(&self) -> String {
+        let country = self
+            .country
+            .as_deref()
+            .or(self.country_code.as_deref())
+            .unwrap_or("unknown country");
+        match &self.city {
+            Some(city) => format!("{city}, {country}"),
+            None => country.to_string(),
+        }
+    }
+
+    pub fn from_location(
+        event: crate::detect::Point,
+        location: &Location,
+    ) -> TravelEndpoint {
+        TravelEndpoint {
+            event_time: format_rfc3339_ms(event.t),
+            event_id: event.id,
+            event_name: event.name,
+            event_source: event.source,
+            aws_region: event.region,
+            ip: event.ip,
+            city: location.city.clone(),
+            subdivision: location.subdivision.clone(),
+            country: location.country.clone(),
+            country_code: location.country_code.clone(),
+            latitude: location.latitude,
+            longitude: location.longitude,
+            accuracy_radius_km: location.accuracy_radius_km,
+            asn: location.asn,
+            as_org: location.as_org.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TriggeringLocations {
+    pub first_location: TravelEndpoint,
+    pub second_location: TravelEndpoint,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImpossibleTravel {
+    pub triggering_locations: TriggeringLocations,
+    /// Great-circle distance between the two points, km.
+    pub travel_distance: f64,
+    /// The distance less both accuracy radii (when enabled): the least the subject must
+    /// have travelled, km. Speed is computed from this.
+    pub effective_distance_km: f64,
+    pub travel_time_seconds: f64,
+    pub travel_time_human_readable: String,
+    /// Infinite speeds (both events in the same second) are reported as `null`.
+    pub speed_kmh: Option<f64>,
+    /// Both places were used within minutes of each other: two holders of one
+    /// credential rather than one traveller.
+    pub concurrent_use: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Finding {
+    pub finding_id: String,
+    pub rule: Rule,
+    pub severity: Severity,
+    pub title: String,
+    pub summary: String,
+    pub triage: Vec<String>,
+    pub account_id: Option<String>,
+    /// What the detector tracked: an access key id, or a principal ARN.
+    pub subject: String,
+    pub subject_kind: crate::detect::SubjectKind,
+    pub user_identity: UserIdentitySummary,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub impossible_travel: Option<ImpossibleTravel>,
+    pub geoip: GeoDbInfo,
+    /// The log object whose event raised the finding (`s3://bucket/key` or a path).
+    pub source_object: String,
+    /// RFC 3339 time of the later event: findings carry event time, not wall-clock time,
+    /// so that a replay renders byte-identical JSON.
+    pub event_time: String,
+}
+
+impl Finding {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("a Finding always serializes")
+    }
+
+    /// A readable multi-line rendering for terminals and email.
+    pub fn to_text(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        let _ = writeln!(out, "[{}] {} ({})", self.severity.as_str().to_uppercase(), self.title, self.finding_id);
+        let _ = writeln!(out, "  {}", self.summary);
+        if let Some(t) = &self.impossible_travel {
+            for (label, e) in [("from", &t.triggering_locations.first_location), ("to", &t.triggering_locations.second_location)] {
+                let radius = e.accuracy_radius_km.map(|r| format!(" ±{r} km")).unwrap_or_default();
+                let asn = match (e.asn, &e.as_org) {
+                    (Some(n), Some(org)) => format!(" AS{n} {org}"),
+                    (Some(n), None) => format!(" AS{n}"),
+                    _ => String::new(),
+                };
+                let _ = writeln!(
+                    out,
+                    "  {label:<4} {} {} ({}{radius}){asn}  {} {} in {}  event {}",
+                    e.event_time,
+                    e.ip,
+                    e.display_place(),
+                    e.event_source,
+                    e.event_name,
+                    e.aws_region,
+                    e.event_id
+                );
+            }
+            let speed = t.speed_kmh.map(|s| format!("{s:.0} km/h")).unwrap_or_else(|| "simultaneous".into());
+            let _ = writeln!(
+                out,
+                "  distance {:.0} km (at least {:.0} km given the accuracy radii) in {}: {speed}",
+                t.travel_distance, t.effective_distance_km, t.travel_time_human_readable
+            );
+        }
+        if let Some(arn) = &self.user_identity.arn {
+            let _ = writeln!(out, "  identity {arn}");
+        }
+        let _ = writeln!(out, "  object   {}", self.source_object);
+        let _ = writeln!(out, "  geoip    {} built {}", self.geoip.database_type, format_rfc3339_ms(self.geoip.build_epoch as i64 * 1000));
+        for (i, step) in self.triage.iter().enumerate() {
+            let _ = writeln!(out, "  triage {}. {step}", i + 1);
+        }
+        out
+    }
+}
+
+/// "2 hours 5 minutes", "20 minutes", "45 seconds", "0 seconds".
+pub fn human_duration(seconds: f64) -> String {
+    let total = seconds.max(0.0).round() as u64;
+    let (d, h, m, s) = (total / 86_400, total / 3600 % 24, total / 60 % 60, total % 60);
+    let unit = |n: u64, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
+    let parts: Vec<String> = [(d, "day"), (h, "hour"), (m, "minute")]
+        .into_iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, w)| unit(n, w))
+        .collect();
+    match (parts.is_empty(), d + h > 0) {
+        (true, _) => unit(s, "second"),
+        // Seconds are noise next to hours.
+        (false, true) => parts.join(" "),
+        (false, false) if s > 0 => format!("{} {}", parts.join(" "), unit(s, "second")),
+        (false, false) => parts.join(" "),
+    }
+}
+
+/// Unix epoch milliseconds -> `2023-07-10T11:40:12Z` (`.123` only when not whole seconds).
+pub fn format_rfc3339_ms(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let millis = ms.rem_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (y, mo, d) = civil_from_days(days);
+    let (hh, mm, ss) = (rem / 3600, rem / 60 % 60, rem % 60);
+    if millis == 0 {
+        format!("{y:04}-{mo:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}Z")
+    } else {
+        format!("{y:04}-{mo:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}.{millis:03}Z")
+    }
+}
+
+/// Days since 1970-01-01 -> (year, month, day) in the proleptic Gregorian calendar
+/// (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn human_duration_reads_like_datadogs() {
+        let cases = [
+            (0.0, "0 seconds"),
+            (1.0, "1 second"),
+            (45.0, "45 seconds"),
+            (1200.0, "20 minutes"),
+            (1261.0, "21 minutes 1 second"),
+            (9.0 * 3600.0 + 60.0 + 5.0, "9 hours 1 minute"),
+            (86_400.0 * 2.0 + 3600.0, "2 days 1 hour"),
+        ];
+        for (secs, want) in cases {
+            assert_eq!(human_duration(secs), want, "{secs} s");
+        }
+    }
+
+    #[test]
+    fn rfc3339_formatting_round_trips_known_instants() {
+        let cases = [
+            (0, "1970-01-01T00:00:00Z"),
+            (1_688_989_212_000, "2023-07-10T11:40:12Z"),
+            (1_688_989_212_345, "2023-07-10T11:40:12.345Z"),
+            (951_782_400_000, "2000-02-29T00:00:00Z"),
+            (-1000, "1969-12-31T23:59:59Z"),
+        ];
+        for (ms, want) in cases {
+            assert_eq!(format_rfc3339_ms(ms), want, "{ms}");
+        }
+    }
+}
