@@ -1,0 +1,134 @@
+use serde::{Deserialize, Serialize};
+
+/// What a traveller is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SubjectKind {
+    /// `userIdentity.accessKeyId`: one key, one traveller (Datadog's and Panther's choice).
+    #[default]
+    AccessKey,
+    /// The IAM user, role session or root ARN, so that the rotating `ASIA` keys of an SSO
+    /// user or a role session count as one traveller.
+    Principal,
+}
+
+impl SubjectKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SubjectKind::AccessKey => "access_key",
+            SubjectKind::Principal => "principal",
+        }
+    }
+}
+
+/// Datadog's "baseline user locations": places a subject used during its learning period
+/// are home; travel back to them does not alert.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BaselinePolicy {
+    /// From the subject's first sighting; 0 to 30 days.
+    pub learning_ms: i64,
+    /// A baseline place unseen this long is forgotten.
+    pub forget_after_ms: i64,
+}
+
+/// Every knob of detection, built once by an entry point (CLI flags or Lambda
+/// environment) and borrowed from then on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    pub subject: SubjectKind,
+    /// Alert only when the (effective) distance is over this.
+    pub min_distance_km: f64,
+    /// ... and the speed needed to cover it is over this.
+    pub min_speed_kmh: f64,
+    /// Subtract both locations' accuracy radii from the distance before judging.
+    pub use_accuracy_radius: bool,
+    /// Two places within this time of each other are reported as concurrent use (a
+    /// cloned credential) rather than travel.
+    pub concurrent_window_ms: i64,
+    /// How much history a subject keeps, in event time.
+    pub history_window_ms: i64,
+    /// Upper bound on the stays a subject keeps, so a state item stays well under
+    /// DynamoDB's 400 KB.
+    pub max_stays: usize,
+    pub baseline: Option<BaselinePolicy>,
+    /// One finding per subject and place pair within this window.
+    pub dedup_window_ms: i64,
+}
+
+pub const MINUTE_MS: i64 = 60_000;
+pub const HOUR_MS: i64 = 60 * MINUTE_MS;
+pub const DAY_MS: i64 = 24 * HOUR_MS;
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            subject: SubjectKind::AccessKey,
+            min_distance_km: 500.0,
+            min_speed_kmh: 1000.0,
+            use_accuracy_radius: true,
+            concurrent_window_ms: 5 * MINUTE_MS,
+            history_window_ms: 30 * DAY_MS,
+            max_stays: 200,
+            baseline: Some(BaselinePolicy { learning_ms: DAY_MS, forget_after_ms: 30 * DAY_MS }),
+            dedup_window_ms: 60 * MINUTE_MS,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum PolicyError {
+    #[error("{name} must be {expected}, got {value}")]
+    OutOfRange { name: &'static str, expected: &'static str, value: String },
+}
+
+impl Policy {
+    /// Checks the bounds that keep detection meaningful; entry points call it once.
+    pub fn validate(&self) -> Result<(), PolicyError> {
+        let bad = |name, expected, value: String| Err(PolicyError::OutOfRange { name, expected, value });
+        if !(self.min_distance_km.is_finite() && self.min_distance_km >= 0.0) {
+            return bad("min distance (km)", "a non-negative number", self.min_distance_km.to_string());
+        }
+        if !(self.min_speed_kmh.is_finite() && self.min_speed_kmh > 0.0) {
+            return bad("min speed (km/h)", "a positive number", self.min_speed_kmh.to_string());
+        }
+        if self.history_window_ms < HOUR_MS || self.history_window_ms > 366 * DAY_MS {
+            return bad("history window", "between 1 hour and 366 days", format!("{} ms", self.history_window_ms));
+        }
+        if self.dedup_window_ms < 0 || self.dedup_window_ms > self.history_window_ms {
+            return bad("dedup window", "between 0 and the history window", format!("{} ms", self.dedup_window_ms));
+        }
+        if self.max_stays < 2 || self.max_stays > 1000 {
+            return bad("max stays", "between 2 and 1000", self.max_stays.to_string());
+        }
+        if let Some(b) = &self.baseline {
+            if !(0..=30 * DAY_MS).contains(&b.learning_ms) {
+                return bad("baseline learning period", "between 0 and 30 days", format!("{} ms", b.learning_ms));
+            }
+            if b.forget_after_ms < DAY_MS {
+                return bad("baseline forget-after", "at least 1 day", format!("{} ms", b.forget_after_ms));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_policy_is_datadogs_thresholds_and_valid() {
+        let p = Policy::default();
+        assert_eq!((p.min_distance_km, p.min_speed_kmh), (500.0, 1000.0));
+        assert_eq!(p.validate(), Ok(()));
+    }
+
+    #[test]
+    fn learning_period_over_30_days_is_rejected() {
+        let p = Policy {
+            baseline: Some(BaselinePolicy { learning_ms: 31 * DAY_MS, forget_after_ms: 30 * DAY_MS }),
+            ..Policy::default()
+        };
+        assert!(p.validate().unwrap_err().to_string().contains("learning period"));
+    }
+}
