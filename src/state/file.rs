@@ -1,0 +1,591 @@
+//! `FileStateStore`: the `StateStore` port in one embedded `redb` file, for the CLI.
+//!
+//! One table, `subjects`, maps a subject to an 8-byte little-endian version followed by the
+//! JSON of its `SubjectState`. Every save checks the stored version and writes in the same
+//! write transaction, so the port's conditional-save contract holds here exactly as it does
+//! in DynamoDB. redb locks the file, so a second process (or a second open in this one) is
+//! refused at `open` rather than left to interleave with the first.
+//!
+//! The calls block on file I/O (a commit is an fsync); the `async` of the port is only its
+//! shape.
+
+use std::collections::HashMap;
+use std::error::Error;
+use std::path::{Path, PathBuf};
+
+use redb::{
+    Database, DatabaseError, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table,
+    TableDefinition,
+};
+
+use super::{SaveOutcome, StateError, StateStore, Versioned};
+use crate::detect::SubjectState;
+
+const SUBJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("subjects");
+
+const VERSION_BYTES: usize = std::mem::size_of::<u64>();
+
+pub struct FileStateStore {
+    db: Database,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for FileStateStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileStateStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FileStateStore {
+    /// Opens the state file at `path`, creating it and its parent directories if needed.
+    pub fn open(path: &Path) -> Result<FileStateStore, StateError> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                backend_error(
+                    path,
+                    format!("cannot create directory {}", parent.display()),
+                    e,
+                )
+            })?;
+        }
+        let db = Database::create(path).map_err(|e| {
+            let message = match e {
+                DatabaseError::DatabaseAlreadyOpen => {
+                    format!("state file {} is in use by another geotrail process", path.display())
+                }
+                DatabaseError::LockProtocolMismatch => format!(
+                    "state file {} is in use by another program built with a different redb version",
+                    path.display()
+                ),
+                _ => format!("cannot open state file {}", path.display()),
+            };
+            backend_error(path, message, e)
+        })?;
+        let store = FileStateStore {
+            db,
+            path: path.to_owned(),
+        };
+        // Created up front so that reads never have to tell "no table yet" from "no subject".
+        let txn = store
+            .db
+            .begin_write()
+            .map_err(|e| store.backend("cannot begin a write transaction", e))?;
+        txn.open_table(SUBJECTS)
+            .map_err(|e| store.backend("cannot create the subjects table", e))?;
+        txn.commit()
+            .map_err(|e| store.backend("cannot commit", e))?;
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Saves every `(state, expected_version)` pair in one write transaction, so one commit
+    /// (one fsync) covers them all. Each item succeeds or conflicts on its own; an error
+    /// writes nothing. A subject listed twice is checked against its first write, as if the
+    /// saves had been made one after the other.
+    fn save_all(&self, items: &[(&SubjectState, u64)]) -> Result<Vec<SaveOutcome>, StateError> {
+        // Serialized before the write lock is taken: it is the slow part and needs no lock.
+        let mut values = items
+            .iter()
+            .map(|(state, _)| encode(state))
+            .collect::<Result<Vec<_>, _>>()?;
+
+        let txn = self
+            .db
+            .begin_write()
+            .map_err(|e| self.backend("cannot begin a write transaction", e))?;
+        let mut outcomes = Vec::with_capacity(items.len());
+        {
+            let mut table = txn
+                .open_table(SUBJECTS)
+                .map_err(|e| self.backend("cannot open the subjects table", e))?;
+            for ((state, expected_version), value) in items.iter().zip(&mut values) {
+                outcomes.push(self.put_if_version(&mut table, state, *expected_version, value)?);
+            }
+        }
+        if outcomes
+            .iter()
+            .any(|o| matches!(o, SaveOutcome::Saved { .. }))
+        {
+            txn.commit().map_err(|e| self.backend("cannot commit", e))?;
+        } else {
+            txn.abort()
+                .map_err(|e| self.backend("cannot abort a write transaction", e))?;
+        }
+        Ok(outcomes)
+    }
+
+    /// Removes every subject last seen before `cutoff_ms` (event time, Unix epoch
+    /// milliseconds), and every subject with no sightings at all, since neither has
+    /// anything left that a new event could be judged against. Returns how many went.
+    pub fn prune_before(&self, cutoff_ms: i64) -> Result<u64, StateError> {
+        let txn = self
+            .db
+            .begin_write()
+            .map_err(|e| self.backend("cannot begin a write transaction", e))?;
+        let mut expired = Vec::new();
+        {
+            let mut table = txn
+                .open_table(SUBJECTS)
+                .map_err(|e| self.backend("cannot open the subjects table", e))?;
+            for entry in table
+                .iter()
+                .map_err(|e| self.backend("cannot read the subjects table", e))?
+            {
+                let (subject, value) =
+                    entry.map_err(|e| self.backend("cannot read the subjects table", e))?;
+                let (_, state) = decode(subject.value(), value.value())?;
+                if state.last_seen_ms().is_none_or(|t| t < cutoff_ms) {
+                    expired.push(subject.value().to_owned());
+                }
+            }
+            for subject in &expired {
+                table
+                    .remove(subject.as_str())
+                    .map_err(|e| self.backend(format!("cannot remove subject {subject}"), e))?;
+            }
+        }
+        if expired.is_empty() {
+            txn.abort()
+                .map_err(|e| self.backend("cannot abort a write transaction", e))?;
+        } else {
+            txn.commit().map_err(|e| self.backend("cannot commit", e))?;
+        }
+        Ok(expired.len() as u64)
+    }
+
+    pub fn subjects_count(&self) -> Result<u64, StateError> {
+        let txn = self
+            .db
+            .begin_read()
+            .map_err(|e| self.backend("cannot begin a read transaction", e))?;
+        let table = txn
+            .open_table(SUBJECTS)
+            .map_err(|e| self.backend("cannot open the subjects table", e))?;
+        table
+            .len()
+            .map_err(|e| self.backend("cannot count subjects", e))
+    }
+
+    /// `value` is the encoded state with room for the version header, filled in here.
+    fn put_if_version(
+        &self,
+        table: &mut Table<'_, &'static str, &'static [u8]>,
+        state: &SubjectState,
+        expected_version: u64,
+        value: &mut [u8],
+    ) -> Result<SaveOutcome, StateError> {
+        let subject = state.subject.as_str();
+        let current = match table
+            .get(subject)
+            .map_err(|e| self.backend(format!("cannot read subject {subject}"), e))?
+        {
+            Some(stored) => stored_version(subject, stored.value())?,
+            None => 0,
+        };
+        if current != expected_version {
+            return Ok(SaveOutcome::Conflict);
+        }
+        let version = current + 1;
+        value[..VERSION_BYTES].copy_from_slice(&version.to_le_bytes());
+        table
+            .insert(subject, &*value)
+            .map_err(|e| self.backend(format!("cannot write subject {subject}"), e))?;
+        Ok(SaveOutcome::Saved { version })
+    }
+
+    fn backend(
+        &self,
+        message: impl Into<String>,
+        source: impl Error + Send + Sync + 'static,
+    ) -> StateError {
+        backend_error(&self.path, message, source)
+    }
+}
+
+impl StateStore for FileStateStore {
+    /// Reads all of `subjects` in one read transaction, so they come from one snapshot.
+    async fn load(&self, subjects: &[String]) -> Result<HashMap<String, Versioned>, StateError> {
+        let txn = self
+            .db
+            .begin_read()
+            .map_err(|e| self.backend("cannot begin a read transaction", e))?;
+        let table = txn
+            .open_table(SUBJECTS)
+            .map_err(|e| self.backend("cannot open the subjects table", e))?;
+        let mut loaded = HashMap::with_capacity(subjects.len());
+        for subject in subjects {
+            let stored = table
+                .get(subject.as_str())
+                .map_err(|e| self.backend(format!("cannot read subject {subject}"), e))?;
+            if let Some(stored) = stored {
+                let (version, state) = decode(subject, stored.value())?;
+                loaded.insert(subject.clone(), Versioned { state, version });
+            }
+        }
+        Ok(loaded)
+    }
+
+    async fn save(
+        &self,
+        state: &SubjectState,
+        expected_version: u64,
+    ) -> Result<SaveOutcome, StateError> {
+        let mut outcomes = self.save_all(&[(state, expected_version)])?;
+        Ok(outcomes.pop().expect("one outcome per item"))
+    }
+
+    async fn save_many(
+        &self,
+        items: &[(&SubjectState, u64)],
+    ) -> Result<Vec<SaveOutcome>, StateError> {
+        self.save_all(items)
+    }
+}
+
+fn backend_error(
+    path: &Path,
+    message: impl Into<String>,
+    source: impl Error + Send + Sync + 'static,
+) -> StateError {
+    StateError::Backend {
+        store: format!("file {}", path.display()),
+        message: message.into(),
+        source: Some(Box::new(source)),
+    }
+}
+
+/// The stored value with a zeroed version header, for `put_if_version` to fill in.
+fn encode(state: &SubjectState) -> Result<Vec<u8>, StateError> {
+    let mut value = vec![0; VERSION_BYTES];
+    serde_json::to_writer(&mut value, state).map_err(|source| StateError::Corrupt {
+        subject: state.subject.clone(),
+        source,
+    })?;
+    Ok(value)
+}
+
+fn stored_version(subject: &str, value: &[u8]) -> Result<u64, StateError> {
+    let header = value
+        .first_chunk::<VERSION_BYTES>()
+        .ok_or_else(|| StateError::Corrupt {
+            subject: subject.to_owned(),
+            source: serde::de::Error::custom(format!(
+                "stored value is {} bytes, shorter than its {VERSION_BYTES}-byte version header",
+                value.len()
+            )),
+        })?;
+    Ok(u64::from_le_bytes(*header))
+}
+
+fn decode(subject: &str, value: &[u8]) -> Result<(u64, SubjectState), StateError> {
+    let version = stored_version(subject, value)?;
+    let state =
+        serde_json::from_slice(&value[VERSION_BYTES..]).map_err(|source| StateError::Corrupt {
+            subject: subject.to_owned(),
+            source,
+        })?;
+    Ok((version, state))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::{Point, Stay};
+
+    const KEY: &str = "AKIAIOSFODNN7EXAMPLE";
+
+    fn point(t: i64) -> Point {
+        Point {
+            t,
+            id: format!("event-{t}"),
+            ip: "203.0.113.7".to_owned(),
+            name: "GetCallerIdentity".to_owned(),
+            source: "sts.amazonaws.com".to_owned(),
+            region: "us-east-1".to_owned(),
+        }
+    }
+
+    fn state_seen_at(subject: &str, t: i64) -> SubjectState {
+        let mut state = SubjectState::new(subject);
+        state.first_seen_ms = t;
+        state.stays.push(Stay {
+            place: "sydney".to_owned(),
+            first: point(t),
+            last: point(t),
+        });
+        state
+    }
+
+    fn open_in(dir: &tempfile::TempDir) -> FileStateStore {
+        FileStateStore::open(&dir.path().join("state.redb")).unwrap()
+    }
+
+    /// Writes `value` as the stored bytes of `subject`, bypassing the store's encoding.
+    fn put_raw(store: &FileStateStore, subject: &str, value: &[u8]) {
+        let txn = store.db.begin_write().unwrap();
+        txn.open_table(SUBJECTS)
+            .unwrap()
+            .insert(subject, value)
+            .unwrap();
+        txn.commit().unwrap();
+    }
+
+    async fn load_one(store: &FileStateStore, subject: &str) -> Option<Versioned> {
+        store
+            .load(&[subject.to_owned()])
+            .await
+            .unwrap()
+            .remove(subject)
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn never_saved_subject_loads_as_absent() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_in(&dir);
+        assert!(load_one(&store, KEY).await.is_none());
+        assert_eq!(store.subjects_count().unwrap(), 0);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn first_save_makes_version_1_and_each_save_increments() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_in(&dir);
+        let state = state_seen_at(KEY, 1_000);
+        assert_eq!(
+            store.save(&state, 0).await.unwrap(),
+            SaveOutcome::Saved { version: 1 }
+        );
+        assert_eq!(
+            store.save(&state, 1).await.unwrap(),
+            SaveOutcome::Saved { version: 2 }
+        );
+        let loaded = load_one(&store, KEY).await.unwrap();
+        assert_eq!((loaded.version, loaded.state), (2, state));
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn save_with_stale_version_conflicts_and_leaves_stored_state_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_in(&dir);
+        let first = state_seen_at(KEY, 1_000);
+        store.save(&first, 0).await.unwrap();
+        store.save(&first, 1).await.unwrap();
+
+        let other = state_seen_at(KEY, 2_000);
+        for stale in [0, 1, 3] {
+            assert_eq!(
+                store.save(&other, stale).await.unwrap(),
+                SaveOutcome::Conflict,
+                "expected version {stale}"
+            );
+        }
+        let stored = load_one(&store, KEY).await.unwrap();
+        assert_eq!((stored.version, stored.state), (2, first));
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn load_returns_only_the_saved_subjects_among_those_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_in(&dir);
+        let a = state_seen_at("AKIAAAAAAAAAAAAAAAAA", 1_000);
+        let b = state_seen_at("AKIABBBBBBBBBBBBBBBB", 2_000);
+        store.save(&a, 0).await.unwrap();
+        store.save(&b, 0).await.unwrap();
+        store.save(&b, 1).await.unwrap();
+
+        let asked = [
+            a.subject.clone(),
+            b.subject.clone(),
+            "AKIACCCCCCCCCCCCCCCC".to_owned(),
+        ];
+        let loaded = store.load(&asked).await.unwrap();
+        assert_eq!(loaded.len(), 2);
+        assert_eq!(
+            (loaded[&a.subject].version, &loaded[&a.subject].state),
+            (1, &a)
+        );
+        assert_eq!(
+            (loaded[&b.subject].version, &loaded[&b.subject].state),
+            (2, &b)
+        );
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn saved_state_survives_closing_and_reopening_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = state_seen_at(KEY, 1_000);
+        {
+            let store = open_in(&dir);
+            store.save(&state, 0).await.unwrap();
+            store.save(&state, 1).await.unwrap();
+        }
+        let store = open_in(&dir);
+        let loaded = load_one(&store, KEY).await.unwrap();
+        assert_eq!((loaded.version, loaded.state), (2, state.clone()));
+        assert_eq!(
+            store.save(&state, 2).await.unwrap(),
+            SaveOutcome::Saved { version: 3 }
+        );
+    }
+
+    #[test]
+    fn open_creates_missing_parent_directories() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nested").join("deeper").join("state.redb");
+        let store = FileStateStore::open(&path).unwrap();
+        assert_eq!(store.path(), path);
+        assert!(path.is_file());
+    }
+
+    #[test]
+    fn second_open_while_first_is_open_fails_saying_the_file_is_in_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.redb");
+        let first = FileStateStore::open(&path).unwrap();
+
+        // redb's lock belongs to the open file, not the process, so a second open in this
+        // process is refused just as one from another process would be.
+        let err = FileStateStore::open(&path).unwrap_err();
+        let message = err.to_string();
+        assert!(
+            message.contains("in use by another geotrail process"),
+            "{message}"
+        );
+        assert!(message.contains(&path.display().to_string()), "{message}");
+
+        drop(first);
+        FileStateStore::open(&path)
+            .expect("the file is free again once the first store is dropped");
+    }
+
+    #[test]
+    fn opening_a_file_that_is_not_a_state_file_fails_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notes.txt");
+        std::fs::write(
+            &path,
+            "not a redb file, but long enough to look like a header".repeat(100),
+        )
+        .unwrap();
+        let err = FileStateStore::open(&path).unwrap_err();
+        assert!(
+            err.to_string().contains(&path.display().to_string()),
+            "{err}"
+        );
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn corrupt_stored_values_load_as_corrupt_naming_the_subject() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_in(&dir);
+        let bad_json = [1u64.to_le_bytes().as_slice(), b"{\"subject\": "].concat();
+        let cases: [(&str, &[u8]); 3] = [
+            ("bad json", &bad_json),
+            ("short header", &[1, 0, 0]),
+            ("empty", &[]),
+        ];
+        for (case, value) in cases {
+            put_raw(&store, KEY, value);
+            let err = store.load(&[KEY.to_owned()]).await.unwrap_err();
+            assert!(
+                matches!(&err, StateError::Corrupt { subject, .. } if subject == KEY),
+                "{case}: {err:?}"
+            );
+            assert!(err.to_string().contains(KEY), "{case}: {err}");
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn save_many_reports_each_outcome_and_commits_the_saved_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_in(&dir);
+        let a = state_seen_at("AKIAAAAAAAAAAAAAAAAA", 1_000);
+        let b = state_seen_at("AKIABBBBBBBBBBBBBBBB", 2_000);
+        let c = state_seen_at("AKIACCCCCCCCCCCCCCCC", 3_000);
+        store.save(&a, 0).await.unwrap();
+
+        let outcomes = store
+            .save_many(&[(&a, 0), (&b, 0), (&c, 0), (&c, 1)])
+            .await
+            .unwrap();
+        assert_eq!(
+            outcomes,
+            [
+                SaveOutcome::Conflict,
+                SaveOutcome::Saved { version: 1 },
+                SaveOutcome::Saved { version: 1 },
+                SaveOutcome::Saved { version: 2 },
+            ]
+        );
+        let loaded = store
+            .load(&[a.subject.clone(), b.subject.clone(), c.subject.clone()])
+            .await
+            .unwrap();
+        assert_eq!(loaded[&a.subject].version, 1);
+        assert_eq!(loaded[&b.subject].version, 1);
+        assert_eq!(loaded[&c.subject].version, 2);
+        assert_eq!(store.subjects_count().unwrap(), 3);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn save_many_writes_nothing_when_any_item_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_in(&dir);
+        let a = state_seen_at("AKIAAAAAAAAAAAAAAAAA", 1_000);
+        let broken = state_seen_at("AKIABROKENBROKENBROK", 2_000);
+        // A value too short to hold a version makes the save of `broken` fail mid-transaction,
+        // after `a` has been written to it.
+        put_raw(&store, &broken.subject, &[7]);
+
+        let err = store.save_many(&[(&a, 0), (&broken, 1)]).await.unwrap_err();
+        assert!(
+            matches!(&err, StateError::Corrupt { subject, .. } if *subject == broken.subject),
+            "{err:?}"
+        );
+        assert_eq!(
+            store.subjects_count().unwrap(),
+            1,
+            "only the broken subject is stored"
+        );
+        assert_eq!(
+            store.save_many(&[(&a, 0)]).await.unwrap(),
+            [SaveOutcome::Saved { version: 1 }]
+        );
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn prune_before_removes_only_subjects_last_seen_before_the_cutoff() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_in(&dir);
+        let old = state_seen_at("AKIAOLDOLDOLDOLDOLDO", 1_000);
+        let at_cutoff = state_seen_at("AKIACUTOFFCUTOFFCUTO", 5_000);
+        let recent = state_seen_at("AKIARECENTRECENTRECE", 9_000);
+        let never_seen = SubjectState::new("AKIAEMPTYEMPTYEMPTYE");
+        for state in [&old, &at_cutoff, &recent, &never_seen] {
+            store.save(state, 0).await.unwrap();
+        }
+
+        assert_eq!(store.prune_before(5_000).unwrap(), 2);
+        let asked = [&old, &at_cutoff, &recent, &never_seen].map(|s| s.subject.clone());
+        let mut kept: Vec<_> = store.load(&asked).await.unwrap().into_keys().collect();
+        kept.sort();
+        assert_eq!(kept, [at_cutoff.subject.clone(), recent.subject.clone()]);
+        assert_eq!(store.subjects_count().unwrap(), 2);
+
+        assert_eq!(
+            store.prune_before(5_000).unwrap(),
+            0,
+            "a second prune finds nothing"
+        );
+        assert_eq!(
+            store.save(&old, 0).await.unwrap(),
+            SaveOutcome::Saved { version: 1 },
+            "a pruned subject starts over"
+        );
+    }
+}

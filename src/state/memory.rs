@@ -1,0 +1,215 @@
+//! `MemoryStateStore`: the `StateStore` port in a map, for tests and one-shot runs.
+//!
+//! States are kept serialized, as every real store keeps them, so that whatever uses this
+//! store also proves that a state survives its round trip through JSON.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use super::{SaveOutcome, StateError, StateStore, Versioned};
+use crate::detect::SubjectState;
+
+/// Subject -> (version, JSON of its `SubjectState`).
+#[derive(Debug, Default)]
+pub struct MemoryStateStore {
+    subjects: Mutex<HashMap<String, (u64, Vec<u8>)>>,
+}
+
+impl MemoryStateStore {
+    pub fn new() -> MemoryStateStore {
+        MemoryStateStore::default()
+    }
+
+    /// Number of subjects ever saved.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+
+    /// The stored state of `subject` and its version, as a later `load` would see it.
+    pub fn snapshot(&self, subject: &str) -> Option<Versioned> {
+        let subjects = self.lock();
+        let (version, bytes) = subjects.get(subject)?;
+        let state =
+            decode(subject, bytes).expect("the store only holds states it serialized itself");
+        Some(Versioned {
+            state,
+            version: *version,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, (u64, Vec<u8>)>> {
+        // Every write is a single insert, so a panic elsewhere cannot leave the map half
+        // updated: the data behind a poisoned lock is still good.
+        self.subjects.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl StateStore for MemoryStateStore {
+    async fn load(&self, subjects: &[String]) -> Result<HashMap<String, Versioned>, StateError> {
+        let stored = self.lock();
+        let mut loaded = HashMap::with_capacity(subjects.len());
+        for subject in subjects {
+            if let Some((version, bytes)) = stored.get(subject) {
+                let state = decode(subject, bytes)?;
+                loaded.insert(
+                    subject.clone(),
+                    Versioned {
+                        state,
+                        version: *version,
+                    },
+                );
+            }
+        }
+        Ok(loaded)
+    }
+
+    async fn save(
+        &self,
+        state: &SubjectState,
+        expected_version: u64,
+    ) -> Result<SaveOutcome, StateError> {
+        let bytes = serde_json::to_vec(state).map_err(|source| StateError::Corrupt {
+            subject: state.subject.clone(),
+            source,
+        })?;
+        let mut stored = self.lock();
+        let current = stored
+            .get(&state.subject)
+            .map_or(0, |(version, _)| *version);
+        if current != expected_version {
+            return Ok(SaveOutcome::Conflict);
+        }
+        let version = current + 1;
+        stored.insert(state.subject.clone(), (version, bytes));
+        Ok(SaveOutcome::Saved { version })
+    }
+}
+
+fn decode(subject: &str, bytes: &[u8]) -> Result<SubjectState, StateError> {
+    serde_json::from_slice(bytes).map_err(|source| StateError::Corrupt {
+        subject: subject.to_owned(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::{Point, Stay};
+
+    const KEY: &str = "AKIAIOSFODNN7EXAMPLE";
+
+    fn point(t: i64) -> Point {
+        Point {
+            t,
+            id: format!("event-{t}"),
+            ip: "203.0.113.7".to_owned(),
+            name: "GetCallerIdentity".to_owned(),
+            source: "sts.amazonaws.com".to_owned(),
+            region: "us-east-1".to_owned(),
+        }
+    }
+
+    fn state_seen_at(subject: &str, t: i64) -> SubjectState {
+        let mut state = SubjectState::new(subject);
+        state.first_seen_ms = t;
+        state.stays.push(Stay {
+            place: "sydney".to_owned(),
+            first: point(t),
+            last: point(t),
+        });
+        state
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn never_saved_subject_loads_as_absent() {
+        let store = MemoryStateStore::new();
+        let loaded = store.load(&[KEY.to_owned()]).await.unwrap();
+        assert!(loaded.is_empty());
+        assert!(store.snapshot(KEY).is_none());
+        assert!(store.is_empty());
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn first_save_makes_version_1_and_each_save_increments() {
+        let store = MemoryStateStore::new();
+        let state = state_seen_at(KEY, 1_000);
+        assert_eq!(
+            store.save(&state, 0).await.unwrap(),
+            SaveOutcome::Saved { version: 1 }
+        );
+        assert_eq!(
+            store.save(&state, 1).await.unwrap(),
+            SaveOutcome::Saved { version: 2 }
+        );
+        let loaded = store.load(&[KEY.to_owned()]).await.unwrap();
+        assert_eq!(loaded[KEY].version, 2);
+        assert_eq!(loaded[KEY].state, state);
+        assert_eq!(store.len(), 1);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn save_with_stale_version_conflicts_and_leaves_stored_state_unchanged() {
+        let store = MemoryStateStore::new();
+        let first = state_seen_at(KEY, 1_000);
+        store.save(&first, 0).await.unwrap();
+        store.save(&first, 1).await.unwrap();
+
+        let other = state_seen_at(KEY, 2_000);
+        for stale in [0, 1, 3] {
+            assert_eq!(
+                store.save(&other, stale).await.unwrap(),
+                SaveOutcome::Conflict,
+                "expected version {stale}"
+            );
+        }
+        let stored = store.snapshot(KEY).unwrap();
+        assert_eq!(stored.version, 2);
+        assert_eq!(stored.state, first);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn load_returns_only_the_saved_subjects_among_those_asked() {
+        let store = MemoryStateStore::new();
+        let a = state_seen_at("AKIAAAAAAAAAAAAAAAAA", 1_000);
+        let b = state_seen_at("AKIABBBBBBBBBBBBBBBB", 2_000);
+        store.save(&a, 0).await.unwrap();
+        store.save(&b, 0).await.unwrap();
+        store.save(&b, 1).await.unwrap();
+
+        let asked = [
+            a.subject.clone(),
+            b.subject.clone(),
+            "AKIACCCCCCCCCCCCCCCC".to_owned(),
+        ];
+        let loaded = store.load(&asked).await.unwrap();
+        assert_eq!(loaded.len(), 2);
+        assert_eq!(
+            (loaded[&a.subject].version, &loaded[&a.subject].state),
+            (1, &a)
+        );
+        assert_eq!(
+            (loaded[&b.subject].version, &loaded[&b.subject].state),
+            (2, &b)
+        );
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn corrupt_bytes_load_as_corrupt_naming_the_subject() {
+        let store = MemoryStateStore::new();
+        store
+            .lock()
+            .insert(KEY.to_owned(), (1, b"{\"subject\": ".to_vec()));
+        let err = store.load(&[KEY.to_owned()]).await.unwrap_err();
+        assert!(
+            matches!(&err, StateError::Corrupt { subject, .. } if subject == KEY),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains(KEY), "{err}");
+        assert!(!err.is_transient());
+    }
+}

@@ -1,0 +1,87 @@
+//! The `StateStore` port: where each subject's history lives between objects.
+//!
+//! Shaped for DynamoDB: load many subjects in one call, save one subject with a condition
+//! on the version that was read. Versions start at 1 for the first save; a subject that
+//! was never saved loads as absent (version 0).
+
+use std::collections::HashMap;
+use std::future::Future;
+
+use crate::detect::SubjectState;
+
+/// A subject's state as loaded, with the version a save must match.
+#[derive(Debug, Clone)]
+pub struct Versioned {
+    pub state: SubjectState,
+    /// 0 when the subject has never been saved.
+    pub version: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SaveOutcome {
+    Saved { version: u64 },
+    /// Someone else saved the subject since it was loaded: reload and re-apply.
+    Conflict,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("state store {store}: {message}")]
+    Backend {
+        store: String,
+        message: String,
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+    #[error("state of subject {subject} is corrupt: {source}")]
+    Corrupt {
+        subject: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("state of subject {subject} is {bytes} bytes, over the {limit}-byte item limit")]
+    TooLarge { subject: String, bytes: usize, limit: usize },
+}
+
+impl StateError {
+    /// Worth retrying the whole object (throttling, network), as opposed to a fault in the data.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StateError::Backend { .. })
+    }
+}
+
+pub trait StateStore: Sync {
+    /// Loads the named subjects; subjects never saved are absent from the map.
+    fn load(
+        &self,
+        subjects: &[String],
+    ) -> impl Future<Output = Result<HashMap<String, Versioned>, StateError>> + Send;
+
+    /// Saves `state` if the stored version is still `expected_version` (0: absent).
+    fn save(
+        &self,
+        state: &SubjectState,
+        expected_version: u64,
+    ) -> impl Future<Output = Result<SaveOutcome, StateError>> + Send;
+
+    /// Saves several subjects, each on its own condition; outcomes in input order.
+    /// Stores that can write many at once (one transaction, one fsync) override this.
+    fn save_many(
+        &self,
+        items: &[(&SubjectState, u64)],
+    ) -> impl Future<Output = Result<Vec<SaveOutcome>, StateError>> + Send {
+        async move {
+            let mut outcomes = Vec::with_capacity(items.len());
+            for (state, version) in items {
+                outcomes.push(self.save(state, *version).await?);
+            }
+            Ok(outcomes)
+        }
+    }
+}
+
+pub mod file;
+pub mod memory;
+
+pub use file::FileStateStore;
+pub use memory::MemoryStateStore;
