@@ -1,0 +1,371 @@
+//! The `geotrail` command line: the same engine as the Lambda, over local files, with an
+//! embedded state store, so a scan can be tried in a minute and history backfilled.
+
+use std::fs::File;
+use std::io::{self, IsTerminal, Read};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::cloudtrail::ReadOptions;
+use crate::detect::Policy;
+use crate::geo::{GeoCache, GeoDb, GeoDbInfo};
+use crate::notify::{FindingFormat, Notifier, WriterNotifier};
+use crate::pipeline::{commit_scan, scan_object, CommitReport, ObjectScan, PipelineError, SkipCounts};
+use crate::settings::PolicySettings;
+use crate::state::{FileStateStore, MemoryStateStore, StateStore};
+
+/// Where `geoip/fetch.sh` puts the free DB-IP City Lite database.
+pub const DEFAULT_GEOIP: &str = "geoip/dbip-city-lite.mmdb";
+pub const DEFAULT_STATE: &str = ".geotrail/state.redb";
+
+#[derive(Debug, Parser)]
+#[command(name = "geotrail", version, about = "Catch stolen AWS credentials by where they are used")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Scan CloudTrail log files (.json, .json.gz, JSON Lines) for impossible travel.
+    Scan(ScanArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FormatArg {
+    Text,
+    Jsonl,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ScanArgs {
+    /// Files and directories (read recursively, in name order); `-` reads standard input.
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// MaxMind-format City database (GeoLite2/GeoIP2 City or DB-IP City Lite).
+    #[arg(long, env = "GEOTRAIL_GEOIP", default_value = DEFAULT_GEOIP, value_name = "MMDB")]
+    pub geoip: PathBuf,
+    /// Optional GeoLite2-ASN database: adds the network owner to each location.
+    #[arg(long, env = "GEOTRAIL_GEOIP_ASN", value_name = "MMDB")]
+    pub geoip_asn: Option<PathBuf>,
+    /// State file: history carries over between scans, so new files continue the story.
+    #[arg(long, default_value = DEFAULT_STATE, value_name = "FILE", conflicts_with = "no_state")]
+    pub state: PathBuf,
+    /// Keep state in memory only, for this run.
+    #[arg(long)]
+    pub no_state: bool,
+    /// How findings are written to standard output.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: FormatArg,
+    /// Refuse objects that decompress to more than this many MiB (a gzip bomb guard).
+    #[arg(long, default_value_t = 1024, value_name = "MIB")]
+    pub max_object_mib: u64,
+    /// No progress bar and no summary on standard error.
+    #[arg(long, short)]
+    pub quiet: bool,
+    #[command(flatten)]
+    pub policy: PolicySettings,
+}
+
+/// Entry point of the binary: `main() -> ExitCode` calls this and nothing else.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(outcome) => outcome,
+        Err(err) => {
+            eprintln!("geotrail: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Scan(args) => scan(args),
+    }
+}
+
+/// Run totals, for the summary line.
+#[derive(Debug, Default)]
+struct Totals {
+    objects: u64,
+    objects_skipped: SkipCounts,
+    objects_failed: u64,
+    events: u64,
+    sightings: u64,
+    skipped: SkipCounts,
+    findings: u64,
+    bytes: u64,
+    newest_event_ms: Option<i64>,
+}
+
+fn scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
+    let policy = args.policy.to_policy().context("invalid detection options")?;
+    let geo = open_geoip(&args.geoip, args.geoip_asn.as_deref())?;
+    let inputs = expand_inputs(&args.paths)?;
+    let options = ReadOptions { max_decompressed_bytes: Some(args.max_object_mib.saturating_mul(1 << 20)) };
+    let format = match args.format {
+        FormatArg::Text => FindingFormat::Text,
+        FormatArg::Jsonl => FindingFormat::Jsonl,
+    };
+    let notifier = WriterNotifier::new(io::BufWriter::new(io::stdout()), format);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .context("starting the async runtime")?;
+    let show_progress = !args.quiet && io::stderr().is_terminal() && inputs.len() > 1;
+
+    let started = Instant::now();
+    let mut run = Run { policy: &policy, geoip: geo.info(), options: &options, totals: Totals::default(), subjects: Default::default() };
+    let mut cache = GeoCache::new(&geo);
+    let progress = progress_bar(show_progress, &inputs);
+    if args.no_state {
+        let store = MemoryStateStore::new();
+        run.all(&inputs, &mut cache, &store, &notifier, &runtime, &progress)?;
+    } else {
+        let store = FileStateStore::open(&args.state)?;
+        run.all(&inputs, &mut cache, &store, &notifier, &runtime, &progress)?;
+        if let Some(newest) = run.totals.newest_event_ms {
+            store.prune_before(newest - policy.history_window_ms)?;
+        }
+    }
+    progress.finish_and_clear();
+    if !args.quiet {
+        print_summary(&run.totals, run.subjects.len(), started.elapsed(), &args, &geo);
+    }
+    Ok(if run.totals.objects_failed > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+fn open_geoip(city: &Path, asn: Option<&Path>) -> anyhow::Result<GeoDb> {
+    if !city.exists() {
+        bail!(
+            "GeoIP database {} not found: run geoip/fetch.sh for the free DB-IP City Lite database, \
+             or point --geoip (or GEOTRAIL_GEOIP) at a GeoLite2/GeoIP2 City database",
+            city.display()
+        );
+    }
+    Ok(GeoDb::open(city, asn)?)
+}
+
+struct Run<'a> {
+    policy: &'a Policy,
+    geoip: &'a GeoDbInfo,
+    options: &'a ReadOptions,
+    totals: Totals,
+    subjects: std::collections::HashSet<String>,
+}
+
+impl Run<'_> {
+    fn all<S: StateStore, N: Notifier + Sync>(
+        &mut self,
+        inputs: &[Input],
+        cache: &mut GeoCache<'_>,
+        store: &S,
+        notifier: &N,
+        runtime: &tokio::runtime::Runtime,
+        progress: &ProgressBar,
+    ) -> anyhow::Result<()> {
+        for input in inputs {
+            progress.set_message(input.display_name());
+            let scan = match input.open() {
+                Ok(reader) => scan_object(&input.display_name(), reader, cache, self.policy, self.options),
+                Err(err) => {
+                    progress.suspend(|| eprintln!("geotrail: {}: {err}", input.display_name()));
+                    self.totals.objects_failed += 1;
+                    continue;
+                }
+            };
+            progress.inc(input.len);
+            let committed = runtime.block_on(commit_scan(&scan, self.policy, self.geoip, store, notifier));
+            self.account(&scan, committed, progress)?;
+        }
+        Ok(())
+    }
+
+    /// Adds one object's outcome to the totals; a state or output failure ends the run,
+    /// since every later object would fail the same way.
+    fn account(
+        &mut self,
+        scan: &ObjectScan,
+        committed: Result<CommitReport, PipelineError>,
+        progress: &ProgressBar,
+    ) -> anyhow::Result<()> {
+        let t = &mut self.totals;
+        t.objects += 1;
+        if let Some(reason) = scan.skipped_object {
+            t.objects_skipped.add(reason);
+        }
+        if let Some(summary) = &scan.summary {
+            t.bytes += summary.bytes_decoded;
+        }
+        t.events += scan.events;
+        t.sightings += scan.sighting_count() as u64;
+        t.skipped.merge(&scan.skipped);
+        t.skipped.add_n("bad_record", scan.bad_records);
+        for s in &scan.subjects {
+            self.subjects.insert(s.subject.clone());
+            if let Some(last) = s.sightings.last() {
+                t.newest_event_ms = Some(t.newest_event_ms.map_or(last.point.t, |n| n.max(last.point.t)));
+            }
+        }
+        if scan.has_faults() {
+            t.objects_failed += 1;
+            progress.suspend(|| {
+                for line in scan.fault_messages() {
+                    eprintln!("geotrail: {line}");
+                }
+            });
+        }
+        let report = committed?;
+        t.findings += report.findings.len() as u64;
+        t.skipped.add_n("stale", report.stale);
+        Ok(())
+    }
+}
+
+/// One thing to read: a file, or standard input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Input {
+    pub path: Option<PathBuf>,
+    pub len: u64,
+}
+
+impl Input {
+    fn display_name(&self) -> String {
+        match &self.path {
+            Some(p) => p.display().to_string(),
+            None => "<stdin>".to_owned(),
+        }
+    }
+
+    fn open(&self) -> io::Result<Box<dyn Read + Send>> {
+        Ok(match &self.path {
+            Some(p) => Box::new(File::open(p)?),
+            None => Box::new(io::stdin()),
+        })
+    }
+}
+
+/// Files as given, directories walked in name order (so a scan is repeatable), `-` as
+/// standard input. Inside directories only log-like names are taken, so a README next to
+/// the logs is not reported as a broken object.
+pub fn expand_inputs(paths: &[PathBuf]) -> anyhow::Result<Vec<Input>> {
+    let mut out = Vec::new();
+    for path in paths {
+        if path.as_os_str() == "-" {
+            out.push(Input { path: None, len: 0 });
+            continue;
+        }
+        let meta = std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+        if meta.is_dir() {
+            walk(path, &mut out).with_context(|| format!("cannot list {}", path.display()))?;
+        } else {
+            out.push(Input { path: Some(path.clone()), len: meta.len() });
+        }
+    }
+    Ok(out)
+}
+
+fn walk(dir: &Path, out: &mut Vec<Input>) -> io::Result<()> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') {
+            continue;
+        }
+        let path = entry.path();
+        let meta = std::fs::metadata(&path)?;
+        if meta.is_dir() {
+            walk(&path, out)?;
+        } else if is_log_name(&name) {
+            out.push(Input { path: Some(path), len: meta.len() });
+        }
+    }
+    Ok(())
+}
+
+fn is_log_name(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    [".json", ".json.gz", ".jsonl", ".jsonl.gz", ".ndjson", ".gz", ".log"]
+        .iter()
+        .any(|ext| name.ends_with(ext))
+}
+
+fn progress_bar(show: bool, inputs: &[Input]) -> ProgressBar {
+    if !show {
+        return ProgressBar::hidden();
+    }
+    let total: u64 = inputs.iter().map(|i| i.len).sum();
+    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta}) {msg}")
+            .expect("the progress template is valid"),
+    );
+    bar
+}
+
+fn print_summary(t: &Totals, subjects: usize, elapsed: Duration, args: &ScanArgs, geo: &GeoDb) {
+    let secs = elapsed.as_secs_f64().max(1e-9);
+    let info = geo.info();
+    eprintln!(
+        "geotrail: {} objects ({} failed), {} events, {} sightings, {} subjects, {} findings in {:.2}s ({:.0} events/s, {:.1} MB/s)",
+        t.objects,
+        t.objects_failed,
+        t.events,
+        t.sightings,
+        subjects,
+        t.findings,
+        secs,
+        t.events as f64 / secs,
+        t.bytes as f64 / secs / 1e6,
+    );
+    if t.objects_skipped.total() > 0 {
+        eprintln!("  objects skipped: {}", join_counts(&t.objects_skipped));
+    }
+    if t.skipped.total() > 0 {
+        eprintln!("  events skipped:  {}", join_counts(&t.skipped));
+    }
+    eprintln!(
+        "  geoip: {} ({}), state: {}",
+        info.database_type,
+        crate::finding::format_rfc3339_ms(info.build_epoch as i64 * 1000),
+        if args.no_state { "memory".to_owned() } else { args.state.display().to_string() }
+    );
+}
+
+fn join_counts(c: &SkipCounts) -> String {
+    c.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn directories_are_walked_in_name_order_taking_only_log_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("b");
+        std::fs::create_dir(&sub).unwrap();
+        for name in ["b/2.json.gz", "a.json", "README.md", ".hidden.json", "c.jsonl", "b/1.log"] {
+            std::fs::write(dir.path().join(name), b"{}").unwrap();
+        }
+        let got: Vec<String> = expand_inputs(&[dir.path().to_path_buf()])
+            .unwrap()
+            .into_iter()
+            .map(|i| i.path.unwrap().strip_prefix(dir.path()).unwrap().display().to_string())
+            .collect();
+        assert_eq!(got, ["a.json", "b/1.log", "b/2.json.gz", "c.jsonl"]);
+    }
+
+    #[test]
+    fn a_missing_path_is_an_error_naming_it() {
+        let err = expand_inputs(&[PathBuf::from("no/such/dir")]).unwrap_err();
+        assert!(format!("{err:#}").contains("no/such/dir"), "{err:#}");
+    }
+}

@@ -1,0 +1,405 @@
+//! One log object through the whole path: read, geolocate, judge, publish, save.
+//!
+//! This is the only module that knows every port. It runs in two stages so that each
+//! entry point can put them where they belong:
+//!
+//! 1. [`scan_object`] (sync, CPU-bound): bytes -> sightings grouped by subject, with every
+//!    skip counted by reason and every fault recorded with the object's name.
+//! 2. [`commit_scan`] (async, I/O): load the subjects' state, judge each sighting in
+//!    event-time order, publish the findings, save the state.
+//!
+//! # No finding lost, none twice
+//!
+//! S3 delivers events at least once, Lambda retries failed invocations, and Lambdas run
+//! side by side on objects that share subjects. The commit is ordered so that a crash at
+//! any point costs at most a repeated publish of a finding with the same `finding_id`:
+//!
+//! 1. load every subject of the object (one batch read);
+//! 2. judge; findings are a pure function of (loaded state, sightings);
+//! 3. **publish** the findings;
+//! 4. **save** each changed subject, conditional on the version loaded.
+//!
+//! A crash before 3 leaves no trace: the retry recomputes the same findings. A crash
+//! between 3 and 4 means the retry publishes them again, with the same ids (finding ids
+//! are deterministic), which subscribers deduplicate. Once 4 has happened, the saved state
+//! holds the findings' alert marks and the object's sightings, so a replay judges every
+//! sighting as already known and publishes nothing. When a save loses a race
+//! (`Conflict`), that subject is reloaded and its sightings re-applied to the winner's
+//! state; findings this invocation already published are not published again, new ones
+//! are published before the retried save. Publishing before saving is what rules out the
+//! lost finding: a finding is never recorded as raised before it has been delivered.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::Read;
+
+use crate::cloudtrail::{self, Event, ObjectError, ObjectSummary, ReadOptions, RecordError};
+use crate::detect::{Effect, FindingContext, Policy, Sighting, SubjectKind, SubjectState};
+use crate::finding::{Finding, UserIdentitySummary};
+use crate::geo::{classify_source, GeoCache, GeoDbInfo};
+use crate::notify::{Notifier, NotifyError};
+use crate::state::{SaveOutcome, StateError, StateStore, Versioned};
+
+/// How many record errors an object keeps in full; the rest are counted.
+const MAX_RECORD_ERRORS_KEPT: usize = 20;
+/// Save attempts per subject before the object is failed (and retried as a whole).
+const MAX_SAVE_ATTEMPTS: usize = 5;
+
+/// Counted reasons for not judging something: a skip is not an error.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SkipCounts(BTreeMap<&'static str, u64>);
+
+impl SkipCounts {
+    pub fn add(&mut self, reason: &'static str) {
+        self.add_n(reason, 1);
+    }
+
+    pub fn add_n(&mut self, reason: &'static str, n: u64) {
+        if n > 0 {
+            *self.0.entry(reason).or_default() += n;
+        }
+    }
+
+    pub fn merge(&mut self, other: &SkipCounts) {
+        for (reason, n) in &other.0 {
+            self.add_n(reason, *n);
+        }
+    }
+
+    pub fn get(&self, reason: &str) -> u64 {
+        self.0.get(reason).copied().unwrap_or(0)
+    }
+
+    pub fn total(&self) -> u64 {
+        self.0.values().sum()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        self.0.iter().map(|(k, v)| (*k, *v))
+    }
+}
+
+/// One subject's sightings in one object.
+#[derive(Debug, Clone)]
+pub struct SubjectSightings {
+    pub subject: String,
+    /// From the subject's latest event in the object.
+    pub identity: UserIdentitySummary,
+    pub account_id: Option<String>,
+    /// Sorted by event time, then event id.
+    pub sightings: Vec<Sighting>,
+    latest_ms: i64,
+}
+
+/// What reading one object produced.
+#[derive(Debug)]
+pub struct ObjectScan {
+    /// `s3://bucket/key` or a file path: every message about the object names it.
+    pub name: String,
+    /// Why the whole object was skipped unread (digest files and the like).
+    pub skipped_object: Option<&'static str>,
+    pub summary: Option<ObjectSummary>,
+    /// Events read without error.
+    pub events: u64,
+    pub skipped: SkipCounts,
+    /// Sorted by subject.
+    pub subjects: Vec<SubjectSightings>,
+    /// The first few bad records; `bad_records` counts them all.
+    pub record_errors: Vec<RecordError>,
+    pub bad_records: u64,
+    /// The fault that stopped reading, after the events before it were kept.
+    pub error: Option<ObjectError>,
+}
+
+impl ObjectScan {
+    /// Something in the object could not be read; what could be read is still judged.
+    pub fn has_faults(&self) -> bool {
+        self.error.is_some() || self.bad_records > 0
+    }
+
+    pub fn sighting_count(&self) -> usize {
+        self.subjects.iter().map(|s| s.sightings.len()).sum()
+    }
+
+    /// One line per fault, each naming the object.
+    pub fn fault_messages(&self) -> Vec<String> {
+        let mut out: Vec<String> =
+            self.record_errors.iter().map(|e| format!("{}: {e}", self.name)).collect();
+        let hidden = self.bad_records.saturating_sub(self.record_errors.len() as u64);
+        if hidden > 0 {
+            out.push(format!("{}: {hidden} more bad records", self.name));
+        }
+        if let Some(e) = &self.error {
+            out.push(format!("{}: {e}", self.name));
+        }
+        out
+    }
+}
+
+/// Stage 1: reads one object into per-subject sightings.
+///
+/// Never fails: a fault is recorded in the result, after everything before it was kept.
+pub fn scan_object<R: Read + Send>(
+    name: &str,
+    input: R,
+    geo: &mut GeoCache<'_>,
+    policy: &Policy,
+    options: &ReadOptions,
+) -> ObjectScan {
+    let mut scan = ObjectScan {
+        name: name.to_owned(),
+        skipped_object: None,
+        summary: None,
+        events: 0,
+        skipped: SkipCounts::default(),
+        subjects: Vec::new(),
+        record_errors: Vec::new(),
+        bad_records: 0,
+        error: None,
+    };
+    if let Some(skip) = cloudtrail::skip_by_name(name) {
+        scan.skipped_object = Some(match skip {
+            cloudtrail::ObjectSkip::Digest => "digest_file",
+            cloudtrail::ObjectSkip::ConfigWritabilityCheck => "config_writability_check",
+        });
+        return scan;
+    }
+    let mut by_subject: HashMap<String, SubjectSightings> = HashMap::new();
+    let mut on_record = |record: Result<Event<'_>, RecordError>| match record {
+        Ok(event) => {
+            scan.events += 1;
+            if let Err(reason) = collect(&event, geo, policy, &mut by_subject) {
+                scan.skipped.add(reason);
+            }
+        }
+        Err(e) => {
+            scan.bad_records += 1;
+            if scan.record_errors.len() < MAX_RECORD_ERRORS_KEPT {
+                scan.record_errors.push(e);
+            }
+        }
+    };
+    match cloudtrail::read_object(input, options, &mut on_record) {
+        Ok(summary) => {
+            scan.skipped_object = match summary.kind {
+                cloudtrail::ObjectKind::Digest => Some("digest_file"),
+                cloudtrail::ObjectKind::Empty => Some("empty_object"),
+                cloudtrail::ObjectKind::Records | cloudtrail::ObjectKind::JsonLines => None,
+            };
+            scan.summary = Some(summary);
+        }
+        Err(e) => scan.error = Some(e),
+    }
+    let mut subjects: Vec<SubjectSightings> = by_subject.into_values().collect();
+    for s in &mut subjects {
+        s.sightings.sort_by(|a, b| (a.point.t, &a.point.id).cmp(&(b.point.t, &b.point.id)));
+    }
+    subjects.sort_by(|a, b| a.subject.cmp(&b.subject));
+    scan.subjects = subjects;
+    scan
+}
+
+/// Turns one event into a sighting of its subject, or says why not.
+fn collect(
+    event: &Event<'_>,
+    geo: &mut GeoCache<'_>,
+    policy: &Policy,
+    by_subject: &mut HashMap<String, SubjectSightings>,
+) -> Result<(), &'static str> {
+    let identity = event.user_identity.as_ref().ok_or("no_user_identity")?;
+    let subject = match policy.subject {
+        SubjectKind::AccessKey => identity.access_key_id.as_deref().filter(|k| !k.is_empty()),
+        SubjectKind::Principal => principal_of(event),
+    }
+    .ok_or("no_subject")?;
+    let ip = classify_source(event.source_ip_address.as_deref().unwrap_or(""))
+        .map_err(|skip| skip.as_str())?;
+    let location = match geo.lookup(ip) {
+        Ok(Some(location)) => location,
+        Ok(None) => return Err("not_in_geoip"),
+        Err(_) => return Err("geoip_error"),
+    };
+    if !location.is_precise() {
+        return Err("low_precision_location");
+    }
+    let entry = by_subject.entry(subject.to_owned()).or_insert_with(|| SubjectSightings {
+        subject: subject.to_owned(),
+        identity: UserIdentitySummary::default(),
+        account_id: None,
+        sightings: Vec::new(),
+        latest_ms: i64::MIN,
+    });
+    if event.event_time_ms >= entry.latest_ms {
+        entry.latest_ms = event.event_time_ms;
+        entry.identity = identity_summary(event);
+        entry.account_id = event
+            .recipient_account_id
+            .as_deref()
+            .or(identity.account_id.as_deref())
+            .map(str::to_owned);
+    }
+    entry.sightings.push(Sighting::new(
+        event.event_time_ms,
+        event.event_id.as_deref().unwrap_or(""),
+        event.event_name.as_deref().unwrap_or(""),
+        event.event_source.as_deref().unwrap_or(""),
+        event.aws_region.as_deref().unwrap_or(""),
+        ip,
+        location,
+    ));
+    Ok(())
+}
+
+/// The traveller when tracking principals: the ARN of the user, role session or root.
+/// AWS services acting on their own behalf have none and are not travellers.
+fn principal_of<'e>(event: &'e Event<'_>) -> Option<&'e str> {
+    let identity = event.user_identity.as_ref()?;
+    if identity.identity_type.as_deref() == Some("AWSService") {
+        return None;
+    }
+    identity.arn.as_deref().filter(|a| !a.is_empty())
+}
+
+fn identity_summary(event: &Event<'_>) -> UserIdentitySummary {
+    let Some(id) = &event.user_identity else { return UserIdentitySummary::default() };
+    let owned = |v: &Option<std::borrow::Cow<'_, str>>| v.as_deref().map(str::to_owned);
+    let is_role = id.identity_type.as_deref() == Some("AssumedRole");
+    UserIdentitySummary {
+        identity_type: owned(&id.identity_type),
+        arn: owned(&id.arn),
+        account_id: owned(&id.account_id),
+        user_name: owned(&id.user_name)
+            .or_else(|| id.session_issuer.as_ref().and_then(|s| owned(&s.user_name))),
+        access_key_id: owned(&id.access_key_id),
+        // arn:aws:sts::123456789012:assumed-role/RoleName/session-name
+        session_name: if is_role {
+            id.arn.as_deref().and_then(|a| a.rsplit_once('/')).map(|(_, s)| s.to_owned())
+        } else {
+            None
+        },
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("{object}: {source}")]
+    State {
+        object: String,
+        #[source]
+        source: StateError,
+    },
+    #[error("{object}: {source}")]
+    Notify {
+        object: String,
+        #[source]
+        source: NotifyError,
+    },
+    #[error("{object}: subject {subject} still conflicted after {MAX_SAVE_ATTEMPTS} save attempts")]
+    Contention { object: String, subject: String },
+}
+
+impl PipelineError {
+    /// Worth retrying the object: throttling, network, lost races.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            PipelineError::State { source, .. } => source.is_transient(),
+            PipelineError::Notify { .. } | PipelineError::Contention { .. } => true,
+        }
+    }
+}
+
+/// What committing one object did.
+#[derive(Debug, Default)]
+pub struct CommitReport {
+    /// Published by this commit, in publication order.
+    pub findings: Vec<Finding>,
+    pub subjects: usize,
+    pub subjects_saved: usize,
+    /// Saves that lost a race and were redone.
+    pub conflicts: u64,
+    /// Sightings older than a subject's history window.
+    pub stale: u64,
+    /// Sightings already known (replays, busy hours at one place).
+    pub covered: u64,
+}
+
+/// Stage 2: judges the scan's sightings against the stored state, then publishes and
+/// saves in the order the module documentation explains.
+pub async fn commit_scan<S: StateStore + Sync, N: Notifier + Sync>(
+    scan: &ObjectScan,
+    policy: &Policy,
+    geoip: &GeoDbInfo,
+    store: &S,
+    notifier: &N,
+) -> Result<CommitReport, PipelineError> {
+    let mut report = CommitReport { subjects: scan.subjects.len(), ..CommitReport::default() };
+    if scan.subjects.is_empty() {
+        return Ok(report);
+    }
+    let state_err = |source| PipelineError::State { object: scan.name.clone(), source };
+    let by_name: HashMap<&str, &SubjectSightings> =
+        scan.subjects.iter().map(|s| (s.subject.as_str(), s)).collect();
+    let mut published: HashSet<String> = HashSet::new();
+    let mut pending: Vec<String> = scan.subjects.iter().map(|s| s.subject.clone()).collect();
+    // (covered, stale) per subject, from the attempt that was saved.
+    let mut effects: HashMap<&str, (u64, u64)> = HashMap::new();
+
+    for _attempt in 1..=MAX_SAVE_ATTEMPTS {
+        let mut loaded = store.load(&pending).await.map_err(state_err)?;
+        let mut to_save: Vec<(SubjectState, u64)> = Vec::new();
+        let mut fresh: Vec<Finding> = Vec::new();
+        for subject in &pending {
+            let sightings = by_name[subject.as_str()];
+            let Versioned { mut state, version } = loaded
+                .remove(subject)
+                .unwrap_or_else(|| Versioned { state: SubjectState::new(subject.clone()), version: 0 });
+            let ctx = FindingContext {
+                subject_kind: policy.subject,
+                identity: &sightings.identity,
+                account_id: sightings.account_id.as_deref(),
+                source_object: &scan.name,
+                geoip,
+            };
+            let mut changed = false;
+            let counts = effects.entry(sightings.subject.as_str()).or_default();
+            *counts = (0, 0);
+            for s in &sightings.sightings {
+                let obs = state.observe(s, policy, &ctx);
+                match obs.effect {
+                    Effect::Added => changed = true,
+                    Effect::Covered => counts.0 += 1,
+                    Effect::Stale => counts.1 += 1,
+                }
+                fresh.extend(obs.findings.into_iter().filter(|f| !published.contains(&f.finding_id)));
+            }
+            if changed {
+                to_save.push((state, version));
+            }
+        }
+        if !fresh.is_empty() {
+            notifier
+                .publish(&fresh)
+                .await
+                .map_err(|source| PipelineError::Notify { object: scan.name.clone(), source })?;
+            published.extend(fresh.iter().map(|f| f.finding_id.clone()));
+            report.findings.extend(fresh);
+        }
+        let items: Vec<(&SubjectState, u64)> = to_save.iter().map(|(s, v)| (s, *v)).collect();
+        let outcomes = store.save_many(&items).await.map_err(state_err)?;
+        pending.clear();
+        for ((state, _), outcome) in to_save.iter().zip(outcomes) {
+            match outcome {
+                SaveOutcome::Saved { .. } => report.subjects_saved += 1,
+                SaveOutcome::Conflict => {
+                    report.conflicts += 1;
+                    pending.push(state.subject.clone());
+                }
+            }
+        }
+        if pending.is_empty() {
+            report.covered = effects.values().map(|c| c.0).sum();
+            report.stale = effects.values().map(|c| c.1).sum();
+            return Ok(report);
+        }
+    }
+    Err(PipelineError::Contention { object: scan.name.clone(), subject: pending[0].clone() })
+}
