@@ -104,17 +104,51 @@ mod tests {
     #[test]
     fn distance_matches_geodesic_within_half_a_percent() {
         let cases = [
-            ("London -> New York", (51.5074, -0.1278), (40.7128, -74.0060), 5585.23),
-            ("Sydney -> Frankfurt", (-33.8688, 151.2093), (50.1109, 8.6821), 16483.0),
-            ("Paris -> Berlin", (48.8566, 2.3522), (52.5200, 13.4050), 877.46),
-            ("Los Angeles -> Tokyo", (34.0522, -118.2437), (35.6762, 139.6503), 8815.47),
-            ("Sao Paulo -> Johannesburg", (-23.5505, -46.6333), (-26.2041, 28.0473), 7417.0),
-            ("Quito -> Singapore", (-0.1807, -78.4678), (1.3521, 103.8198), 19780.0),
+            (
+                "London -> New York",
+                (51.5074, -0.1278),
+                (40.7128, -74.0060),
+                5585.23,
+            ),
+            (
+                "Sydney -> Frankfurt",
+                (-33.8688, 151.2093),
+                (50.1109, 8.6821),
+                16483.0,
+            ),
+            (
+                "Paris -> Berlin",
+                (48.8566, 2.3522),
+                (52.5200, 13.4050),
+                877.46,
+            ),
+            (
+                "Los Angeles -> Tokyo",
+                (34.0522, -118.2437),
+                (35.6762, 139.6503),
+                8815.47,
+            ),
+            (
+                "Sao Paulo -> Johannesburg",
+                (-23.5505, -46.6333),
+                (-26.2041, 28.0473),
+                7417.0,
+            ),
+            (
+                "Quito -> Singapore",
+                (-0.1807, -78.4678),
+                (1.3521, 103.8198),
+                19780.0,
+            ),
         ];
         for (name, (lat1, lon1), (lat2, lon2), geodesic) in cases {
             let d = distance_km(lat1, lon1, lat2, lon2);
             let err = (d - geodesic).abs() / geodesic;
-            assert!(err < 0.005, "{name}: haversine {d:.1} km vs geodesic {geodesic} km ({:.3}%)", err * 100.0);
+            assert!(
+                err < 0.005,
+                "{name}: haversine {d:.1} km vs geodesic {geodesic} km ({:.3}%)",
+                err * 100.0
+            );
         }
     }
 
@@ -128,9 +162,17 @@ mod tests {
 
     #[test]
     fn a_location_without_a_city_is_low_precision() {
-        let country_only = Location { country_code: Some("US".into()), latitude: 37.751, longitude: -97.822, ..Default::default() };
+        let country_only = Location {
+            country_code: Some("US".into()),
+            latitude: 37.751,
+            longitude: -97.822,
+            ..Default::default()
+        };
         assert!(!country_only.is_precise());
-        let city = Location { city: Some("Sydney".into()), ..country_only.clone() };
+        let city = Location {
+            city: Some("Sydney".into()),
+            ..country_only.clone()
+        };
         assert!(city.is_precise());
     }
 }

@@ -1,0 +1,138 @@
+//! A per-run memo of GeoIP lookups.
+//!
+//! CloudTrail repeats a handful of addresses thousands of times (a CI runner, an office
+//! NAT), so most lookups are answered here. Misses are cached too: an address the database
+//! does not know costs a tree walk every time otherwise.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
+
+use super::{GeoDb, GeoError, Location};
+
+/// Lookups through a [`GeoDb`], remembered for the life of the cache (one scan, one Lambda
+/// invocation).
+#[derive(Debug)]
+pub struct GeoCache<'db> {
+    db: &'db GeoDb,
+    entries: FxHashMap<IpAddr, Option<Arc<Location>>>,
+    max_entries: usize,
+    hits: u64,
+    misses: u64,
+}
+
+impl<'db> GeoCache<'db> {
+    /// Entries kept before the cache starts over. A located entry holds a few hundred bytes
+    /// (the Location's strings), so this bounds the cache to a few hundred MB for a scan
+    /// over millions of distinct addresses; typical runs see thousands.
+    pub const DEFAULT_MAX_ENTRIES: usize = 100_000;
+
+    pub fn new(db: &'db GeoDb) -> GeoCache<'db> {
+        GeoCache::with_max_entries(db, GeoCache::DEFAULT_MAX_ENTRIES)
+    }
+
+    /// A cache that clears itself when it would grow past `max_entries` (at least 1).
+    pub fn with_max_entries(db: &'db GeoDb, max_entries: usize) -> GeoCache<'db> {
+        GeoCache {
+            db,
+            entries: FxHashMap::default(),
+            max_entries: max_entries.max(1),
+            hits: 0,
+            misses: 0,
+        }
+    }
+
+    /// Where `ip` is, from the cache or the database. Errors are not cached: the next lookup
+    /// of the same address tries the database again and fails the same way.
+    pub fn lookup(&mut self, ip: IpAddr) -> Result<Option<Arc<Location>>, GeoError> {
+        if let Some(cached) = self.entries.get(&ip) {
+            self.hits += 1;
+            return Ok(cached.clone());
+        }
+        self.misses += 1;
+        let located = self.db.lookup(ip)?.map(Arc::new);
+        // Starting over is simpler and cheaper than LRU bookkeeping, and the addresses that
+        // matter come straight back.
+        if self.entries.len() >= self.max_entries {
+            self.entries.clear();
+        }
+        self.entries.insert(ip, located.clone());
+        Ok(located)
+    }
+
+    /// Lookups answered from the cache.
+    pub fn hits(&self) -> u64 {
+        self.hits
+    }
+
+    /// Lookups that went to the database.
+    pub fn misses(&self) -> u64 {
+        self.misses
+    }
+
+    /// Addresses currently remembered.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn db(&self) -> &'db GeoDb {
+        self.db
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::geo::testdb;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("test address parses")
+    }
+
+    #[test]
+    fn counts_hits_and_misses_and_caches_unknown_addresses() {
+        let db = GeoDb::from_bytes(testdb::fixture_city_db(), None).unwrap();
+        let mut cache = GeoCache::new(&db);
+        let sydney = ip("1.128.0.10");
+        let unknown = ip("9.9.9.9");
+
+        let first = cache
+            .lookup(sydney)
+            .unwrap()
+            .expect("Sydney is in the fixture");
+        let second = cache.lookup(sydney).unwrap().expect("still Sydney");
+        assert!(
+            Arc::ptr_eq(&first, &second),
+            "a hit shares the cached Location"
+        );
+        assert_eq!(cache.lookup(unknown).unwrap(), None);
+        assert_eq!(cache.lookup(unknown).unwrap(), None);
+        assert_eq!(cache.lookup(unknown).unwrap(), None);
+
+        assert_eq!((cache.hits(), cache.misses(), cache.len()), (3, 2, 2));
+        assert_eq!(first.city.as_deref(), Some("Sydney"));
+    }
+
+    #[test]
+    fn starts_over_when_full() {
+        let db = GeoDb::from_bytes(testdb::fixture_city_db(), None).unwrap();
+        let mut cache = GeoCache::with_max_entries(&db, 2);
+        for addr in ["1.128.0.1", "1.128.0.2", "1.128.0.3"] {
+            cache.lookup(ip(addr)).unwrap();
+        }
+        assert_eq!(
+            cache.len(),
+            1,
+            "the third distinct address cleared the first two"
+        );
+        cache.lookup(ip("1.128.0.1")).unwrap();
+        assert_eq!((cache.hits(), cache.misses()), (0, 4));
+        cache.lookup(ip("1.128.0.3")).unwrap();
+        assert_eq!((cache.hits(), cache.misses(), cache.len()), (1, 4, 2));
+    }
+}

@@ -1,0 +1,3 @@
+//! Support shared by the integration tests (`mod common;` in `tests/tests.rs`).
+
+pub mod mmdb;
