@@ -15,7 +15,9 @@ use crate::cloudtrail::ReadOptions;
 use crate::detect::Policy;
 use crate::geo::{GeoCache, GeoDb, GeoDbInfo};
 use crate::notify::{FindingFormat, Notifier, WriterNotifier};
-use crate::pipeline::{commit_scan, scan_object, CommitReport, ObjectScan, PipelineError, SkipCounts};
+use crate::pipeline::{
+    commit_scan, scan_object, CommitReport, ObjectScan, PipelineError, SkipCounts,
+};
 use crate::settings::PolicySettings;
 use crate::state::{FileStateStore, MemoryStateStore, StateStore};
 
@@ -24,7 +26,11 @@ pub const DEFAULT_GEOIP: &str = "geoip/dbip-city-lite.mmdb";
 pub const DEFAULT_STATE: &str = ".geotrail/state.redb";
 
 #[derive(Debug, Parser)]
-#[command(name = "geotrail", version, about = "Catch stolen AWS credentials by where they are used")]
+#[command(
+    name = "geotrail",
+    version,
+    about = "Catch stolen AWS credentials by where they are used"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -105,10 +111,15 @@ struct Totals {
 }
 
 fn scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
-    let policy = args.policy.to_policy().context("invalid detection options")?;
+    let policy = args
+        .policy
+        .to_policy()
+        .context("invalid detection options")?;
     let geo = open_geoip(&args.geoip, args.geoip_asn.as_deref())?;
     let inputs = expand_inputs(&args.paths)?;
-    let options = ReadOptions { max_decompressed_bytes: Some(args.max_object_mib.saturating_mul(1 << 20)) };
+    let options = ReadOptions {
+        max_decompressed_bytes: Some(args.max_object_mib.saturating_mul(1 << 20)),
+    };
     let format = match args.format {
         FormatArg::Text => FindingFormat::Text,
         FormatArg::Jsonl => FindingFormat::Jsonl,
@@ -120,7 +131,13 @@ fn scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
     let show_progress = !args.quiet && io::stderr().is_terminal() && inputs.len() > 1;
 
     let started = Instant::now();
-    let mut run = Run { policy: &policy, geoip: geo.info(), options: &options, totals: Totals::default(), subjects: Default::default() };
+    let mut run = Run {
+        policy: &policy,
+        geoip: geo.info(),
+        options: &options,
+        totals: Totals::default(),
+        subjects: Default::default(),
+    };
     let mut cache = GeoCache::new(&geo);
     let progress = progress_bar(show_progress, &inputs);
     if args.no_state {
@@ -135,9 +152,19 @@ fn scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
     }
     progress.finish_and_clear();
     if !args.quiet {
-        print_summary(&run.totals, run.subjects.len(), started.elapsed(), &args, &geo);
+        print_summary(
+            &run.totals,
+            run.subjects.len(),
+            started.elapsed(),
+            &args,
+            &geo,
+        );
     }
-    Ok(if run.totals.objects_failed > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if run.totals.objects_failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn open_geoip(city: &Path, asn: Option<&Path>) -> anyhow::Result<GeoDb> {
@@ -172,7 +199,13 @@ impl Run<'_> {
         for input in inputs {
             progress.set_message(input.display_name());
             let scan = match input.open() {
-                Ok(reader) => scan_object(&input.display_name(), reader, cache, self.policy, self.options),
+                Ok(reader) => scan_object(
+                    &input.display_name(),
+                    reader,
+                    cache,
+                    self.policy,
+                    self.options,
+                ),
                 Err(err) => {
                     progress.suspend(|| eprintln!("geotrail: {}: {err}", input.display_name()));
                     self.totals.objects_failed += 1;
@@ -180,7 +213,8 @@ impl Run<'_> {
                 }
             };
             progress.inc(input.len);
-            let committed = runtime.block_on(commit_scan(&scan, self.policy, self.geoip, store, notifier));
+            let committed =
+                runtime.block_on(commit_scan(&scan, self.policy, self.geoip, store, notifier));
             self.account(&scan, committed, progress)?;
         }
         Ok(())
@@ -209,7 +243,10 @@ impl Run<'_> {
         for s in &scan.subjects {
             self.subjects.insert(s.subject.clone());
             if let Some(last) = s.sightings.last() {
-                t.newest_event_ms = Some(t.newest_event_ms.map_or(last.point.t, |n| n.max(last.point.t)));
+                t.newest_event_ms = Some(
+                    t.newest_event_ms
+                        .map_or(last.point.t, |n| n.max(last.point.t)),
+                );
             }
         }
         if scan.has_faults() {
@@ -260,11 +297,15 @@ pub fn expand_inputs(paths: &[PathBuf]) -> anyhow::Result<Vec<Input>> {
             out.push(Input { path: None, len: 0 });
             continue;
         }
-        let meta = std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let meta =
+            std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
         if meta.is_dir() {
             walk(path, &mut out).with_context(|| format!("cannot list {}", path.display()))?;
         } else {
-            out.push(Input { path: Some(path.clone()), len: meta.len() });
+            out.push(Input {
+                path: Some(path.clone()),
+                len: meta.len(),
+            });
         }
     }
     Ok(out)
@@ -284,7 +325,10 @@ fn walk(dir: &Path, out: &mut Vec<Input>) -> io::Result<()> {
         if meta.is_dir() {
             walk(&path, out)?;
         } else if is_log_name(&name) {
-            out.push(Input { path: Some(path), len: meta.len() });
+            out.push(Input {
+                path: Some(path),
+                len: meta.len(),
+            });
         }
     }
     Ok(())
@@ -292,9 +336,17 @@ fn walk(dir: &Path, out: &mut Vec<Input>) -> io::Result<()> {
 
 fn is_log_name(name: &str) -> bool {
     let name = name.to_ascii_lowercase();
-    [".json", ".json.gz", ".jsonl", ".jsonl.gz", ".ndjson", ".gz", ".log"]
-        .iter()
-        .any(|ext| name.ends_with(ext))
+    [
+        ".json",
+        ".json.gz",
+        ".jsonl",
+        ".jsonl.gz",
+        ".ndjson",
+        ".gz",
+        ".log",
+    ]
+    .iter()
+    .any(|ext| name.ends_with(ext))
 }
 
 fn progress_bar(show: bool, inputs: &[Input]) -> ProgressBar {
@@ -335,12 +387,19 @@ fn print_summary(t: &Totals, subjects: usize, elapsed: Duration, args: &ScanArgs
         "  geoip: {} ({}), state: {}",
         info.database_type,
         crate::finding::format_rfc3339_ms(info.build_epoch as i64 * 1000),
-        if args.no_state { "memory".to_owned() } else { args.state.display().to_string() }
+        if args.no_state {
+            "memory".to_owned()
+        } else {
+            args.state.display().to_string()
+        }
     );
 }
 
 fn join_counts(c: &SkipCounts) -> String {
-    c.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
+    c.iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[cfg(test)]
@@ -352,13 +411,27 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let sub = dir.path().join("b");
         std::fs::create_dir(&sub).unwrap();
-        for name in ["b/2.json.gz", "a.json", "README.md", ".hidden.json", "c.jsonl", "b/1.log"] {
+        for name in [
+            "b/2.json.gz",
+            "a.json",
+            "README.md",
+            ".hidden.json",
+            "c.jsonl",
+            "b/1.log",
+        ] {
             std::fs::write(dir.path().join(name), b"{}").unwrap();
         }
         let got: Vec<String> = expand_inputs(&[dir.path().to_path_buf()])
             .unwrap()
             .into_iter()
-            .map(|i| i.path.unwrap().strip_prefix(dir.path()).unwrap().display().to_string())
+            .map(|i| {
+                i.path
+                    .unwrap()
+                    .strip_prefix(dir.path())
+                    .unwrap()
+                    .display()
+                    .to_string()
+            })
             .collect();
         assert_eq!(got, ["a.json", "b/1.log", "b/2.json.gz", "c.jsonl"]);
     }

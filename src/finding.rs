@@ -109,10 +109,7 @@ impl TravelEndpoint {
         }
     }
 
-    pub fn from_location(
-        event: crate::detect::Point,
-        location: &Location,
-    ) -> TravelEndpoint {
+    pub fn from_location(event: crate::detect::Point, location: &Location) -> TravelEndpoint {
         TravelEndpoint {
             event_time: format_rfc3339_ms(event.t),
             event_id: event.id,
@@ -188,11 +185,23 @@ impl Finding {
     pub fn to_text(&self) -> String {
         use std::fmt::Write;
         let mut out = String::new();
-        let _ = writeln!(out, "[{}] {} ({})", self.severity.as_str().to_uppercase(), self.title, self.finding_id);
+        let _ = writeln!(
+            out,
+            "[{}] {} ({})",
+            self.severity.as_str().to_uppercase(),
+            self.title,
+            self.finding_id
+        );
         let _ = writeln!(out, "  {}", self.summary);
         if let Some(t) = &self.impossible_travel {
-            for (label, e) in [("from", &t.triggering_locations.first_location), ("to", &t.triggering_locations.second_location)] {
-                let radius = e.accuracy_radius_km.map(|r| format!(" ±{r} km")).unwrap_or_default();
+            for (label, e) in [
+                ("from", &t.triggering_locations.first_location),
+                ("to", &t.triggering_locations.second_location),
+            ] {
+                let radius = e
+                    .accuracy_radius_km
+                    .map(|r| format!(" ±{r} km"))
+                    .unwrap_or_default();
                 let asn = match (e.asn, &e.as_org) {
                     (Some(n), Some(org)) => format!(" AS{n} {org}"),
                     (Some(n), None) => format!(" AS{n}"),
@@ -210,7 +219,10 @@ impl Finding {
                     e.event_id
                 );
             }
-            let speed = t.speed_kmh.map(|s| format!("{s:.0} km/h")).unwrap_or_else(|| "simultaneous".into());
+            let speed = t
+                .speed_kmh
+                .map(|s| format!("{s:.0} km/h"))
+                .unwrap_or_else(|| "simultaneous".into());
             let _ = writeln!(
                 out,
                 "  distance {:.0} km (at least {:.0} km given the accuracy radii) in {}: {speed}",
@@ -221,7 +233,12 @@ impl Finding {
             let _ = writeln!(out, "  identity {arn}");
         }
         let _ = writeln!(out, "  object   {}", self.source_object);
-        let _ = writeln!(out, "  geoip    {} built {}", self.geoip.database_type, format_rfc3339_ms(self.geoip.build_epoch as i64 * 1000));
+        let _ = writeln!(
+            out,
+            "  geoip    {} built {}",
+            self.geoip.database_type,
+            format_rfc3339_ms(self.geoip.build_epoch as i64 * 1000)
+        );
         for (i, step) in self.triage.iter().enumerate() {
             let _ = writeln!(out, "  triage {}. {step}", i + 1);
         }
@@ -232,7 +249,12 @@ impl Finding {
 /// "2 hours 5 minutes", "20 minutes", "45 seconds", "0 seconds".
 pub fn human_duration(seconds: f64) -> String {
     let total = seconds.max(0.0).round() as u64;
-    let (d, h, m, s) = (total / 86_400, total / 3600 % 24, total / 60 % 60, total % 60);
+    let (d, h, m, s) = (
+        total / 86_400,
+        total / 3600 % 24,
+        total / 60 % 60,
+        total % 60,
+    );
     let unit = |n: u64, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
     let parts: Vec<String> = [(d, "day"), (h, "hour"), (m, "minute")]
         .into_iter()

@@ -122,9 +122,14 @@ impl ObjectScan {
 
     /// One line per fault, each naming the object.
     pub fn fault_messages(&self) -> Vec<String> {
-        let mut out: Vec<String> =
-            self.record_errors.iter().map(|e| format!("{}: {e}", self.name)).collect();
-        let hidden = self.bad_records.saturating_sub(self.record_errors.len() as u64);
+        let mut out: Vec<String> = self
+            .record_errors
+            .iter()
+            .map(|e| format!("{}: {e}", self.name))
+            .collect();
+        let hidden = self
+            .bad_records
+            .saturating_sub(self.record_errors.len() as u64);
         if hidden > 0 {
             out.push(format!("{}: {hidden} more bad records", self.name));
         }
@@ -191,7 +196,8 @@ pub fn scan_object<R: Read + Send>(
     }
     let mut subjects: Vec<SubjectSightings> = by_subject.into_values().collect();
     for s in &mut subjects {
-        s.sightings.sort_by(|a, b| (a.point.t, &a.point.id).cmp(&(b.point.t, &b.point.id)));
+        s.sightings
+            .sort_by(|a, b| (a.point.t, &a.point.id).cmp(&(b.point.t, &b.point.id)));
     }
     subjects.sort_by(|a, b| a.subject.cmp(&b.subject));
     scan.subjects = subjects;
@@ -221,13 +227,15 @@ fn collect(
     if !location.is_precise() {
         return Err("low_precision_location");
     }
-    let entry = by_subject.entry(subject.to_owned()).or_insert_with(|| SubjectSightings {
-        subject: subject.to_owned(),
-        identity: UserIdentitySummary::default(),
-        account_id: None,
-        sightings: Vec::new(),
-        latest_ms: i64::MIN,
-    });
+    let entry = by_subject
+        .entry(subject.to_owned())
+        .or_insert_with(|| SubjectSightings {
+            subject: subject.to_owned(),
+            identity: UserIdentitySummary::default(),
+            account_id: None,
+            sightings: Vec::new(),
+            latest_ms: i64::MIN,
+        });
     if event.event_time_ms >= entry.latest_ms {
         entry.latest_ms = event.event_time_ms;
         entry.identity = identity_summary(event);
@@ -260,7 +268,9 @@ fn principal_of<'e>(event: &'e Event<'_>) -> Option<&'e str> {
 }
 
 fn identity_summary(event: &Event<'_>) -> UserIdentitySummary {
-    let Some(id) = &event.user_identity else { return UserIdentitySummary::default() };
+    let Some(id) = &event.user_identity else {
+        return UserIdentitySummary::default();
+    };
     let owned = |v: &Option<std::borrow::Cow<'_, str>>| v.as_deref().map(str::to_owned);
     let is_role = id.identity_type.as_deref() == Some("AssumedRole");
     UserIdentitySummary {
@@ -272,7 +282,10 @@ fn identity_summary(event: &Event<'_>) -> UserIdentitySummary {
         access_key_id: owned(&id.access_key_id),
         // arn:aws:sts::123456789012:assumed-role/RoleName/session-name
         session_name: if is_role {
-            id.arn.as_deref().and_then(|a| a.rsplit_once('/')).map(|(_, s)| s.to_owned())
+            id.arn
+                .as_deref()
+                .and_then(|a| a.rsplit_once('/'))
+                .map(|(_, s)| s.to_owned())
         } else {
             None
         },
@@ -293,7 +306,9 @@ pub enum PipelineError {
         #[source]
         source: NotifyError,
     },
-    #[error("{object}: subject {subject} still conflicted after {MAX_SAVE_ATTEMPTS} save attempts")]
+    #[error(
+        "{object}: subject {subject} still conflicted after {MAX_SAVE_ATTEMPTS} save attempts"
+    )]
     Contention { object: String, subject: String },
 }
 
@@ -331,13 +346,22 @@ pub async fn commit_scan<S: StateStore + Sync, N: Notifier + Sync>(
     store: &S,
     notifier: &N,
 ) -> Result<CommitReport, PipelineError> {
-    let mut report = CommitReport { subjects: scan.subjects.len(), ..CommitReport::default() };
+    let mut report = CommitReport {
+        subjects: scan.subjects.len(),
+        ..CommitReport::default()
+    };
     if scan.subjects.is_empty() {
         return Ok(report);
     }
-    let state_err = |source| PipelineError::State { object: scan.name.clone(), source };
-    let by_name: HashMap<&str, &SubjectSightings> =
-        scan.subjects.iter().map(|s| (s.subject.as_str(), s)).collect();
+    let state_err = |source| PipelineError::State {
+        object: scan.name.clone(),
+        source,
+    };
+    let by_name: HashMap<&str, &SubjectSightings> = scan
+        .subjects
+        .iter()
+        .map(|s| (s.subject.as_str(), s))
+        .collect();
     let mut published: HashSet<String> = HashSet::new();
     let mut pending: Vec<String> = scan.subjects.iter().map(|s| s.subject.clone()).collect();
     // (covered, stale) per subject, from the attempt that was saved.
@@ -349,9 +373,11 @@ pub async fn commit_scan<S: StateStore + Sync, N: Notifier + Sync>(
         let mut fresh: Vec<Finding> = Vec::new();
         for subject in &pending {
             let sightings = by_name[subject.as_str()];
-            let Versioned { mut state, version } = loaded
-                .remove(subject)
-                .unwrap_or_else(|| Versioned { state: SubjectState::new(subject.clone()), version: 0 });
+            let Versioned { mut state, version } =
+                loaded.remove(subject).unwrap_or_else(|| Versioned {
+                    state: SubjectState::new(subject.clone()),
+                    version: 0,
+                });
             let ctx = FindingContext {
                 subject_kind: policy.subject,
                 identity: &sightings.identity,
@@ -369,7 +395,11 @@ pub async fn commit_scan<S: StateStore + Sync, N: Notifier + Sync>(
                     Effect::Covered => counts.0 += 1,
                     Effect::Stale => counts.1 += 1,
                 }
-                fresh.extend(obs.findings.into_iter().filter(|f| !published.contains(&f.finding_id)));
+                fresh.extend(
+                    obs.findings
+                        .into_iter()
+                        .filter(|f| !published.contains(&f.finding_id)),
+                );
             }
             if changed {
                 to_save.push((state, version));
@@ -379,7 +409,10 @@ pub async fn commit_scan<S: StateStore + Sync, N: Notifier + Sync>(
             notifier
                 .publish(&fresh)
                 .await
-                .map_err(|source| PipelineError::Notify { object: scan.name.clone(), source })?;
+                .map_err(|source| PipelineError::Notify {
+                    object: scan.name.clone(),
+                    source,
+                })?;
             published.extend(fresh.iter().map(|f| f.finding_id.clone()));
             report.findings.extend(fresh);
         }
@@ -401,5 +434,8 @@ pub async fn commit_scan<S: StateStore + Sync, N: Notifier + Sync>(
             return Ok(report);
         }
     }
-    Err(PipelineError::Contention { object: scan.name.clone(), subject: pending[0].clone() })
+    Err(PipelineError::Contention {
+        object: scan.name.clone(),
+        subject: pending[0].clone(),
+    })
 }

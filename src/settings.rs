@@ -17,34 +17,74 @@ pub enum SubjectArg {
 #[derive(Debug, Clone, Args)]
 pub struct PolicySettings {
     /// What a traveller is.
-    #[arg(long, value_enum, default_value = "access-key", env = "GEOTRAIL_SUBJECT")]
+    #[arg(
+        long,
+        value_enum,
+        default_value = "access-key",
+        env = "GEOTRAIL_SUBJECT"
+    )]
     pub subject: SubjectArg,
     /// Alert only above this distance, in km.
-    #[arg(long, default_value_t = 500.0, env = "GEOTRAIL_MIN_DISTANCE_KM", value_name = "KM")]
+    #[arg(
+        long,
+        default_value_t = 500.0,
+        env = "GEOTRAIL_MIN_DISTANCE_KM",
+        value_name = "KM"
+    )]
     pub min_distance_km: f64,
     /// Alert only above this speed, in km/h.
-    #[arg(long, default_value_t = 1000.0, env = "GEOTRAIL_MIN_SPEED_KMH", value_name = "KMH")]
+    #[arg(
+        long,
+        default_value_t = 1000.0,
+        env = "GEOTRAIL_MIN_SPEED_KMH",
+        value_name = "KMH"
+    )]
     pub min_speed_kmh: f64,
     /// Judge the plain distance, without subtracting the locations' accuracy radii.
     #[arg(long, env = "GEOTRAIL_NO_ACCURACY_RADIUS")]
     pub no_accuracy_radius: bool,
     /// Report two places used within this many minutes as concurrent use.
-    #[arg(long, default_value_t = 5, env = "GEOTRAIL_CONCURRENT_MINUTES", value_name = "MINUTES")]
+    #[arg(
+        long,
+        default_value_t = 5,
+        env = "GEOTRAIL_CONCURRENT_MINUTES",
+        value_name = "MINUTES"
+    )]
     pub concurrent_minutes: u32,
     /// How much history each subject keeps, in days of event time.
-    #[arg(long, default_value_t = 30, env = "GEOTRAIL_HISTORY_DAYS", value_name = "DAYS")]
+    #[arg(
+        long,
+        default_value_t = 30,
+        env = "GEOTRAIL_HISTORY_DAYS",
+        value_name = "DAYS"
+    )]
     pub history_days: u32,
     /// Turn off baseline locations: every impossible hop alerts (once per dedup window).
     #[arg(long, env = "GEOTRAIL_NO_BASELINE")]
     pub no_baseline: bool,
     /// Learning period from a subject's first sighting, in hours (0 to 720).
-    #[arg(long, default_value_t = 24.0, env = "GEOTRAIL_LEARNING_HOURS", value_name = "HOURS")]
+    #[arg(
+        long,
+        default_value_t = 24.0,
+        env = "GEOTRAIL_LEARNING_HOURS",
+        value_name = "HOURS"
+    )]
     pub learning_hours: f64,
     /// A baseline place unseen this many days is forgotten.
-    #[arg(long, default_value_t = 30, env = "GEOTRAIL_FORGET_AFTER_DAYS", value_name = "DAYS")]
+    #[arg(
+        long,
+        default_value_t = 30,
+        env = "GEOTRAIL_FORGET_AFTER_DAYS",
+        value_name = "DAYS"
+    )]
     pub forget_after_days: u32,
     /// One finding per subject and place pair within this many minutes.
-    #[arg(long, default_value_t = 60, env = "GEOTRAIL_DEDUP_MINUTES", value_name = "MINUTES")]
+    #[arg(
+        long,
+        default_value_t = 60,
+        env = "GEOTRAIL_DEDUP_MINUTES",
+        value_name = "MINUTES"
+    )]
     pub dedup_minutes: u32,
 }
 
@@ -102,6 +142,9 @@ mod tests {
 
     #[test]
     fn default_settings_give_the_default_policy() {
-        assert_eq!(PolicySettings::default().to_policy().unwrap(), Policy::default());
+        assert_eq!(
+            PolicySettings::default().to_policy().unwrap(),
+            Policy::default()
+        );
     }
 }

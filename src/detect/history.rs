@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 
 use super::policy::{Policy, SubjectKind};
 use crate::finding::{
-    human_duration, format_rfc3339_ms, Finding, ImpossibleTravel, Rule, Severity, TravelEndpoint,
+    format_rfc3339_ms, human_duration, Finding, ImpossibleTravel, Rule, Severity, TravelEndpoint,
     TriggeringLocations, UserIdentitySummary,
 };
 use crate::geo::{distance_km, GeoDbInfo, Location};
@@ -183,8 +183,16 @@ impl SubjectState {
     ///
     /// The caller filters out low-precision locations: a country centroid is not a point
     /// anyone stood on.
-    pub fn observe(&mut self, sighting: &Sighting, policy: &Policy, ctx: &FindingContext<'_>) -> Observation {
-        let quiet = |effect| Observation { effect, findings: Vec::new() };
+    pub fn observe(
+        &mut self,
+        sighting: &Sighting,
+        policy: &Policy,
+        ctx: &FindingContext<'_>,
+    ) -> Observation {
+        let quiet = |effect| Observation {
+            effect,
+            findings: Vec::new(),
+        };
         let p = &sighting.point;
         if let Some(last) = self.last_seen_ms() {
             if p.t < last - policy.history_window_ms {
@@ -205,10 +213,25 @@ impl SubjectState {
             // are not kept, so its halves are its two ends: the conservative choice, as it
             // can only make a hop look slower than it was.
             let host = self.stays.remove(idx - 1);
-            let left = Stay { place: host.place.clone(), first: host.first.clone(), last: host.first };
-            let right = Stay { place: host.place, first: host.last.clone(), last: host.last };
+            let left = Stay {
+                place: host.place.clone(),
+                first: host.first.clone(),
+                last: host.first,
+            };
+            let right = Stay {
+                place: host.place,
+                first: host.last.clone(),
+                last: host.last,
+            };
             self.stays.insert(idx - 1, left);
-            self.stays.insert(idx, Stay { place: place_key.clone(), first: p.clone(), last: p.clone() });
+            self.stays.insert(
+                idx,
+                Stay {
+                    place: place_key.clone(),
+                    first: p.clone(),
+                    last: p.clone(),
+                },
+            );
             self.stays.insert(idx + 1, right);
             idx
         } else if idx > 0 && self.stays[idx - 1].place == place_key {
@@ -218,7 +241,14 @@ impl SubjectState {
             self.stays[idx].first = p.clone();
             idx
         } else {
-            self.stays.insert(idx, Stay { place: place_key.clone(), first: p.clone(), last: p.clone() });
+            self.stays.insert(
+                idx,
+                Stay {
+                    place: place_key.clone(),
+                    first: p.clone(),
+                    last: p.clone(),
+                },
+            );
             idx
         };
         self.note_place(&place_key, &sighting.location, p.t);
@@ -229,8 +259,11 @@ impl SubjectState {
         // impossible, and it makes the set of place pairs found the same whatever order
         // the events arrive in, even when an event in between arrives last.
         let reach_ms = reach_ms(policy);
-        let locations: std::collections::HashMap<&str, &Location> =
-            self.places.iter().map(|pl| (pl.key.as_str(), &pl.location)).collect();
+        let locations: std::collections::HashMap<&str, &Location> = self
+            .places
+            .iter()
+            .map(|pl| (pl.key.as_str(), &pl.location))
+            .collect();
         // Cheap first pass over borrowed data; the few impossible hops are judged in full.
         let impossible: Vec<usize> = (0..self.stays.len())
             .filter(|&k| {
@@ -238,7 +271,9 @@ impl SubjectState {
                 if k == at || other.place == place_key {
                     return false;
                 }
-                let Some(other_location) = locations.get(other.place.as_str()) else { return false };
+                let Some(other_location) = locations.get(other.place.as_str()) else {
+                    return false;
+                };
                 let (dt_ms, loc_a, loc_b) = if k < at {
                     (p.t - other.last.t, *other_location, &*sighting.location)
                 } else {
@@ -254,14 +289,35 @@ impl SubjectState {
             let other_place = other.place.clone();
             findings.extend(if k < at {
                 let from = other.last.clone();
-                self.judge(from, &other_place, p.clone(), &place_key, &sighting.location, false, policy, ctx)
+                self.judge(
+                    from,
+                    &other_place,
+                    p.clone(),
+                    &place_key,
+                    &sighting.location,
+                    false,
+                    policy,
+                    ctx,
+                )
             } else {
                 let to = other.first.clone();
-                self.judge(p.clone(), &place_key, to, &other_place, &sighting.location, true, policy, ctx)
+                self.judge(
+                    p.clone(),
+                    &place_key,
+                    to,
+                    &other_place,
+                    &sighting.location,
+                    true,
+                    policy,
+                    ctx,
+                )
             });
         }
         self.prune(policy);
-        Observation { effect: Effect::Added, findings }
+        Observation {
+            effect: Effect::Added,
+            findings,
+        }
     }
 
     fn note_place(&mut self, key: &str, location: &Location, t: i64) {
@@ -302,10 +358,18 @@ impl SubjectState {
     ) -> Option<Finding> {
         let stored_a = &self.place(place_a)?.location;
         let stored_b = &self.place(place_b)?.location;
-        let (loc_a, loc_b) = if new_is_from { (&**new_location, stored_b) } else { (stored_a, &**new_location) };
+        let (loc_a, loc_b) = if new_is_from {
+            (&**new_location, stored_b)
+        } else {
+            (stored_a, &**new_location)
+        };
 
         let dt_ms = (b.t - a.t).max(0);
-        let Hop { distance, effective, speed } = hop(loc_a, loc_b, dt_ms, policy)?;
+        let Hop {
+            distance,
+            effective,
+            speed,
+        } = hop(loc_a, loc_b, dt_ms, policy)?;
 
         let (pa, pb) = ordered_pair(place_a, place_b);
         let id = finding_id(&self.subject, pa, pb, b.t, policy.dedup_window_ms);
@@ -314,20 +378,36 @@ impl SubjectState {
         });
         let habitual = policy.baseline.as_ref().is_some_and(|baseline| {
             self.is_baseline(place_b, b.t, baseline.learning_ms, baseline.forget_after_ms)
-                || self.transitions.iter().any(|tr| tr.a == pa && tr.b == pb && tr.first_ms < b.t)
+                || self
+                    .transitions
+                    .iter()
+                    .any(|tr| tr.a == pa && tr.b == pb && tr.first_ms < b.t)
         });
         let (pa, pb) = (pa.to_owned(), pb.to_owned());
         let (loc_a, loc_b) = (loc_a.clone(), loc_b.clone());
 
         // Remember the hop even when it is not alerted: a habit is learned from hops seen.
-        match self.transitions.iter_mut().find(|tr| tr.a == pa && tr.b == pb) {
+        match self
+            .transitions
+            .iter_mut()
+            .find(|tr| tr.a == pa && tr.b == pb)
+        {
             Some(tr) => tr.first_ms = tr.first_ms.min(b.t),
-            None => self.transitions.push(Transition { a: pa.clone(), b: pb.clone(), first_ms: b.t }),
+            None => self.transitions.push(Transition {
+                a: pa.clone(),
+                b: pb.clone(),
+                first_ms: b.t,
+            }),
         }
         if duplicate || habitual {
             return None;
         }
-        self.alerts.push(AlertMark { id: id.clone(), a: pa, b: pb, t: b.t });
+        self.alerts.push(AlertMark {
+            id: id.clone(),
+            a: pa,
+            b: pb,
+            t: b.t,
+        });
 
         let concurrent = dt_ms <= policy.concurrent_window_ms;
         let same_network = matches!((loc_a.asn, loc_b.asn), (Some(x), Some(y)) if x == y);
@@ -340,13 +420,29 @@ impl SubjectState {
         } else {
             Severity::Medium
         };
-        Some(build_finding(id, &self.subject, a, &loc_a, b, &loc_b, distance, effective, dt_ms, speed, concurrent, severity, ctx))
+        Some(build_finding(
+            id,
+            &self.subject,
+            a,
+            &loc_a,
+            b,
+            &loc_b,
+            distance,
+            effective,
+            dt_ms,
+            speed,
+            concurrent,
+            severity,
+            ctx,
+        ))
     }
 
     /// A baseline place, as of time `t`: first seen in the subject's learning period,
     /// seen before `t`, and not unseen for longer than `forget_after_ms` before `t`.
     fn is_baseline(&self, key: &str, t: i64, learning_ms: i64, forget_after_ms: i64) -> bool {
-        let Some(place) = self.place(key) else { return false };
+        let Some(place) = self.place(key) else {
+            return false;
+        };
         place.first_seen_ms < t
             && place.first_seen_ms <= self.first_seen_ms.saturating_add(learning_ms)
             && self
@@ -356,7 +452,9 @@ impl SubjectState {
     }
 
     fn prune(&mut self, policy: &Policy) {
-        let Some(latest) = self.last_seen_ms() else { return };
+        let Some(latest) = self.last_seen_ms() else {
+            return;
+        };
         let horizon = latest - policy.history_window_ms;
         let before = self.stays.len();
         self.stays.retain(|s| s.last.t >= horizon);
@@ -365,7 +463,8 @@ impl SubjectState {
             self.stays.drain(..excess);
         }
         if self.stays.len() != before {
-            let kept: std::collections::HashSet<&str> = self.stays.iter().map(|s| s.place.as_str()).collect();
+            let kept: std::collections::HashSet<&str> =
+                self.stays.iter().map(|s| s.place.as_str()).collect();
             self.places.retain(|pl| kept.contains(pl.key.as_str()));
         }
         self.transitions.retain(|tr| tr.first_ms >= horizon);
@@ -391,14 +490,27 @@ struct Hop {
 
 /// The hop between two locations `dt_ms` apart, if it is impossible under the policy.
 fn hop(loc_a: &Location, loc_b: &Location, dt_ms: i64, policy: &Policy) -> Option<Hop> {
-    let distance = distance_km(loc_a.latitude, loc_a.longitude, loc_b.latitude, loc_b.longitude);
+    let distance = distance_km(
+        loc_a.latitude,
+        loc_a.longitude,
+        loc_b.latitude,
+        loc_b.longitude,
+    );
     let effective = if policy.use_accuracy_radius {
         (distance - loc_a.accuracy_km() - loc_b.accuracy_km()).max(0.0)
     } else {
         distance
     };
-    let speed = if dt_ms <= 0 { f64::INFINITY } else { effective / (dt_ms as f64 / 3_600_000.0) };
-    (effective > policy.min_distance_km && speed > policy.min_speed_kmh).then_some(Hop { distance, effective, speed })
+    let speed = if dt_ms <= 0 {
+        f64::INFINITY
+    } else {
+        effective / (dt_ms as f64 / 3_600_000.0)
+    };
+    (effective > policy.min_distance_km && speed > policy.min_speed_kmh).then_some(Hop {
+        distance,
+        effective,
+        speed,
+    })
 }
 
 /// How far apart in time two sightings can be and still make an impossible hop: half the
@@ -421,9 +533,19 @@ fn ordered_pair<'a>(x: &'a str, y: &'a str) -> (&'a str, &'a str) {
 /// later event falls in. The same hop judged again, by a replay or a racing Lambda, gets
 /// the same id.
 fn finding_id(subject: &str, a: &str, b: &str, t: i64, window_ms: i64) -> String {
-    let bucket = if window_ms > 0 { t.div_euclid(window_ms) } else { t };
+    let bucket = if window_ms > 0 {
+        t.div_euclid(window_ms)
+    } else {
+        t
+    };
     let mut h = Sha256::new();
-    for part in [Rule::ImpossibleTravel.as_str(), subject, a, b, &bucket.to_string()] {
+    for part in [
+        Rule::ImpossibleTravel.as_str(),
+        subject,
+        a,
+        b,
+        &bucket.to_string(),
+    ] {
         h.update(part.as_bytes());
         h.update([0]);
     }
@@ -489,7 +611,10 @@ fn build_finding(
         subject_kind: ctx.subject_kind,
         user_identity: ctx.identity.clone(),
         impossible_travel: Some(ImpossibleTravel {
-            triggering_locations: TriggeringLocations { first_location: first, second_location: second },
+            triggering_locations: TriggeringLocations {
+                first_location: first,
+                second_location: second,
+            },
             travel_distance: round1(distance),
             effective_distance_km: round1(effective),
             travel_time_seconds: seconds,

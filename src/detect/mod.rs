@@ -6,7 +6,9 @@
 mod history;
 mod policy;
 
-pub use history::{Effect, FindingContext, Observation, Place, Point, Sighting, Stay, SubjectState};
+pub use history::{
+    Effect, FindingContext, Observation, Place, Point, Sighting, Stay, SubjectState,
+};
 pub use policy::{BaselinePolicy, Policy, PolicyError, SubjectKind};
 
 /// Millisecond lengths of the units policies are written in.

@@ -69,7 +69,10 @@ impl Default for Policy {
             concurrent_window_ms: 5 * MINUTE_MS,
             history_window_ms: 30 * DAY_MS,
             max_stays: 200,
-            baseline: Some(BaselinePolicy { learning_ms: DAY_MS, forget_after_ms: 30 * DAY_MS }),
+            baseline: Some(BaselinePolicy {
+                learning_ms: DAY_MS,
+                forget_after_ms: 30 * DAY_MS,
+            }),
             dedup_window_ms: 60 * MINUTE_MS,
         }
     }
@@ -78,34 +81,72 @@ impl Default for Policy {
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum PolicyError {
     #[error("{name} must be {expected}, got {value}")]
-    OutOfRange { name: &'static str, expected: &'static str, value: String },
+    OutOfRange {
+        name: &'static str,
+        expected: &'static str,
+        value: String,
+    },
 }
 
 impl Policy {
     /// Checks the bounds that keep detection meaningful; entry points call it once.
     pub fn validate(&self) -> Result<(), PolicyError> {
-        let bad = |name, expected, value: String| Err(PolicyError::OutOfRange { name, expected, value });
+        let bad = |name, expected, value: String| {
+            Err(PolicyError::OutOfRange {
+                name,
+                expected,
+                value,
+            })
+        };
         if !(self.min_distance_km.is_finite() && self.min_distance_km >= 0.0) {
-            return bad("min distance (km)", "a non-negative number", self.min_distance_km.to_string());
+            return bad(
+                "min distance (km)",
+                "a non-negative number",
+                self.min_distance_km.to_string(),
+            );
         }
         if !(self.min_speed_kmh.is_finite() && self.min_speed_kmh > 0.0) {
-            return bad("min speed (km/h)", "a positive number", self.min_speed_kmh.to_string());
+            return bad(
+                "min speed (km/h)",
+                "a positive number",
+                self.min_speed_kmh.to_string(),
+            );
         }
         if self.history_window_ms < HOUR_MS || self.history_window_ms > 366 * DAY_MS {
-            return bad("history window", "between 1 hour and 366 days", format!("{} ms", self.history_window_ms));
+            return bad(
+                "history window",
+                "between 1 hour and 366 days",
+                format!("{} ms", self.history_window_ms),
+            );
         }
         if self.dedup_window_ms < 0 || self.dedup_window_ms > self.history_window_ms {
-            return bad("dedup window", "between 0 and the history window", format!("{} ms", self.dedup_window_ms));
+            return bad(
+                "dedup window",
+                "between 0 and the history window",
+                format!("{} ms", self.dedup_window_ms),
+            );
         }
         if self.max_stays < 2 || self.max_stays > 1000 {
-            return bad("max stays", "between 2 and 1000", self.max_stays.to_string());
+            return bad(
+                "max stays",
+                "between 2 and 1000",
+                self.max_stays.to_string(),
+            );
         }
         if let Some(b) = &self.baseline {
             if !(0..=30 * DAY_MS).contains(&b.learning_ms) {
-                return bad("baseline learning period", "between 0 and 30 days", format!("{} ms", b.learning_ms));
+                return bad(
+                    "baseline learning period",
+                    "between 0 and 30 days",
+                    format!("{} ms", b.learning_ms),
+                );
             }
             if b.forget_after_ms < DAY_MS {
-                return bad("baseline forget-after", "at least 1 day", format!("{} ms", b.forget_after_ms));
+                return bad(
+                    "baseline forget-after",
+                    "at least 1 day",
+                    format!("{} ms", b.forget_after_ms),
+                );
             }
         }
         Ok(())
@@ -126,9 +167,16 @@ mod tests {
     #[test]
     fn learning_period_over_30_days_is_rejected() {
         let p = Policy {
-            baseline: Some(BaselinePolicy { learning_ms: 31 * DAY_MS, forget_after_ms: 30 * DAY_MS }),
+            baseline: Some(BaselinePolicy {
+                learning_ms: 31 * DAY_MS,
+                forget_after_ms: 30 * DAY_MS,
+            }),
             ..Policy::default()
         };
-        assert!(p.validate().unwrap_err().to_string().contains("learning period"));
+        assert!(p
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("learning period"));
     }
 }

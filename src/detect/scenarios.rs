@@ -60,8 +60,15 @@ fn run(policy: &Policy, sightings: &[Sighting]) -> (SubjectState, Vec<Finding>) 
 }
 
 fn feed(state: &mut SubjectState, policy: &Policy, sightings: &[Sighting]) -> Vec<Finding> {
-    let identity = UserIdentitySummary { access_key_id: Some(KEY.into()), ..Default::default() };
-    let geoip = GeoDbInfo { database_type: "GeoLite2-City".into(), build_epoch: 1_700_000_000, ..Default::default() };
+    let identity = UserIdentitySummary {
+        access_key_id: Some(KEY.into()),
+        ..Default::default()
+    };
+    let geoip = GeoDbInfo {
+        database_type: "GeoLite2-City".into(),
+        build_epoch: 1_700_000_000,
+        ..Default::default()
+    };
     let ctx = FindingContext {
         subject_kind: SubjectKind::AccessKey,
         identity: &identity,
@@ -69,7 +76,10 @@ fn feed(state: &mut SubjectState, policy: &Policy, sightings: &[Sighting]) -> Ve
         source_object: "test-object",
         geoip: &geoip,
     };
-    sightings.iter().flat_map(|s| state.observe(s, policy, &ctx).findings).collect()
+    sightings
+        .iter()
+        .flat_map(|s| state.observe(s, policy, &ctx).findings)
+        .collect()
 }
 
 /// (from, to) place names of each finding, sorted: what "the same findings" means when
@@ -92,7 +102,10 @@ fn hops(findings: &[Finding]) -> Vec<(String, String)> {
 }
 
 fn no_baseline() -> Policy {
-    Policy { baseline: None, ..Policy::default() }
+    Policy {
+        baseline: None,
+        ..Policy::default()
+    }
 }
 
 #[test]
@@ -101,26 +114,71 @@ fn scenarios_alert_exactly_when_travel_is_impossible() {
     let houston = city("Houston", "US", 29.7604, -95.3698, 20);
     let austin = city("Austin", "US", 30.2672, -97.7431, 20);
     // 900 km apart, but each place is only known to within 250 km.
-    let (vague_a, vague_b) = (city("Vague A", "XA", 0.0, 0.0, 250), city("Vague B", "XB", 0.0, 8.094, 250));
+    let (vague_a, vague_b) = (
+        city("Vague A", "XA", 0.0, 0.0, 250),
+        city("Vague B", "XB", 0.0, 8.094, 250),
+    );
     let cases: Vec<(&str, Policy, Vec<Sighting>, usize)> = vec![
-        ("stolen key Sydney -> Frankfurt in 20 minutes", Policy::default(),
-            vec![at(0, "e1", &syd, 1), at(5, "e2", &syd, 2), at(25, "e3", &fra, 3)], 1),
-        ("flight London -> New York in 9 hours", Policy::default(),
-            vec![at(0, "e1", &lon, 1), at(9 * 60, "e2", &nyc, 2)], 0),
-        ("Houston -> Austin (about 235 km) in 10 minutes", Policy::default(),
-            vec![at(0, "e1", &houston, 1), at(10, "e2", &austin, 2)], 0),
-        ("one city, many addresses", Policy::default(),
-            (0..20).map(|i| at(i, &format!("e{i}"), &syd, i as u8)).collect(), 0),
-        ("accuracy radii make 900 km in 30 minutes possible", Policy::default(),
-            vec![at(0, "e1", &vague_a, 1), at(30, "e2", &vague_b, 2)], 0),
-        ("without radii the same hop is impossible",
-            Policy { use_accuracy_radius: false, ..Policy::default() },
-            vec![at(0, "e1", &vague_a, 1), at(30, "e2", &vague_b, 2)], 1),
-        ("higher distance threshold silences Sydney -> Frankfurt",
-            Policy { min_distance_km: 20_000.0, ..Policy::default() },
-            vec![at(0, "e1", &syd, 1), at(25, "e2", &fra, 2)], 0),
-        ("Frankfurt arriving before Sydney still alerts", Policy::default(),
-            vec![at(25, "e3", &fra, 3), at(0, "e1", &syd, 1)], 1),
+        (
+            "stolen key Sydney -> Frankfurt in 20 minutes",
+            Policy::default(),
+            vec![
+                at(0, "e1", &syd, 1),
+                at(5, "e2", &syd, 2),
+                at(25, "e3", &fra, 3),
+            ],
+            1,
+        ),
+        (
+            "flight London -> New York in 9 hours",
+            Policy::default(),
+            vec![at(0, "e1", &lon, 1), at(9 * 60, "e2", &nyc, 2)],
+            0,
+        ),
+        (
+            "Houston -> Austin (about 235 km) in 10 minutes",
+            Policy::default(),
+            vec![at(0, "e1", &houston, 1), at(10, "e2", &austin, 2)],
+            0,
+        ),
+        (
+            "one city, many addresses",
+            Policy::default(),
+            (0..20)
+                .map(|i| at(i, &format!("e{i}"), &syd, i as u8))
+                .collect(),
+            0,
+        ),
+        (
+            "accuracy radii make 900 km in 30 minutes possible",
+            Policy::default(),
+            vec![at(0, "e1", &vague_a, 1), at(30, "e2", &vague_b, 2)],
+            0,
+        ),
+        (
+            "without radii the same hop is impossible",
+            Policy {
+                use_accuracy_radius: false,
+                ..Policy::default()
+            },
+            vec![at(0, "e1", &vague_a, 1), at(30, "e2", &vague_b, 2)],
+            1,
+        ),
+        (
+            "higher distance threshold silences Sydney -> Frankfurt",
+            Policy {
+                min_distance_km: 20_000.0,
+                ..Policy::default()
+            },
+            vec![at(0, "e1", &syd, 1), at(25, "e2", &fra, 2)],
+            0,
+        ),
+        (
+            "Frankfurt arriving before Sydney still alerts",
+            Policy::default(),
+            vec![at(25, "e3", &fra, 3), at(0, "e1", &syd, 1)],
+            1,
+        ),
     ];
     for (name, policy, sightings, want) in cases {
         let (_, findings) = run(&policy, &sightings);
@@ -131,19 +189,39 @@ fn scenarios_alert_exactly_when_travel_is_impossible() {
 #[test]
 fn flags_key_used_in_sydney_then_frankfurt_within_twenty_minutes() {
     let (syd, fra) = (sydney(), frankfurt());
-    let (_, findings) = run(&Policy::default(), &[at(0, "e1", &syd, 1), at(5, "e2", &syd, 2), at(25, "e3", &fra, 3)]);
+    let (_, findings) = run(
+        &Policy::default(),
+        &[
+            at(0, "e1", &syd, 1),
+            at(5, "e2", &syd, 2),
+            at(25, "e3", &fra, 3),
+        ],
+    );
     let f = &findings[0];
     let t = f.impossible_travel.as_ref().unwrap();
     assert_eq!(f.rule, Rule::ImpossibleTravel);
     assert_eq!(f.subject, KEY);
-    assert_eq!(t.triggering_locations.first_location.event_id, "e2", "judged against the latest Sydney event");
+    assert_eq!(
+        t.triggering_locations.first_location.event_id, "e2",
+        "judged against the latest Sydney event"
+    );
     assert_eq!(t.triggering_locations.second_location.event_id, "e3");
-    assert!((t.travel_distance - 16_480.0).abs() < 100.0, "{}", t.travel_distance);
-    assert_eq!(t.effective_distance_km, (t.travel_distance - 40.0 + 0.0).max(0.0).round_to(1));
+    assert!(
+        (t.travel_distance - 16_480.0).abs() < 100.0,
+        "{}",
+        t.travel_distance
+    );
+    assert_eq!(
+        t.effective_distance_km,
+        (t.travel_distance - 40.0 + 0.0).max(0.0).round_to(1)
+    );
     assert_eq!(t.travel_time_seconds, 1200.0);
     assert_eq!(t.travel_time_human_readable, "20 minutes");
     let speed = t.speed_kmh.unwrap();
-    assert!((speed - t.effective_distance_km * 3.0).abs() < 1.0, "{speed}");
+    assert!(
+        (speed - t.effective_distance_km * 3.0).abs() < 1.0,
+        "{speed}"
+    );
     assert!(!t.concurrent_use);
     assert_eq!(f.severity, Severity::High);
     assert_eq!(
@@ -170,17 +248,29 @@ impl Round1 for f64 {
 #[test]
 fn same_second_use_from_two_continents_is_concurrent_use() {
     let (syd, fra) = (sydney(), frankfurt());
-    let (_, findings) = run(&Policy::default(), &[at(0, "e1", &syd, 1), at(0, "e2", &fra, 2)]);
+    let (_, findings) = run(
+        &Policy::default(),
+        &[at(0, "e1", &syd, 1), at(0, "e2", &fra, 2)],
+    );
     let t = findings[0].impossible_travel.as_ref().unwrap();
     assert!(t.concurrent_use);
     assert_eq!(t.speed_kmh, None, "an infinite speed is reported as null");
-    assert!(findings[0].title.starts_with("Concurrent use of"), "{}", findings[0].title);
+    assert!(
+        findings[0].title.starts_with("Concurrent use of"),
+        "{}",
+        findings[0].title
+    );
 }
 
 #[test]
 fn replaying_the_same_events_raises_nothing_and_changes_nothing() {
     let (syd, fra) = (sydney(), frankfurt());
-    let events = [at(0, "e1", &syd, 1), at(5, "e2", &syd, 2), at(25, "e3", &fra, 3), at(26, "e4", &fra, 4)];
+    let events = [
+        at(0, "e1", &syd, 1),
+        at(5, "e2", &syd, 2),
+        at(25, "e3", &fra, 3),
+        at(26, "e4", &fra, 4),
+    ];
     let (mut state, first) = run(&Policy::default(), &events);
     assert_eq!(first.len(), 1);
     let before = state.clone();
@@ -209,8 +299,15 @@ fn shuffled_and_reversed_orders_give_the_same_findings() {
         let (_, want) = run(&policy, &forward);
         // London is no more reachable from Sydney in ten hours than Frankfurt in twenty
         // minutes: the thief moved on, or there are two.
-        let expected = [("Frankfurt am Main, DE", "Sydney, AU"), ("London, GB", "Sydney, AU")];
-        assert_eq!(hops(&want), expected.map(|(a, b)| (a.to_owned(), b.to_owned())), "forward order");
+        let expected = [
+            ("Frankfurt am Main, DE", "Sydney, AU"),
+            ("London, GB", "Sydney, AU"),
+        ];
+        assert_eq!(
+            hops(&want),
+            expected.map(|(a, b)| (a.to_owned(), b.to_owned())),
+            "forward order"
+        );
         let reversed: Vec<Sighting> = forward.iter().rev().cloned().collect();
         let (_, got) = run(&policy, &reversed);
         assert_eq!(hops(&got), hops(&want), "reversed order");
@@ -235,13 +332,27 @@ fn vpn_flapping_with_baseline_raises_at_most_the_first_alert() {
     let (ams, ash) = (amsterdam(), ashburn());
     // Amsterdam and a VPN exit in Ashburn, alternating every 10 minutes for 4 hours.
     let flaps: Vec<Sighting> = (0..24)
-        .map(|i| at(i * 10, &format!("e{i}"), if i % 2 == 0 { &ams } else { &ash }, i as u8))
+        .map(|i| {
+            at(
+                i * 10,
+                &format!("e{i}"),
+                if i % 2 == 0 { &ams } else { &ash },
+                i as u8,
+            )
+        })
         .collect();
     let (_, with_baseline) = run(&Policy::default(), &flaps);
     assert!(with_baseline.len() <= 1, "baseline on: {with_baseline:#?}");
     let (_, without) = run(&no_baseline(), &flaps);
-    assert!(without.len() > 1, "baseline off alerts once per dedup window");
-    assert!(without.len() <= 4, "dedup keeps it to one per hour: {}", without.len());
+    assert!(
+        without.len() > 1,
+        "baseline off alerts once per dedup window"
+    );
+    assert!(
+        without.len() <= 4,
+        "dedup keeps it to one per hour: {}",
+        without.len()
+    );
 }
 
 #[test]
@@ -258,20 +369,40 @@ fn travel_back_to_a_baseline_place_does_not_alert_but_a_new_place_does() {
     let (_, findings) = run(&policy, &events);
     let got: Vec<&str> = findings
         .iter()
-        .map(|f| f.impossible_travel.as_ref().unwrap().triggering_locations.second_location.event_id.as_str())
+        .map(|f| {
+            f.impossible_travel
+                .as_ref()
+                .unwrap()
+                .triggering_locations
+                .second_location
+                .event_id
+                .as_str()
+        })
         .collect();
-    assert_eq!(got, ["f1", "l1"], "Frankfurt and London alert; the return to Sydney does not");
+    assert_eq!(
+        got,
+        ["f1", "l1"],
+        "Frankfurt and London alert; the return to Sydney does not"
+    );
 }
 
 #[test]
 fn a_hop_made_before_is_a_habit_when_the_baseline_is_on() {
     let (syd, fra) = (sydney(), frankfurt());
     let policy = Policy {
-        baseline: Some(BaselinePolicy { learning_ms: 0, forget_after_ms: 30 * DAY_MS }),
+        baseline: Some(BaselinePolicy {
+            learning_ms: 0,
+            forget_after_ms: 30 * DAY_MS,
+        }),
         ..Policy::default()
     };
     // Sydney -> Frankfurt twice, three hours apart (beyond the dedup window).
-    let events = [at(0, "s1", &syd, 1), at(20, "f1", &fra, 2), at(180, "s2", &syd, 3), at(200, "f2", &fra, 4)];
+    let events = [
+        at(0, "s1", &syd, 1),
+        at(20, "f1", &fra, 2),
+        at(180, "s2", &syd, 3),
+        at(200, "f2", &fra, 4),
+    ];
     let (_, findings) = run(&policy, &events);
     assert_eq!(findings.len(), 1, "{findings:#?}");
     let (_, findings) = run(&no_baseline(), &events);
@@ -282,9 +413,18 @@ fn a_hop_made_before_is_a_habit_when_the_baseline_is_on() {
 
 #[test]
 fn one_network_on_both_ends_lowers_the_severity() {
-    let with_asn = |l: Arc<Location>| Arc::new(Location { asn: Some(9009), as_org: Some("M247".into()), ..(*l).clone() });
+    let with_asn = |l: Arc<Location>| {
+        Arc::new(Location {
+            asn: Some(9009),
+            as_org: Some("M247".into()),
+            ..(*l).clone()
+        })
+    };
     let (syd, fra) = (with_asn(sydney()), with_asn(frankfurt()));
-    let (_, findings) = run(&Policy::default(), &[at(0, "e1", &syd, 1), at(20, "e2", &fra, 2)]);
+    let (_, findings) = run(
+        &Policy::default(),
+        &[at(0, "e1", &syd, 1), at(20, "e2", &fra, 2)],
+    );
     assert_eq!(findings[0].severity, Severity::Low);
 }
 
@@ -295,18 +435,42 @@ fn sightings_older_than_the_window_are_stale() {
     let old = at(-31 * DAY_MS / MINUTE_MS, "old", &fra, 2);
     let identity = UserIdentitySummary::default();
     let geoip = GeoDbInfo::default();
-    let ctx = FindingContext { subject_kind: SubjectKind::AccessKey, identity: &identity, account_id: None, source_object: "x", geoip: &geoip };
-    assert_eq!(state.observe(&old, &Policy::default(), &ctx).effect, Effect::Stale);
+    let ctx = FindingContext {
+        subject_kind: SubjectKind::AccessKey,
+        identity: &identity,
+        account_id: None,
+        source_object: "x",
+        geoip: &geoip,
+    };
+    assert_eq!(
+        state.observe(&old, &Policy::default(), &ctx).effect,
+        Effect::Stale
+    );
 }
 
 #[test]
 fn state_stays_bounded_and_fits_a_dynamodb_item() {
     let places: Vec<Arc<Location>> = (0..300)
-        .map(|i| city(&format!("City {i}"), "XX", -60.0 + (i as f64) * 0.4, (i as f64) * 1.1 - 170.0, 10))
+        .map(|i| {
+            city(
+                &format!("City {i}"),
+                "XX",
+                -60.0 + (i as f64) * 0.4,
+                (i as f64) * 1.1 - 170.0,
+                10,
+            )
+        })
         .collect();
     // Every hop impossible: the worst case for alert marks and transitions too.
     let events: Vec<Sighting> = (0..1200)
-        .map(|i| at(i * 7, &format!("{i:08x}-0000-4000-8000-000000000000"), &places[(i * 37 % 300) as usize], (i % 250) as u8))
+        .map(|i| {
+            at(
+                i * 7,
+                &format!("{i:08x}-0000-4000-8000-000000000000"),
+                &places[(i * 37 % 300) as usize],
+                (i % 250) as u8,
+            )
+        })
         .collect();
     let (state, _) = run(&Policy::default(), &events);
     assert!(state.stays.len() <= Policy::default().max_stays);
@@ -319,8 +483,15 @@ fn state_stays_bounded_and_fits_a_dynamodb_item() {
 fn history_window_prunes_old_stays() {
     let (syd, fra) = (sydney(), frankfurt());
     let day = DAY_MS / MINUTE_MS;
-    let (state, _) = run(&Policy::default(), &[at(0, "old", &fra, 1), at(40 * day, "new", &syd, 2)]);
+    let (state, _) = run(
+        &Policy::default(),
+        &[at(0, "old", &fra, 1), at(40 * day, "new", &syd, 2)],
+    );
     assert_eq!(state.stays.len(), 1);
-    assert_eq!(state.places.len(), 1, "Frankfurt is forgotten with its stay");
+    assert_eq!(
+        state.places.len(),
+        1,
+        "Frankfurt is forgotten with its stay"
+    );
     let _ = HOUR_MS;
 }

@@ -24,8 +24,9 @@ pub struct GeoCache<'db> {
 
 impl<'db> GeoCache<'db> {
     /// Entries kept before the cache starts over. A located entry holds a few hundred bytes
-    /// (the Location's strings), so this bounds the cache to a few hundred MB for a scan
-    /// over millions of distinct addresses; typical runs see thousands.
+    /// (the Location's strings), so this bounds the cache to a few tens of MB, inside a
+    /// small Lambda's memory, even for a scan over millions of distinct addresses; typical
+    /// objects see hundreds.
     pub const DEFAULT_MAX_ENTRIES: usize = 100_000;
 
     pub fn new(db: &'db GeoDb) -> GeoCache<'db> {

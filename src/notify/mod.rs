@@ -20,7 +20,8 @@ pub enum NotifyError {
 pub trait Notifier {
     /// Delivers every finding, or fails; a retry may deliver some of them twice, with the
     /// same `finding_id`.
-    fn publish(&self, findings: &[Finding]) -> impl Future<Output = Result<(), NotifyError>> + Send;
+    fn publish(&self, findings: &[Finding])
+        -> impl Future<Output = Result<(), NotifyError>> + Send;
 }
 
 pub mod stdout;

@@ -21,18 +21,26 @@ pub struct WriterNotifier<W> {
 
 impl<W: Write + Send> WriterNotifier<W> {
     pub fn new(out: W, format: FindingFormat) -> Self {
-        WriterNotifier { out: Mutex::new(out), format }
+        WriterNotifier {
+            out: Mutex::new(out),
+            format,
+        }
     }
 
     pub fn into_inner(self) -> W {
-        self.out.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.out
+            .into_inner()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
 impl<W: Write + Send> Notifier for WriterNotifier<W> {
     async fn publish(&self, findings: &[Finding]) -> Result<(), NotifyError> {
         // A panic elsewhere while holding the lock leaves the writer usable.
-        let mut out = self.out.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut out = self
+            .out
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         for f in findings {
             match self.format {
                 FindingFormat::Jsonl => writeln!(out, "{}", f.to_json())?,

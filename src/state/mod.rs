@@ -19,7 +19,9 @@ pub struct Versioned {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SaveOutcome {
-    Saved { version: u64 },
+    Saved {
+        version: u64,
+    },
     /// Someone else saved the subject since it was loaded: reload and re-apply.
     Conflict,
 }
@@ -40,7 +42,11 @@ pub enum StateError {
         source: serde_json::Error,
     },
     #[error("state of subject {subject} is {bytes} bytes, over the {limit}-byte item limit")]
-    TooLarge { subject: String, bytes: usize, limit: usize },
+    TooLarge {
+        subject: String,
+        bytes: usize,
+        limit: usize,
+    },
 }
 
 impl StateError {
