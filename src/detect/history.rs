@@ -513,6 +513,27 @@ fn hop(loc_a: &Location, loc_b: &Location, dt_ms: i64, policy: &Policy) -> Optio
     })
 }
 
+/// Triage step 2, for the kind of credential that was used: a long-term key is
+/// deactivated, a role's temporary credentials are revoked, a console user's password
+/// and MFA are reset.
+fn containment_step(identity: &UserIdentitySummary) -> String {
+    let key = identity.access_key_id.as_deref().filter(|k| !k.is_empty());
+    let kind = identity.identity_type.as_deref().unwrap_or("");
+    match (kind, key) {
+        ("AssumedRole", _) => format!(
+            "If not, isolate the account: revoke the active sessions of the role behind {} (IAM \"Revoke active sessions\"), then find and rotate whatever credential was used to assume it.",
+            identity.arn.as_deref().unwrap_or("this session")
+        ),
+        (_, Some(key)) if key.starts_with("ASIA") => format!(
+            "If not, isolate the account: the temporary key {key} cannot be deactivated, so revoke the sessions of its principal and rotate the long-term credential that issued it."
+        ),
+        (_, Some(key)) => format!(
+            "If not, isolate the account: deactivate access key {key}, reset the user's credentials, and look for access keys, users or roles the credential created."
+        ),
+        (_, None) => "If not, isolate the account: reset the user's console password and MFA device, and look for access keys, users or roles created since.".to_owned(),
+    }
+}
+
 /// How far apart in time two sightings can be and still make an impossible hop: half the
 /// Earth's circumference at the minimum speed.
 fn reach_ms(policy: &Policy) -> i64 {
@@ -590,10 +611,7 @@ fn build_finding(
     };
     let triage = vec![
         format!("Confirm with the owner of {credential} whether it should be used from {place1} ({}) and from {place2} ({}).", first.ip, second.ip),
-        format!(
-            "If not, isolate the account: deactivate the access key{} (or revoke the role's active sessions), rotate the user's credentials and check for new access keys, users or roles.",
-            ctx.identity.access_key_id.as_deref().map(|k| format!(" {k}")).unwrap_or_default()
-        ),
+        containment_step(ctx.identity),
         format!(
             "Audit what the credential did after {}: search CloudTrail for its calls from {}, starting with {} in {}.",
             second.event_time, second.ip, second.event_name, second.aws_region
