@@ -1,0 +1,329 @@
+//! `SnsNotifier` against moto's SNS, delivering to SQS queues subscribed to the topic.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use aws_sdk_sqs::types::{Message, QueueAttributeName};
+use geotrail::aws::sns::render_subject;
+use geotrail::aws::SnsNotifier;
+use geotrail::finding::Finding;
+use geotrail::notify::Notifier;
+
+use super::support::{sns_client, sqs_client, unique_name, RequestCounter};
+
+/// A finding as the detector writes it, from its JSON.
+fn finding(id: &str, severity: &str, subject: &str) -> Finding {
+    let json = serde_json::json!({
+        "finding_id": id,
+        "rule": "impossible_travel",
+        "severity": severity,
+        "title": format!("Impossible travel of {subject} from Sydney, Australia to Frankfurt am Main, Germany"),
+        "summary": format!("`{subject}` had activity from Sydney, Australia and Frankfurt am Main, Germany which are approximately 16480km apart within 1 hour. This indicates a potential impossible travel."),
+        "triage": ["Confirm with the owner.", "Deactivate the key."],
+        "account_id": "123456789012",
+        "subject": subject,
+        "subject_kind": "access_key",
+        "user_identity": {"type": "IAMUser", "arn": "arn:aws:iam::123456789012:user/alice", "access_key_id": subject},
+        "impossible_travel": {
+            "triggering_locations": {
+                "first_location": {
+                    "event_id": "ev-1", "event_time": "2023-07-10T10:00:00Z", "event_name": "ListBuckets",
+                    "event_source": "s3.amazonaws.com", "aws_region": "ap-southeast-2", "ip": "203.0.113.10",
+                    "city": "Sydney", "subdivision": "New South Wales", "country": "Australia", "country_code": "AU",
+                    "latitude": -33.87, "longitude": 151.21, "accuracy_radius_km": 20, "asn": 64500, "as_org": "Example Net"
+                },
+                "second_location": {
+                    "event_id": "ev-2", "event_time": "2023-07-10T11:00:00Z", "event_name": "GetObject",
+                    "event_source": "s3.amazonaws.com", "aws_region": "eu-central-1", "ip": "198.51.100.7",
+                    "city": "Frankfurt am Main", "subdivision": "Hesse", "country": "Germany", "country_code": "DE",
+                    "latitude": 50.11, "longitude": 8.68, "accuracy_radius_km": 10, "asn": null, "as_org": null
+                }
+            },
+            "travel_distance": 16480.4,
+            "effective_distance_km": 16450.4,
+            "travel_time_seconds": 3600.0,
+            "travel_time_human_readable": "1 hour",
+            "speed_kmh": 16450.4,
+            "concurrent_use": false
+        },
+        "geoip": {"database_type": "GeoLite2-City", "build_epoch": 1688000000},
+        "source_object": "s3://trail/AWSLogs/123456789012/CloudTrail/eu-central-1/2023/07/10/x.json.gz",
+        "event_time": "2023-07-10T11:00:00Z"
+    });
+    serde_json::from_value(json).expect("the test finding matches the model")
+}
+
+/// A queue subscribed to `topic_arn`; returns its URL.
+async fn subscribed_queue(
+    sns: &aws_sdk_sns::Client,
+    sqs: &aws_sdk_sqs::Client,
+    topic_arn: &str,
+    raw: bool,
+    filter_policy: Option<&str>,
+) -> String {
+    let url = sqs
+        .create_queue()
+        .queue_name(unique_name("geotrail-q"))
+        .send()
+        .await
+        .expect("CreateQueue")
+        .queue_url
+        .expect("a queue URL");
+    let attrs = sqs
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .expect("GetQueueAttributes");
+    let arn = attrs
+        .attributes
+        .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
+        .expect("a queue ARN");
+    let mut subscribe = sns
+        .subscribe()
+        .topic_arn(topic_arn)
+        .protocol("sqs")
+        .endpoint(arn);
+    // Envelope delivery is the default; moto treats any RawMessageDelivery value as on.
+    if raw {
+        subscribe = subscribe.attributes("RawMessageDelivery", "true");
+    }
+    if let Some(policy) = filter_policy {
+        subscribe = subscribe.attributes("FilterPolicy", policy);
+    }
+    subscribe.send().await.expect("Subscribe");
+    url
+}
+
+/// Receives until `want` messages came, or 10 s passed.
+async fn receive(sqs: &aws_sdk_sqs::Client, url: &str, want: usize) -> Vec<Message> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut got = Vec::new();
+    while got.len() < want && Instant::now() < deadline {
+        let out = sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .message_attribute_names("All")
+            .send()
+            .await
+            .expect("ReceiveMessage");
+        got.extend(out.messages.unwrap_or_default());
+    }
+    got
+}
+
+fn expected_attributes(f: &Finding) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("rule".to_owned(), "impossible_travel".to_owned()),
+        ("severity".to_owned(), f.severity.as_str().to_owned()),
+        ("account_id".to_owned(), "123456789012".to_owned()),
+        ("subject".to_owned(), f.subject.clone()),
+    ])
+}
+
+#[tokio::test]
+async fn findings_reach_subscribed_queues_raw_and_enveloped_with_their_attributes() {
+    let counter = RequestCounter::new();
+    let sns = sns_client(Some(&counter)).await;
+    let sqs = sqs_client().await;
+    let topic_arn = sns
+        .create_topic()
+        .name(unique_name("geotrail-findings"))
+        .send()
+        .await
+        .expect("CreateTopic")
+        .topic_arn
+        .expect("a topic ARN");
+    let raw_queue = subscribed_queue(&sns, &sqs, &topic_arn, true, None).await;
+    let envelope_queue = subscribed_queue(&sns, &sqs, &topic_arn, false, None).await;
+    let high_only_queue = subscribed_queue(
+        &sns,
+        &sqs,
+        &topic_arn,
+        true,
+        Some(r#"{"severity": ["high", "critical"]}"#),
+    )
+    .await;
+
+    let findings = [
+        finding(
+            "f0000000000000000000000000000001",
+            "high",
+            "AKIAHIGH000000000001",
+        ),
+        finding(
+            "f0000000000000000000000000000002",
+            "low",
+            "AKIALOW0000000000002",
+        ),
+    ];
+    let by_id: HashMap<&str, &Finding> = findings
+        .iter()
+        .map(|f| (f.finding_id.as_str(), f))
+        .collect();
+    counter.reset();
+    SnsNotifier::new(sns.clone(), topic_arn.clone())
+        .publish(&findings)
+        .await
+        .expect("publish");
+    assert_eq!(
+        counter.count("PublishBatch"),
+        1,
+        "two findings, one batch: {:?}",
+        counter.snapshot()
+    );
+
+    // Raw delivery: the body is the `sqs` rendering, the finding JSON itself; the
+    // attributes become SQS message attributes.
+    let raw = receive(&sqs, &raw_queue, 2).await;
+    assert_eq!(raw.len(), 2, "raw queue: {raw:?}");
+    for m in &raw {
+        let got: Finding =
+            serde_json::from_str(m.body().expect("a body")).expect("the body is a finding");
+        let want = by_id
+            .get(got.finding_id.as_str())
+            .expect("a published finding");
+        assert_eq!(&got, *want);
+        let attributes: BTreeMap<String, String> = m
+            .message_attributes()
+            .map(|a| {
+                a.iter()
+                    .map(|(k, v)| (k.clone(), v.string_value().unwrap_or_default().to_owned()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert_eq!(
+            attributes,
+            expected_attributes(want),
+            "raw attributes of {}",
+            want.finding_id
+        );
+    }
+
+    // Envelope delivery: SNS's JSON (pretty-printed by moto: parse, don't compare text)
+    // with the finding JSON as `Message`, the subject and the attributes.
+    let enveloped = receive(&sqs, &envelope_queue, 2).await;
+    assert_eq!(enveloped.len(), 2, "envelope queue: {enveloped:?}");
+    for m in &enveloped {
+        let envelope: serde_json::Value =
+            serde_json::from_str(m.body().expect("a body")).expect("the envelope is JSON");
+        assert_eq!(envelope["Type"], "Notification");
+        assert_eq!(envelope["TopicArn"], topic_arn.as_str());
+        let got: Finding =
+            serde_json::from_str(envelope["Message"].as_str().expect("Message is a string"))
+                .expect("Message is the finding JSON");
+        let want = by_id
+            .get(got.finding_id.as_str())
+            .expect("a published finding");
+        assert_eq!(&got, *want);
+        assert_eq!(envelope["Subject"], render_subject(want).as_str());
+        let attributes: BTreeMap<String, String> = envelope["MessageAttributes"]
+            .as_object()
+            .expect("MessageAttributes")
+            .iter()
+            .map(|(k, v)| {
+                assert_eq!(v["Type"], "String", "{k}");
+                (
+                    k.clone(),
+                    v["Value"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            attributes,
+            expected_attributes(want),
+            "envelope attributes of {}",
+            want.finding_id
+        );
+    }
+
+    // A filter policy on the severity attribute lets only the high finding through.
+    let filtered = receive(&sqs, &high_only_queue, 1).await;
+    let ids: Vec<String> = filtered
+        .iter()
+        .map(|m| {
+            serde_json::from_str::<Finding>(m.body().unwrap_or_default())
+                .expect("a finding")
+                .finding_id
+        })
+        .collect();
+    assert_eq!(ids, ["f0000000000000000000000000000001"]);
+}
+
+#[tokio::test]
+async fn more_than_ten_findings_go_out_in_batches_of_ten() {
+    let counter = RequestCounter::new();
+    let sns = sns_client(Some(&counter)).await;
+    let sqs = sqs_client().await;
+    let topic_arn = sns
+        .create_topic()
+        .name(unique_name("geotrail-batch"))
+        .send()
+        .await
+        .expect("CreateTopic")
+        .topic_arn
+        .expect("ARN");
+    let queue = subscribed_queue(&sns, &sqs, &topic_arn, true, None).await;
+    let findings: Vec<Finding> = (0..23)
+        .map(|i| {
+            finding(
+                &format!("batch{i:027}"),
+                "medium",
+                &format!("AKIABATCH{i:011}"),
+            )
+        })
+        .collect();
+    counter.reset();
+    SnsNotifier::new(sns, topic_arn)
+        .publish(&findings)
+        .await
+        .expect("publish");
+    assert_eq!(counter.count("PublishBatch"), 3, "{:?}", counter.snapshot());
+    let mut ids: Vec<String> = receive(&sqs, &queue, 23)
+        .await
+        .iter()
+        .map(|m| {
+            serde_json::from_str::<Finding>(m.body().unwrap_or_default())
+                .expect("a finding")
+                .finding_id
+        })
+        .collect();
+    ids.sort();
+    let want: Vec<String> = findings.iter().map(|f| f.finding_id.clone()).collect();
+    assert_eq!(ids, want, "every finding delivered once");
+}
+
+#[tokio::test]
+async fn publishing_to_a_missing_topic_fails_naming_it() {
+    let sns = sns_client(None).await;
+    let topic_arn = format!(
+        "arn:aws:sns:us-east-1:123456789012:{}",
+        unique_name("geotrail-missing")
+    );
+    let notifier = SnsNotifier::new(sns, topic_arn.clone());
+    notifier
+        .publish(&[])
+        .await
+        .expect("nothing to publish is not an error");
+    let err = notifier
+        .publish(&[finding(
+            "f0000000000000000000000000000009",
+            "high",
+            "AKIAMISSING000000001",
+        )])
+        .await
+        .expect_err("no such topic");
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&format!("topic {topic_arn}"))
+            && msg.contains("f0000000000000000000000000000009"),
+        "{msg}"
+    );
+    assert!(
+        std::error::Error::source(&err).is_some(),
+        "the SDK error is kept as the source"
+    );
+}
