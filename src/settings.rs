@@ -118,6 +118,7 @@ impl PolicySettings {
             concurrent_window_ms: i64::from(self.concurrent_minutes) * MINUTE_MS,
             history_window_ms: i64::from(self.history_days) * DAY_MS,
             max_stays: Policy::default().max_stays,
+            max_stay_span_ms: Policy::default().max_stay_span_ms,
             baseline: (!self.no_baseline).then(|| BaselinePolicy {
                 learning_ms: (self.learning_hours * HOUR_MS as f64).round() as i64,
                 forget_after_ms: i64::from(self.forget_after_days) * DAY_MS,

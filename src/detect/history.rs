@@ -77,7 +77,8 @@ impl Sighting {
     }
 }
 
-/// A maximal run of sightings at one place.
+/// A run of sightings at one place with no other place between them, covering at most
+/// the policy's `max_stay_span_ms`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Stay {
     pub place: String,
@@ -112,8 +113,8 @@ struct AlertMark {
     t: i64,
 }
 
-/// Everything geotrail remembers about one subject. Bounded by the policy's window and
-/// `max_stays`, so it fits a DynamoDB item.
+/// Everything geotrail remembers about one subject. Bounded by the policy's window,
+/// `max_stays` and [`MAX_PLACES`], so it fits a DynamoDB item.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SubjectState {
     pub subject: String,
@@ -155,6 +156,7 @@ pub struct FindingContext<'a> {
 }
 
 const MAX_TRANSITIONS: usize = 64;
+const MAX_PLACES: usize = 128;
 const MAX_ALERTS: usize = 64;
 
 impl SubjectState {
@@ -234,10 +236,16 @@ impl SubjectState {
             );
             self.stays.insert(idx + 1, right);
             idx
-        } else if idx > 0 && self.stays[idx - 1].place == place_key {
+        } else if idx > 0
+            && self.stays[idx - 1].place == place_key
+            && p.t - self.stays[idx - 1].first.t <= policy.max_stay_span_ms
+        {
             self.stays[idx - 1].last = p.clone();
             idx - 1
-        } else if idx < self.stays.len() && self.stays[idx].place == place_key {
+        } else if idx < self.stays.len()
+            && self.stays[idx].place == place_key
+            && self.stays[idx].last.t - p.t <= policy.max_stay_span_ms
+        {
             self.stays[idx].first = p.clone();
             idx
         } else {
@@ -264,23 +272,40 @@ impl SubjectState {
             .iter()
             .map(|pl| (pl.key.as_str(), &pl.location))
             .collect();
-        // Cheap first pass over borrowed data; the few impossible hops are judged in full.
-        let impossible: Vec<usize> = (0..self.stays.len())
-            .filter(|&k| {
+        // For each other place only its nearest stay on each side matters: it needs the
+        // highest speed. Cheap first pass over borrowed data; the few impossible hops are
+        // then judged in full, nearest first.
+        let mut seen_before: Vec<&str> = Vec::new();
+        let mut seen_after: Vec<&str> = Vec::new();
+        let before = (0..at).rev().map(|k| (k, true));
+        let after = (at + 1..self.stays.len()).map(|k| (k, false));
+        let impossible: Vec<usize> = before
+            .chain(after)
+            .filter(|&(k, is_before)| {
                 let other = &self.stays[k];
-                if k == at || other.place == place_key {
+                if other.place == place_key {
                     return false;
                 }
+                let seen = if is_before {
+                    &mut seen_before
+                } else {
+                    &mut seen_after
+                };
+                if seen.contains(&other.place.as_str()) {
+                    return false;
+                }
+                seen.push(other.place.as_str());
                 let Some(other_location) = locations.get(other.place.as_str()) else {
                     return false;
                 };
-                let (dt_ms, loc_a, loc_b) = if k < at {
+                let (dt_ms, loc_a, loc_b) = if is_before {
                     (p.t - other.last.t, *other_location, &*sighting.location)
                 } else {
                     (other.first.t - p.t, &*sighting.location, *other_location)
                 };
                 dt_ms <= reach_ms && hop(loc_a, loc_b, dt_ms, policy).is_some()
             })
+            .map(|(k, _)| k)
             .collect();
         drop(locations);
         let mut findings = Vec::new();
@@ -443,12 +468,10 @@ impl SubjectState {
         let Some(place) = self.place(key) else {
             return false;
         };
+        // `last_seen_ms` may lie after `t`; then the place was seen around `t` anyway.
         place.first_seen_ms < t
             && place.first_seen_ms <= self.first_seen_ms.saturating_add(learning_ms)
-            && self
-                .stays
-                .iter()
-                .any(|s| s.place == key && s.first.t < t && s.last.t >= t - forget_after_ms)
+            && place.last_seen_ms >= t - forget_after_ms
     }
 
     fn prune(&mut self, policy: &Policy) {
@@ -456,16 +479,18 @@ impl SubjectState {
             return;
         };
         let horizon = latest - policy.history_window_ms;
-        let before = self.stays.len();
         self.stays.retain(|s| s.last.t >= horizon);
         if self.stays.len() > policy.max_stays {
             let excess = self.stays.len() - policy.max_stays;
             self.stays.drain(..excess);
         }
-        if self.stays.len() != before {
-            let kept: std::collections::HashSet<&str> =
-                self.stays.iter().map(|s| s.place.as_str()).collect();
-            self.places.retain(|pl| kept.contains(pl.key.as_str()));
+        // Places outlive their stays (a busy subject's stays cover only days), so that
+        // baseline places are remembered for the whole window.
+        self.places.retain(|pl| pl.last_seen_ms >= horizon);
+        if self.places.len() > MAX_PLACES {
+            self.places
+                .sort_by_key(|pl| std::cmp::Reverse(pl.last_seen_ms));
+            self.places.truncate(MAX_PLACES);
         }
         self.transitions.retain(|tr| tr.first_ms >= horizon);
         if self.transitions.len() > MAX_TRANSITIONS {

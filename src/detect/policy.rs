@@ -50,6 +50,10 @@ pub struct Policy {
     /// Upper bound on the stays a subject keeps, so a state item stays well under
     /// DynamoDB's 400 KB.
     pub max_stays: usize,
+    /// Longest run of time one stay may cover. A late event that lands inside a stay at
+    /// another place is judged against the stay's ends, so this bounds how much slower
+    /// than real such a hop can look.
+    pub max_stay_span_ms: i64,
     pub baseline: Option<BaselinePolicy>,
     /// One finding per subject and place pair within this window.
     pub dedup_window_ms: i64,
@@ -68,7 +72,8 @@ impl Default for Policy {
             use_accuracy_radius: true,
             concurrent_window_ms: 5 * MINUTE_MS,
             history_window_ms: 30 * DAY_MS,
-            max_stays: 200,
+            max_stays: 300,
+            max_stay_span_ms: 15 * MINUTE_MS,
             baseline: Some(BaselinePolicy {
                 learning_ms: DAY_MS,
                 forget_after_ms: 30 * DAY_MS,
@@ -124,6 +129,13 @@ impl Policy {
                 "dedup window",
                 "between 0 and the history window",
                 format!("{} ms", self.dedup_window_ms),
+            );
+        }
+        if !(0..=DAY_MS).contains(&self.max_stay_span_ms) {
+            return bad(
+                "max stay span",
+                "between 0 and 1 day",
+                format!("{} ms", self.max_stay_span_ms),
             );
         }
         if self.max_stays < 2 || self.max_stays > 1000 {

@@ -495,3 +495,32 @@ fn history_window_prunes_old_stays() {
     );
     let _ = HOUR_MS;
 }
+
+#[test]
+fn a_late_object_inside_a_long_stay_is_judged_against_nearby_events() {
+    let (syd, fra) = (sydney(), frankfurt());
+    // A whole day of Sydney events every 10 minutes, then Frankfurt arrives late, 20
+    // minutes after one of them: the hop must be judged against that event, not against
+    // the ends of the day.
+    let mut events: Vec<Sighting> = (0..144)
+        .map(|i| at(i * 10, &format!("s{i}"), &syd, 1))
+        .collect();
+    let (mut state, findings) = run(&Policy::default(), &events);
+    assert!(findings.is_empty());
+    let late = at(12 * 60 + 5, "f1", &fra, 2);
+    let found = feed(&mut state, &Policy::default(), std::slice::from_ref(&late));
+    assert_eq!(found.len(), 1, "{found:#?}");
+    let t = found[0].impossible_travel.as_ref().unwrap();
+    let gap = t.travel_time_seconds;
+    assert!(
+        gap <= (Policy::default().max_stay_span_ms / 1000) as f64,
+        "judged {gap} s away"
+    );
+    events.push(late);
+    let (_, in_order) = run(&Policy::default(), &{
+        let mut sorted = events.clone();
+        sorted.sort_by_key(|s| s.point.t);
+        sorted
+    });
+    assert_eq!(hops(&in_order), hops(&found), "as if it had come in order");
+}

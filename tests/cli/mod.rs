@@ -1,0 +1,222 @@
+//! `geotrail scan`, the binary, on the bundled example trail, with a GeoIP database built
+//! from `tests/fixtures/geo/examples.json` (the same cities the real database gives for
+//! the example addresses).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+use crate::common::mmdb::{build_city_db, load_fixture};
+
+const ALICE_KEY: &str = "AKIA5QX4ZL3NRT7HWY2D";
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn trail() -> PathBuf {
+    repo().join("examples/trail")
+}
+
+/// A City database built from the examples fixture, in `dir`.
+fn example_db(dir: &Path) -> PathBuf {
+    let fixture = std::fs::read_to_string(repo().join("tests/fixtures/geo/examples.json")).unwrap();
+    let path = dir.join("examples-City.mmdb");
+    std::fs::write(&path, build_city_db(&load_fixture(&fixture))).unwrap();
+    path
+}
+
+fn geotrail(args: &[&str], dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_geotrail"));
+    cmd.arg("scan")
+        .arg("--geoip")
+        .arg(example_db(dir))
+        .args(args);
+    // The scan must not pick up a developer's settings.
+    for (name, _) in std::env::vars().filter(|(k, _)| k.starts_with("GEOTRAIL_")) {
+        cmd.env_remove(name);
+    }
+    cmd.current_dir(dir);
+    cmd
+}
+
+fn run(cmd: &mut Command) -> (Output, String, String) {
+    let out = cmd.output().expect("run geotrail");
+    let stdout = String::from_utf8(out.stdout.clone()).unwrap();
+    let stderr = String::from_utf8(out.stderr.clone()).unwrap();
+    (out, stdout, stderr)
+}
+
+fn findings(stdout: &str) -> Vec<Value> {
+    stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is one finding"))
+        .collect()
+}
+
+fn all_trail_files() -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        entries.sort();
+        for p in entries {
+            if p.is_dir() {
+                walk(&p, out)
+            } else {
+                out.push(p)
+            }
+        }
+    }
+    walk(&trail(), &mut out);
+    out
+}
+
+#[test]
+fn scanning_the_example_trail_flags_only_the_stolen_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, stdout, stderr) =
+        run(geotrail(&["--no-state", "--format", "jsonl"], dir.path()).arg(trail()));
+    assert!(out.status.success(), "{stderr}");
+    let found = findings(&stdout);
+    assert_eq!(found.len(), 1, "{stdout}");
+    let f = &found[0];
+    assert_eq!(f["subject"], ALICE_KEY);
+    assert_eq!(f["rule"], "impossible_travel");
+    assert_eq!(f["user_identity"]["user_name"], "alice");
+    let locations = &f["impossible_travel"]["triggering_locations"];
+    assert_eq!(locations["first_location"]["city"], "Sydney");
+    assert_eq!(locations["second_location"]["city"], "Frankfurt am Main");
+    // The summary counts what was skipped and why.
+    for needle in [
+        "10 objects",
+        "digest_file=1",
+        "aws_service=",
+        "aws_internal=",
+        "private=",
+        "1 findings",
+    ] {
+        assert!(
+            stderr.contains(needle),
+            "summary lacks {needle:?}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn text_output_is_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, stdout, _) = run(geotrail(&["--no-state"], dir.path()).arg(trail()));
+    assert!(out.status.success());
+    assert!(
+        stdout.contains("Impossible travel of AKIA5QX4ZL3NRT7HWY2D from Sydney"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("triage 1."), "{stdout}");
+}
+
+#[test]
+fn the_state_file_continues_where_the_last_scan_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = all_trail_files();
+    // Files are named by time: the Frankfurt use is in the last object of the trail that
+    // mentions alice, so every file but the last few is "before".
+    let (before, after) = files.split_at(files.len() / 2);
+    let state = dir.path().join("state.redb");
+    let state = state.to_str().unwrap();
+    let mut first = geotrail(&["--state", state, "--format", "jsonl"], dir.path());
+    first.args(before);
+    let (_, stdout_a, _) = run(&mut first);
+    let mut second = geotrail(&["--state", state, "--format", "jsonl"], dir.path());
+    second.args(after);
+    let (_, stdout_b, _) = run(&mut second);
+    let mut together = findings(&stdout_a);
+    together.extend(findings(&stdout_b));
+    assert_eq!(
+        together.len(),
+        1,
+        "split scan finds what one scan finds: {stdout_a}{stdout_b}"
+    );
+    // Everything again: history knows it all, nothing new.
+    let (out, stdout, stderr) =
+        run(geotrail(&["--state", state, "--format", "jsonl"], dir.path()).arg(trail()));
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.is_empty(), "a rescan raised {stdout}");
+}
+
+#[test]
+fn standard_input_is_read_with_a_dash() {
+    let dir = tempfile::tempdir().unwrap();
+    let gz = all_trail_files()
+        .into_iter()
+        .find(|p| p.to_string_lossy().ends_with(".json.gz"))
+        .unwrap();
+    let mut cmd = geotrail(&["--no-state", "--format", "jsonl", "-"], dir.path());
+    cmd.stdin(Stdio::from(std::fs::File::open(gz).unwrap()));
+    let (out, _, stderr) = run(&mut cmd);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("1 objects (0 failed)"), "{stderr}");
+}
+
+#[test]
+fn a_bad_file_is_named_the_rest_are_scanned_and_the_exit_code_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("broken.json");
+    std::fs::write(
+        &bad,
+        br#"{"Records":[{"eventTime":"2025-03-11T00:00:00Z","eventID":"x"},{"eventTi"#,
+    )
+    .unwrap();
+    let mut cmd = geotrail(&["--no-state", "--format", "jsonl"], dir.path());
+    cmd.arg(&bad).arg(trail());
+    let (out, stdout, stderr) = run(&mut cmd);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("broken.json") && stderr.contains("byte"),
+        "{stderr}"
+    );
+    assert_eq!(
+        findings(&stdout).len(),
+        1,
+        "the other objects were still scanned"
+    );
+}
+
+#[test]
+fn a_missing_geoip_database_says_how_to_get_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_geotrail"));
+    cmd.args(["scan", "--no-state", "--geoip", "nowhere.mmdb"])
+        .arg(trail())
+        .current_dir(dir.path());
+    let (out, _, stderr) = run(&mut cmd);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr.contains("nowhere.mmdb") && stderr.contains("geoip/fetch.sh"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn detection_options_change_the_verdict() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: [(&[&str], usize); 3] = [
+        (&[], 1),
+        (&["--min-distance-km", "20000"], 0),
+        (&["--min-speed-kmh", "100000"], 0),
+    ];
+    for (extra, want) in cases {
+        let mut cmd = geotrail(&["--no-state", "--format", "jsonl"], dir.path());
+        cmd.args(extra).arg(trail());
+        let (out, stdout, stderr) = run(&mut cmd);
+        assert!(out.status.success(), "{extra:?}: {stderr}");
+        assert_eq!(findings(&stdout).len(), want, "{extra:?}");
+    }
+    let (out, _, stderr) =
+        run(geotrail(&["--no-state", "--learning-hours", "1000"], dir.path()).arg(trail()));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr.contains("learning period"), "{stderr}");
+}
