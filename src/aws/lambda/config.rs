@@ -1,0 +1,493 @@
+//! The Lambda's configuration: environment variables, read once at cold start.
+//!
+//! Detection options use the same variable names as the CLI's `env` fallbacks (see
+//! [`PolicySettings`]), so one set of names works for both. An empty value counts as
+//! unset: CloudFormation cannot leave a variable out conditionally without a lot of
+//! ceremony, and an empty optional parameter arrives as `""`.
+
+use std::path::PathBuf;
+
+use clap::ValueEnum;
+
+use crate::cloudtrail::ReadOptions;
+use crate::detect::{Policy, PolicyError};
+use crate::settings::{PolicySettings, SubjectArg};
+
+pub const TABLE: &str = "GEOTRAIL_TABLE";
+pub const TOPIC_ARN: &str = "GEOTRAIL_TOPIC_ARN";
+pub const GEOIP: &str = "GEOTRAIL_GEOIP";
+pub const GEOIP_ASN: &str = "GEOTRAIL_GEOIP_ASN";
+pub const MAX_OBJECT_MIB: &str = "GEOTRAIL_MAX_OBJECT_MIB";
+pub const STATE_TTL_DAYS: &str = "GEOTRAIL_STATE_TTL_DAYS";
+/// Set by Lambda; the dimension of the function's metrics.
+pub const FUNCTION_NAME: &str = "AWS_LAMBDA_FUNCTION_NAME";
+
+pub const SUBJECT: &str = "GEOTRAIL_SUBJECT";
+pub const MIN_DISTANCE_KM: &str = "GEOTRAIL_MIN_DISTANCE_KM";
+pub const MIN_SPEED_KMH: &str = "GEOTRAIL_MIN_SPEED_KMH";
+pub const NO_ACCURACY_RADIUS: &str = "GEOTRAIL_NO_ACCURACY_RADIUS";
+pub const CONCURRENT_MINUTES: &str = "GEOTRAIL_CONCURRENT_MINUTES";
+pub const HISTORY_DAYS: &str = "GEOTRAIL_HISTORY_DAYS";
+pub const NO_BASELINE: &str = "GEOTRAIL_NO_BASELINE";
+pub const LEARNING_HOURS: &str = "GEOTRAIL_LEARNING_HOURS";
+pub const FORGET_AFTER_DAYS: &str = "GEOTRAIL_FORGET_AFTER_DAYS";
+pub const DEDUP_MINUTES: &str = "GEOTRAIL_DEDUP_MINUTES";
+
+/// The gzip-bomb guard when `GEOTRAIL_MAX_OBJECT_MIB` is unset: CloudTrail objects are
+/// a few MiB decompressed; 1 GiB is far past any real one and still fits in memory-free
+/// streaming time on a Lambda.
+pub const DEFAULT_MAX_OBJECT_MIB: u64 = 1024;
+/// State kept this many days after a subject's last sighting beyond what detection still
+/// reads (history window, baseline memory), when `GEOTRAIL_STATE_TTL_DAYS` is unset: a
+/// margin for late-delivered logs.
+const TTL_MARGIN_DAYS: u32 = 7;
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ConfigError {
+    #[error("{name} is not set: {hint}")]
+    Missing {
+        name: &'static str,
+        hint: &'static str,
+    },
+    #[error("{name}={value:?} is not valid: expected {expected}")]
+    Invalid {
+        name: &'static str,
+        value: String,
+        expected: &'static str,
+    },
+    /// A detection option the policy rejects, named by the variable that set it.
+    #[error("{name}={value:?} is not valid: {source}")]
+    Policy {
+        name: &'static str,
+        value: String,
+        #[source]
+        source: PolicyError,
+    },
+    /// Values that are valid alone but not together (a dedup window longer than history).
+    #[error("detection options do not fit together ({given}): {source}")]
+    PolicyCombination {
+        given: String,
+        #[source]
+        source: PolicyError,
+    },
+    #[error("{name}={value} is shorter than what detection still reads ({needed_days} days: {reason}); state would expire while needed")]
+    TtlTooShort {
+        name: &'static str,
+        value: u32,
+        needed_days: u32,
+        reason: &'static str,
+    },
+}
+
+/// Everything the Lambda needs to know, validated.
+#[derive(Debug, Clone)]
+pub struct LambdaConfig {
+    pub table: String,
+    pub topic_arn: String,
+    /// The City database (GeoLite2/GeoIP2 City or DB-IP City Lite).
+    pub geoip: PathBuf,
+    pub geoip_asn: Option<PathBuf>,
+    pub max_object_mib: u64,
+    pub state_ttl_days: u32,
+    /// The metrics' `FunctionName` dimension: Lambda's name for the function, or
+    /// `geotrail` outside Lambda.
+    pub function_name: String,
+    /// As the variables set them; [`LambdaConfig::policy`] is the checked policy.
+    pub settings: PolicySettings,
+    pub policy: Policy,
+}
+
+impl LambdaConfig {
+    /// Reads the configuration through `lookup` (`main` passes the process environment;
+    /// tests a map). Every error names the variable and the value it had.
+    pub fn from_env(lookup: impl Fn(&str) -> Option<String>) -> Result<LambdaConfig, ConfigError> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let required = |name: &'static str, hint: &'static str| {
+            get(name).ok_or(ConfigError::Missing { name, hint })
+        };
+
+        let table = required(TABLE, "the DynamoDB table that holds each subject's state")?;
+        let topic_arn = required(
+            TOPIC_ARN,
+            "the ARN of the SNS topic findings are published to",
+        )?;
+        if !topic_arn.starts_with("arn:") {
+            return Err(ConfigError::Invalid {
+                name: TOPIC_ARN,
+                value: topic_arn,
+                expected: "an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)",
+            });
+        }
+        let geoip = PathBuf::from(required(
+            GEOIP,
+            "the path of the GeoIP City database (.mmdb)",
+        )?);
+        let geoip_asn = get(GEOIP_ASN).map(PathBuf::from);
+        let max_object_mib = match get(MAX_OBJECT_MIB) {
+            None => DEFAULT_MAX_OBJECT_MIB,
+            Some(v) => parse::<u64>(MAX_OBJECT_MIB, &v, "a whole number of MiB, 1 or more")
+                .and_then(|n| {
+                    positive(MAX_OBJECT_MIB, &v, n, "a whole number of MiB, 1 or more")
+                })?,
+        };
+
+        let (settings, given) = policy_settings(&get)?;
+        let policy = settings
+            .to_policy()
+            .map_err(|source| blame(&given, source))?;
+
+        // Detection reads a subject's history window, and (with baselines) remembers
+        // places for forget_after_days: the item must outlive both.
+        let (needed_days, reason) =
+            if settings.no_baseline || settings.forget_after_days <= settings.history_days {
+                (settings.history_days, "the history window")
+            } else {
+                (
+                    settings.forget_after_days,
+                    "the baseline forget-after period",
+                )
+            };
+        let state_ttl_days = match get(STATE_TTL_DAYS) {
+            None => needed_days.saturating_add(TTL_MARGIN_DAYS),
+            Some(v) => {
+                let days = parse::<u32>(STATE_TTL_DAYS, &v, "a whole number of days")?;
+                if days < needed_days {
+                    return Err(ConfigError::TtlTooShort {
+                        name: STATE_TTL_DAYS,
+                        value: days,
+                        needed_days,
+                        reason,
+                    });
+                }
+                days
+            }
+        };
+
+        let function_name = get(FUNCTION_NAME).unwrap_or_else(|| "geotrail".to_owned());
+
+        Ok(LambdaConfig {
+            table,
+            topic_arn,
+            geoip,
+            geoip_asn,
+            max_object_mib,
+            state_ttl_days,
+            function_name,
+            settings,
+            policy,
+        })
+    }
+
+    pub fn read_options(&self) -> ReadOptions {
+        ReadOptions {
+            max_decompressed_bytes: Some(self.max_object_mib.saturating_mul(1024 * 1024)),
+        }
+    }
+}
+
+/// Sets one detection option from its variable's value.
+type Apply = fn(&mut PolicySettings, &'static str, &str) -> Result<(), ConfigError>;
+/// A detection variable that was set: name, how it applies, value.
+type GivenOption = (&'static str, Apply, String);
+
+/// Detection options from their variables, on top of the defaults; also returns the
+/// variables that were given, for messages.
+fn policy_settings(
+    get: &impl Fn(&str) -> Option<String>,
+) -> Result<(PolicySettings, Vec<GivenOption>), ConfigError> {
+    const OPTIONS: &[(&str, Apply)] = &[
+        (SUBJECT, |s, n, v| {
+            s.subject = SubjectArg::from_str(v, true)
+                .map_err(|_| invalid(n, v, "access-key or principal"))?;
+            Ok(())
+        }),
+        (MIN_DISTANCE_KM, |s, n, v| {
+            s.min_distance_km = parse(n, v, "a number of km")?;
+            Ok(())
+        }),
+        (MIN_SPEED_KMH, |s, n, v| {
+            s.min_speed_kmh = parse(n, v, "a number of km/h")?;
+            Ok(())
+        }),
+        (NO_ACCURACY_RADIUS, |s, n, v| {
+            s.no_accuracy_radius = flag(n, v)?;
+            Ok(())
+        }),
+        (CONCURRENT_MINUTES, |s, n, v| {
+            s.concurrent_minutes = parse(n, v, "a whole number of minutes")?;
+            Ok(())
+        }),
+        (HISTORY_DAYS, |s, n, v| {
+            s.history_days = parse(n, v, "a whole number of days")?;
+            Ok(())
+        }),
+        (NO_BASELINE, |s, n, v| {
+            s.no_baseline = flag(n, v)?;
+            Ok(())
+        }),
+        (LEARNING_HOURS, |s, n, v| {
+            s.learning_hours = parse(n, v, "a number of hours")?;
+            Ok(())
+        }),
+        (FORGET_AFTER_DAYS, |s, n, v| {
+            s.forget_after_days = parse(n, v, "a whole number of days")?;
+            Ok(())
+        }),
+        (DEDUP_MINUTES, |s, n, v| {
+            s.dedup_minutes = parse(n, v, "a whole number of minutes")?;
+            Ok(())
+        }),
+    ];
+
+    let mut settings = PolicySettings::default();
+    let mut given = Vec::new();
+    for (name, apply) in OPTIONS {
+        let Some(value) = get(name) else { continue };
+        let value = value.trim().to_owned();
+        apply(&mut settings, name, &value)?;
+        given.push((*name, *apply, value));
+    }
+    Ok((settings, given))
+}
+
+/// Pins a policy error on the variable that caused it.
+///
+/// The policy checks its ranges as a whole and names its own fields, not variables. A
+/// variable that the defaults also refuse when applied alone is the culprit; when none
+/// is, the values only clash together and all given ones are listed.
+fn blame(given: &[GivenOption], source: PolicyError) -> ConfigError {
+    for (name, apply, value) in given {
+        let mut alone = PolicySettings::default();
+        if apply(&mut alone, name, value).is_ok() {
+            if let Err(source) = alone.to_policy() {
+                return ConfigError::Policy {
+                    name,
+                    value: value.clone(),
+                    source,
+                };
+            }
+        }
+    }
+    ConfigError::PolicyCombination {
+        given: given
+            .iter()
+            .map(|(n, _, v)| format!("{n}={v}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        source,
+    }
+}
+
+fn invalid(name: &'static str, value: &str, expected: &'static str) -> ConfigError {
+    ConfigError::Invalid {
+        name,
+        value: value.to_owned(),
+        expected,
+    }
+}
+
+fn parse<T: std::str::FromStr>(
+    name: &'static str,
+    value: &str,
+    expected: &'static str,
+) -> Result<T, ConfigError> {
+    value
+        .trim()
+        .parse()
+        .map_err(|_| invalid(name, value, expected))
+}
+
+fn positive(
+    name: &'static str,
+    value: &str,
+    n: u64,
+    expected: &'static str,
+) -> Result<u64, ConfigError> {
+    if n == 0 {
+        Err(invalid(name, value, expected))
+    } else {
+        Ok(n)
+    }
+}
+
+/// Strict where clap is lenient: a typo such as `ture` is an error, not `true`.
+fn flag(name: &'static str, value: &str) -> Result<bool, ConfigError> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(invalid(name, value, "true or false")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::detect::SubjectKind;
+
+    const REQUIRED: &[(&str, &str)] = &[
+        (TABLE, "geotrail-state"),
+        (
+            TOPIC_ARN,
+            "arn:aws:sns:us-east-1:123456789012:geotrail-findings",
+        ),
+        (GEOIP, "/opt/geoip/GeoLite2-City.mmdb"),
+    ];
+
+    fn config(extra: &[(&str, &str)]) -> Result<LambdaConfig, ConfigError> {
+        let vars: HashMap<String, String> = REQUIRED
+            .iter()
+            .chain(extra)
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        LambdaConfig::from_env(|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn required_variables_alone_give_the_default_policy() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.policy, Policy::default());
+        assert_eq!(c.max_object_mib, 1024);
+        assert_eq!(c.read_options().max_decompressed_bytes, Some(1 << 30));
+        assert_eq!(c.geoip_asn, None);
+        assert_eq!(c.state_ttl_days, 30 + TTL_MARGIN_DAYS);
+    }
+
+    #[test]
+    fn each_missing_required_variable_is_named() {
+        for (missing, _) in REQUIRED {
+            let vars: HashMap<&str, &str> = REQUIRED
+                .iter()
+                .copied()
+                .filter(|(k, _)| k != missing)
+                .collect();
+            let err = LambdaConfig::from_env(|n| vars.get(n).map(|v| v.to_string())).unwrap_err();
+            assert!(err.to_string().contains(missing), "case {missing}: {err}");
+        }
+    }
+
+    #[test]
+    fn empty_values_count_as_unset() {
+        let c = config(&[(GEOIP_ASN, ""), (MIN_DISTANCE_KM, " "), (NO_BASELINE, "")]).unwrap();
+        assert_eq!(c.geoip_asn, None);
+        assert_eq!(c.policy, Policy::default());
+    }
+
+    #[test]
+    fn detection_options_reach_the_policy() {
+        let c = config(&[
+            (SUBJECT, "principal"),
+            (MIN_DISTANCE_KM, "800"),
+            (MIN_SPEED_KMH, "900.5"),
+            (NO_ACCURACY_RADIUS, "true"),
+            (CONCURRENT_MINUTES, "10"),
+            (HISTORY_DAYS, "14"),
+            (LEARNING_HOURS, "48"),
+            (FORGET_AFTER_DAYS, "10"),
+            (DEDUP_MINUTES, "120"),
+            (GEOIP_ASN, "/opt/geoip/GeoLite2-ASN.mmdb"),
+            (MAX_OBJECT_MIB, "64"),
+        ])
+        .unwrap();
+        let p = &c.policy;
+        assert_eq!(p.subject, SubjectKind::Principal);
+        assert_eq!((p.min_distance_km, p.min_speed_kmh), (800.0, 900.5));
+        assert!(!p.use_accuracy_radius);
+        assert_eq!(p.concurrent_window_ms, 10 * 60_000);
+        assert_eq!(p.history_window_ms, 14 * 86_400_000);
+        assert_eq!(p.dedup_window_ms, 120 * 60_000);
+        let b = p.baseline.as_ref().expect("baseline on by default");
+        assert_eq!(
+            (b.learning_ms, b.forget_after_ms),
+            (48 * 3_600_000, 10 * 86_400_000)
+        );
+        assert_eq!(c.read_options().max_decompressed_bytes, Some(64 << 20));
+        assert_eq!(
+            c.geoip_asn,
+            Some(PathBuf::from("/opt/geoip/GeoLite2-ASN.mmdb"))
+        );
+        assert_eq!(
+            c.state_ttl_days,
+            14 + TTL_MARGIN_DAYS,
+            "TTL follows the longer of history and forget-after"
+        );
+        assert!(config(&[(NO_BASELINE, "yes")])
+            .unwrap()
+            .policy
+            .baseline
+            .is_none());
+    }
+
+    #[test]
+    fn bad_values_name_the_variable_and_the_value() {
+        let cases: &[(&str, &str)] = &[
+            (TOPIC_ARN, "geotrail-findings"),
+            (SUBJECT, "user"),
+            (MIN_DISTANCE_KM, "far"),
+            (MIN_DISTANCE_KM, "-5"),
+            (MIN_SPEED_KMH, "0"),
+            (NO_ACCURACY_RADIUS, "ture"),
+            (CONCURRENT_MINUTES, "-1"),
+            (HISTORY_DAYS, "400"),
+            (NO_BASELINE, "maybe"),
+            (LEARNING_HOURS, "1000"),
+            (LEARNING_HOURS, "NaN"),
+            (FORGET_AFTER_DAYS, "0"),
+            (DEDUP_MINUTES, "1.5"),
+            (MAX_OBJECT_MIB, "0"),
+            (MAX_OBJECT_MIB, "1GiB"),
+            (STATE_TTL_DAYS, "soon"),
+        ];
+        for (name, value) in cases {
+            let err =
+                config(&[(name, value)]).expect_err(&format!("{name}={value} should be refused"));
+            let msg = err.to_string();
+            assert!(
+                msg.contains(name) && msg.contains(value),
+                "case {name}={value}: {msg}"
+            );
+        }
+    }
+
+    #[test]
+    fn options_valid_alone_but_not_together_list_what_was_given() {
+        // A 2-day history cannot hold a 3-day dedup window.
+        let err = config(&[(HISTORY_DAYS, "2"), (DEDUP_MINUTES, "4320")]).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("GEOTRAIL_HISTORY_DAYS=2") && msg.contains("GEOTRAIL_DEDUP_MINUTES=4320"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn a_long_dedup_window_is_fine_with_a_history_long_enough_for_it() {
+        // 60 days of dedup would not fit the default 30-day history, but fits 90 days.
+        let c = config(&[(HISTORY_DAYS, "90"), (DEDUP_MINUTES, "86400")]).unwrap();
+        assert_eq!(c.policy.dedup_window_ms, 60 * 86_400_000);
+    }
+
+    #[test]
+    fn a_ttl_shorter_than_the_history_window_is_refused() {
+        let err = config(&[(STATE_TTL_DAYS, "7")]).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ConfigError::TtlTooShort {
+                    needed_days: 30,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains("GEOTRAIL_STATE_TTL_DAYS=7"),
+            "{err}"
+        );
+        assert_eq!(
+            config(&[(STATE_TTL_DAYS, "90")]).unwrap().state_ttl_days,
+            90
+        );
+    }
+}

@@ -1,0 +1,655 @@
+//! The Lambda entry point: S3 notifications in, findings to SNS, state in DynamoDB.
+//!
+//! `bootstrap` builds a [`Handler`] once per execution environment (clients, the GeoIP
+//! reader, the policy) and hands every invocation to [`Handler::handle`]. For each
+//! object an invocation names, the handler:
+//!
+//! 1. skips digest files by key, before any GetObject;
+//! 2. streams the object out of S3 into [`scan_object`] on a blocking thread;
+//! 3. commits the scan ([`commit_scan`]: publish, then save; see `pipeline`'s
+//!    documentation for why that order loses no finding and publishes none twice);
+//! 4. logs one summary line, and adds to the invocation's EMF metrics.
+//!
+//! What fails what: only faults a retry can fix (throttling, 5xx, network, lost races)
+//! fail the invocation, or with SQS only the message that named the object, so the rest
+//! of the batch is not redelivered. A notification no retry can decode fails too, so it
+//! ends in the dead-letter queue where a person can look at it instead of vanishing. A
+//! malformed object is logged with its name and counted, what could be read of it is
+//! still judged, and it is not retried: a retry would read the same bytes. So are
+//! errors that need a person (access denied, a KMS key the function may not use): they
+//! are logged and counted in `ObjectsFailed`. An object deleted since its event is a skip.
+
+pub mod config;
+pub mod event;
+pub mod metrics;
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use aws_config::SdkConfig;
+use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse};
+use futures_util::stream::{self, StreamExt};
+use serde::Serialize;
+use tracing::{error, info, warn};
+
+use self::config::LambdaConfig;
+use self::event::{Decoded, Invocation, Notification, ObjectRef};
+use self::metrics::InvocationMetrics;
+use super::s3::{S3ObjectSource, S3SourceError};
+use super::{DynamoStateStore, SnsNotifier};
+use crate::cloudtrail::{self, ObjectSkip, ReadOptions};
+use crate::detect::Policy;
+use crate::geo::{GeoCache, GeoDb};
+use crate::pipeline::{commit_scan, scan_object, ObjectScan, SkipCounts};
+
+/// Objects of one invocation read at once. Most of an object's time is waiting on S3,
+/// DynamoDB and SNS; a few in flight keep one vCPU busy without piling up memory (each
+/// holds one decoder's buffers and its sightings).
+const OBJECTS_IN_FLIGHT: usize = 4;
+/// Fault lines logged per object; the summary line counts them all.
+const MAX_FAULTS_LOGGED: usize = 10;
+
+/// The SDK clients from one loaded configuration.
+///
+/// S3 uses path-style addressing when an endpoint override is set (`AWS_ENDPOINT_URL`):
+/// local emulators answer on one host and cannot resolve `bucket.host` names.
+pub fn clients(
+    sdk: &SdkConfig,
+) -> (
+    aws_sdk_s3::Client,
+    aws_sdk_dynamodb::Client,
+    aws_sdk_sns::Client,
+) {
+    let s3_config = aws_sdk_s3::config::Builder::from(sdk)
+        .force_path_style(sdk.endpoint_url().is_some())
+        .build();
+    (
+        aws_sdk_s3::Client::from_conf(s3_config),
+        aws_sdk_dynamodb::Client::new(sdk),
+        aws_sdk_sns::Client::new(sdk),
+    )
+}
+
+/// Everything an invocation borrows, built once per execution environment.
+#[derive(Debug, Clone)]
+pub struct Handler {
+    source: S3ObjectSource,
+    store: DynamoStateStore,
+    notifier: SnsNotifier,
+    geo: Arc<GeoDb>,
+    policy: Arc<Policy>,
+    read_options: ReadOptions,
+    function_name: String,
+}
+
+impl Handler {
+    pub fn new(
+        config: &LambdaConfig,
+        geo: Arc<GeoDb>,
+        s3: aws_sdk_s3::Client,
+        dynamodb: aws_sdk_dynamodb::Client,
+        sns: aws_sdk_sns::Client,
+    ) -> Handler {
+        Handler {
+            source: S3ObjectSource::new(s3),
+            store: DynamoStateStore::new(
+                dynamodb,
+                config.table.clone(),
+                i64::from(config.state_ttl_days),
+            ),
+            notifier: SnsNotifier::new(sns, config.topic_arn.clone()),
+            geo,
+            policy: Arc::new(config.policy.clone()),
+            read_options: config.read_options(),
+            function_name: config.function_name.clone(),
+        }
+    }
+
+    /// Replaces the state store (tests give it a shorter backoff).
+    pub fn with_store(mut self, store: DynamoStateStore) -> Handler {
+        self.store = store;
+        self
+    }
+
+    /// Handles one invocation, prints its EMF metrics, and answers Lambda: a direct
+    /// invocation fails as a whole when something must be retried; an SQS batch lists
+    /// the messages to redeliver.
+    pub async fn handle(&self, invocation: Invocation) -> Result<Response, HandlerError> {
+        let report = self.process(invocation).await;
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        // EMF goes to standard output as a line of its own, outside the tracing format.
+        println!("{}", report.metrics.to_emf(&self.function_name, now_ms));
+        report.into_response()
+    }
+
+    /// Handles one invocation and reports what happened to every object, without
+    /// deciding the answer to Lambda ([`Handler::handle`] does).
+    pub async fn process(&self, invocation: Invocation) -> InvocationReport {
+        let started = Instant::now();
+        let Decoded {
+            from_sqs,
+            deliveries,
+        } = invocation.decode();
+        let mut report = InvocationReport {
+            from_sqs,
+            ..InvocationReport::default()
+        };
+
+        // Flatten to (delivery, object) so objects of different messages run side by side.
+        let mut work: Vec<(usize, ObjectRef)> = Vec::new();
+        for (index, delivery) in deliveries.iter().enumerate() {
+            let message_id = delivery.message_id.as_deref();
+            match &delivery.content {
+                Ok(Notification { objects, ignored }) => {
+                    for reason in ignored {
+                        info!(
+                            message_id,
+                            reason = reason.as_str(),
+                            "notification names nothing to read"
+                        );
+                    }
+                    work.extend(objects.iter().map(|o| (index, o.clone())));
+                }
+                Err(err) => {
+                    // A message no retry will decode: left to fail into the DLQ, where a
+                    // person can look at it, rather than dropped.
+                    error!(message_id, error = %err, "undecodable notification");
+                }
+            }
+        }
+        let outcomes: Vec<(usize, ObjectOutcome)> = stream::iter(work)
+            .map(|(index, object)| async move { (index, self.process_object(object).await) })
+            .buffered(OBJECTS_IN_FLIGHT)
+            .collect()
+            .await;
+
+        let mut failed_deliveries = vec![false; deliveries.len()];
+        for (index, delivery) in deliveries.iter().enumerate() {
+            if let Err(err) = &delivery.content {
+                failed_deliveries[index] = true;
+                report.undecodable.push(format!(
+                    "{}{err}",
+                    message_prefix(delivery.message_id.as_deref())
+                ));
+            }
+        }
+        for (index, outcome) in &outcomes {
+            if outcome.retry() {
+                failed_deliveries[*index] = true;
+            }
+        }
+        report.failed_messages = deliveries
+            .iter()
+            .zip(&failed_deliveries)
+            .filter(|(_, failed)| **failed)
+            .filter_map(|(d, _)| d.message_id.clone())
+            .collect();
+        report.objects = outcomes.into_iter().map(|(_, o)| o).collect();
+        report.metrics = metrics_of(&report.objects, started);
+        report
+    }
+
+    /// One object through the pipeline; never fails, the outcome says what happened.
+    async fn process_object(&self, object: ObjectRef) -> ObjectOutcome {
+        let started = Instant::now();
+        let mut outcome = ObjectOutcome::new(object);
+        self.run_object(&mut outcome).await;
+        outcome.duration_ms = started.elapsed().as_millis() as u64;
+        outcome.log();
+        outcome
+    }
+
+    async fn run_object(&self, outcome: &mut ObjectOutcome) {
+        let ObjectRef { bucket, key } = outcome.object.clone();
+        if let Some(skip) = cloudtrail::skip_by_name(&key) {
+            let reason = match skip {
+                ObjectSkip::Digest => "digest_file",
+                ObjectSkip::ConfigWritabilityCheck => "config_writability_check",
+            };
+            outcome.status = ObjectStatus::Skipped { reason };
+            return;
+        }
+        let object = match self.source.open(&bucket, &key).await {
+            Ok(object) => object,
+            Err(S3SourceError::NotFound { .. }) => {
+                outcome.status = ObjectStatus::Skipped {
+                    reason: "object_deleted",
+                };
+                return;
+            }
+            Err(err) => return outcome.fail(&err, err.is_transient()),
+        };
+
+        let mut reader = object.into_reader();
+        let (geo, policy, options) = (
+            Arc::clone(&self.geo),
+            Arc::clone(&self.policy),
+            self.read_options.clone(),
+        );
+        let name = outcome.object.to_string();
+        // Decompression and parsing are CPU work: off the async threads.
+        let scanned = tokio::task::spawn_blocking(move || {
+            let mut cache = GeoCache::new(&geo);
+            let scan = scan_object(&name, &mut reader, &mut cache, &policy, &options);
+            (scan, reader.take_failure())
+        })
+        .await;
+        let scan = match scanned {
+            Ok((_, Some(network))) => {
+                // The connection dropped mid-body: the decoder saw a truncated stream,
+                // but the bytes are fine and a retry reads them whole.
+                return outcome.fail(&network, true);
+            }
+            Ok((scan, None)) => scan,
+            // A panic in the scan is a bug that a retry would only repeat.
+            Err(join) => return outcome.fail(&join, false),
+        };
+        outcome.record_scan(&scan);
+
+        match commit_scan(
+            &scan,
+            &self.policy,
+            self.geo.info(),
+            &self.store,
+            &self.notifier,
+        )
+        .await
+        {
+            Ok(commit) => {
+                outcome.findings = commit
+                    .findings
+                    .iter()
+                    .map(|f| f.finding_id.clone())
+                    .collect();
+                outcome.conflicts = commit.conflicts;
+                outcome.subjects_saved = commit.subjects_saved;
+                if outcome.status == ObjectStatus::Pending {
+                    outcome.status = ObjectStatus::Done;
+                }
+            }
+            Err(err) => outcome.fail(&err, err.is_transient()),
+        }
+    }
+}
+
+fn message_prefix(message_id: Option<&str>) -> String {
+    message_id
+        .map(|id| format!("SQS message {id}: "))
+        .unwrap_or_default()
+}
+
+fn metrics_of(objects: &[ObjectOutcome], started: Instant) -> InvocationMetrics {
+    let mut m = InvocationMetrics {
+        objects: objects.len() as u64,
+        ..InvocationMetrics::default()
+    };
+    for o in objects {
+        match o.status {
+            ObjectStatus::Skipped { .. } => m.objects_skipped += 1,
+            ObjectStatus::Malformed | ObjectStatus::Failed { .. } => m.objects_failed += 1,
+            ObjectStatus::Pending | ObjectStatus::Done => {}
+        }
+        if o.retry() {
+            m.objects_retried += 1;
+        }
+        m.events += o.events;
+        m.skipped.merge(&o.skipped);
+        m.findings += o.findings.len() as u64;
+        m.state_conflicts += o.conflicts;
+    }
+    m.duration_ms = started.elapsed().as_millis() as u64;
+    m
+}
+
+/// What happened to one object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "status")]
+pub enum ObjectStatus {
+    /// Not finished (only seen inside the handler).
+    Pending,
+    /// Read whole and committed.
+    Done,
+    /// Not read, for the reason given: nothing to do, no retry.
+    Skipped { reason: &'static str },
+    /// Read with faults; what could be read was committed. Not retried.
+    Malformed,
+    /// Not (fully) processed; `retry`: the invocation or message is failed for it.
+    Failed { retry: bool },
+}
+
+/// What happened to one object, with the counts of its summary log line.
+#[derive(Debug, Clone, Serialize)]
+pub struct ObjectOutcome {
+    pub bucket: String,
+    pub key: String,
+    #[serde(flatten)]
+    pub status: ObjectStatus,
+    pub events: u64,
+    pub sightings: u64,
+    pub subjects: u64,
+    pub subjects_saved: usize,
+    #[serde(skip)]
+    pub skipped: SkipCounts,
+    /// Ids of the findings this processing published.
+    pub findings: Vec<String>,
+    pub conflicts: u64,
+    /// Faults in the object's bytes, each naming the object.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub faults: Vec<String>,
+    /// Why processing stopped, naming the object.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub duration_ms: u64,
+    #[serde(skip)]
+    object: ObjectRef,
+}
+
+impl ObjectOutcome {
+    fn new(object: ObjectRef) -> ObjectOutcome {
+        ObjectOutcome {
+            bucket: object.bucket.clone(),
+            key: object.key.clone(),
+            status: ObjectStatus::Pending,
+            events: 0,
+            sightings: 0,
+            subjects: 0,
+            subjects_saved: 0,
+            skipped: SkipCounts::default(),
+            findings: Vec::new(),
+            conflicts: 0,
+            faults: Vec::new(),
+            error: None,
+            duration_ms: 0,
+            object,
+        }
+    }
+
+    /// The invocation (or SQS message) must fail so this object is read again.
+    pub fn retry(&self) -> bool {
+        matches!(self.status, ObjectStatus::Failed { retry: true })
+    }
+
+    fn fail(&mut self, err: &dyn std::error::Error, retry: bool) {
+        // Every error type on this path names the object already, except a join error.
+        let text = error_chain(err);
+        let name = self.object.to_string();
+        self.error = Some(if text.contains(&name) {
+            text
+        } else {
+            format!("{name}: {text}")
+        });
+        self.status = ObjectStatus::Failed { retry };
+    }
+
+    fn record_scan(&mut self, scan: &ObjectScan) {
+        self.events = scan.events;
+        self.sightings = scan.sighting_count() as u64;
+        self.subjects = scan.subjects.len() as u64;
+        self.skipped = scan.skipped.clone();
+        if let Some(reason) = scan.skipped_object {
+            self.status = ObjectStatus::Skipped { reason };
+        }
+        if scan.has_faults() {
+            self.faults = scan.fault_messages();
+            self.status = ObjectStatus::Malformed;
+        }
+    }
+
+    /// One line per object, fields not prose; faults as lines of their own (capped),
+    /// each with bucket and key. Never any CloudTrail record content beyond counts and
+    /// the reader's own error messages.
+    fn log(&self) {
+        let (bucket, key) = (self.bucket.as_str(), self.key.as_str());
+        for fault in self.faults.iter().take(MAX_FAULTS_LOGGED) {
+            warn!(bucket, key, fault = fault.as_str(), "malformed object");
+        }
+        let status = match self.status {
+            ObjectStatus::Pending => "pending",
+            ObjectStatus::Done => "done",
+            ObjectStatus::Skipped { .. } => "skipped",
+            ObjectStatus::Malformed => "malformed",
+            ObjectStatus::Failed { retry: true } => "retry",
+            ObjectStatus::Failed { retry: false } => "failed",
+        };
+        let skip_reason = match self.status {
+            ObjectStatus::Skipped { reason } => Some(reason),
+            _ => None,
+        };
+        let (events, sightings, skipped, findings, conflicts, duration_ms) = (
+            self.events,
+            self.sightings,
+            self.skipped.total(),
+            self.findings.len(),
+            self.conflicts,
+            self.duration_ms,
+        );
+        let faults = self.faults.len();
+        match &self.error {
+            Some(error) => error!(
+                bucket,
+                key,
+                status,
+                events,
+                sightings,
+                skipped,
+                findings,
+                conflicts,
+                duration_ms,
+                error = error.as_str(),
+                "object failed"
+            ),
+            None => info!(
+                bucket,
+                key,
+                status,
+                skip_reason,
+                events,
+                sightings,
+                skipped,
+                findings,
+                conflicts,
+                faults,
+                duration_ms,
+                "object processed"
+            ),
+        }
+    }
+}
+
+/// `err: cause: cause`, as `{:#}` would with anyhow.
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        // Errors that embed their source's text already (the S3 one does) add nothing.
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// What one invocation did.
+#[derive(Debug, Default)]
+pub struct InvocationReport {
+    pub from_sqs: bool,
+    pub objects: Vec<ObjectOutcome>,
+    /// Notifications that could not be decoded, with their SQS message ids.
+    pub undecodable: Vec<String>,
+    /// SQS message ids to redeliver (undecodable, or naming an object to retry).
+    pub failed_messages: Vec<String>,
+    pub metrics: InvocationMetrics,
+}
+
+impl InvocationReport {
+    /// The answer to Lambda.
+    pub fn into_response(self) -> Result<Response, HandlerError> {
+        if self.from_sqs {
+            let mut response = SqsBatchResponse::default();
+            response.batch_item_failures = self
+                .failed_messages
+                .into_iter()
+                .map(|id| {
+                    let mut failure = BatchItemFailure::default();
+                    failure.item_identifier = id;
+                    failure
+                })
+                .collect();
+            return Ok(Response::Sqs(response));
+        }
+        let mut problems: Vec<String> = self.undecodable;
+        problems.extend(
+            self.objects
+                .iter()
+                .filter(|o| o.retry())
+                .filter_map(|o| o.error.clone()),
+        );
+        if !problems.is_empty() {
+            return Err(HandlerError::Retry { problems });
+        }
+        Ok(Response::Direct(InvocationSummary {
+            objects: self.objects,
+        }))
+    }
+}
+
+/// The function's result.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum Response {
+    /// For an SQS event source mapping with `ReportBatchItemFailures`: exactly
+    /// `{"batchItemFailures": [{"itemIdentifier": ...}]}`.
+    Sqs(SqsBatchResponse),
+    /// For direct invocations (S3, EventBridge, SNS, `cargo lambda invoke`): what was done.
+    Direct(InvocationSummary),
+}
+
+#[derive(Debug, Serialize)]
+pub struct InvocationSummary {
+    pub objects: Vec<ObjectOutcome>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    /// Lambda retries the invocation, then sends it to the on-failure destination.
+    #[error("{} to retry: {}", problems.len(), problems.join("; "))]
+    Retry { problems: Vec<String> },
+}
+
+impl From<HandlerError> for lambda_runtime::Diagnostic {
+    fn from(err: HandlerError) -> lambda_runtime::Diagnostic {
+        lambda_runtime::Diagnostic {
+            error_type: "geotrail::Retry".to_owned(),
+            error_message: err.to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(key: &str, status: ObjectStatus) -> ObjectOutcome {
+        let mut o = ObjectOutcome::new(ObjectRef::new("trail", key));
+        o.status = status;
+        o
+    }
+
+    #[test]
+    fn a_direct_invocation_answers_with_each_objects_status() {
+        let report = InvocationReport {
+            objects: vec![
+                outcome("a.json.gz", ObjectStatus::Done),
+                outcome(
+                    "b.json.gz",
+                    ObjectStatus::Skipped {
+                        reason: "digest_file",
+                    },
+                ),
+                outcome("c.json.gz", ObjectStatus::Failed { retry: false }),
+            ],
+            ..InvocationReport::default()
+        };
+        let json =
+            serde_json::to_string(&report.into_response().expect("nothing to retry")).unwrap();
+        for want in [
+            r#""key":"a.json.gz","status":"done""#,
+            r#""key":"b.json.gz","status":"skipped","reason":"digest_file""#,
+            r#""key":"c.json.gz","status":"failed","retry":false"#,
+        ] {
+            assert!(json.contains(want), "{want} in {json}");
+        }
+    }
+
+    #[test]
+    fn a_direct_invocation_fails_naming_every_object_to_retry() {
+        let mut retry = outcome("a.json.gz", ObjectStatus::Pending);
+        retry.fail(&std::io::Error::other("connection reset"), true);
+        let report = InvocationReport {
+            objects: vec![retry, outcome("b.json.gz", ObjectStatus::Done)],
+            undecodable: vec![
+                "invocation payload is not an S3, SNS, CloudTrail or EventBridge notification"
+                    .into(),
+            ],
+            ..InvocationReport::default()
+        };
+        let err = report
+            .into_response()
+            .expect_err("a retry is needed")
+            .to_string();
+        assert!(err.starts_with("2 to retry"), "{err}");
+        assert!(
+            err.contains("s3://trail/a.json.gz: connection reset"),
+            "{err}"
+        );
+        assert!(err.contains("not an S3, SNS"), "{err}");
+    }
+
+    #[test]
+    fn an_sqs_batch_with_nothing_failed_answers_an_empty_list() {
+        let report = InvocationReport {
+            from_sqs: true,
+            ..InvocationReport::default()
+        };
+        let json = serde_json::to_string(&report.into_response().unwrap()).unwrap();
+        assert_eq!(json, r#"{"batchItemFailures":[]}"#);
+    }
+
+    #[test]
+    fn metrics_count_objects_by_outcome() {
+        let mut done = outcome("a", ObjectStatus::Done);
+        done.events = 10;
+        done.findings = vec!["f1".into()];
+        done.conflicts = 2;
+        let objects = [
+            done,
+            outcome(
+                "b",
+                ObjectStatus::Skipped {
+                    reason: "object_deleted",
+                },
+            ),
+            outcome("c", ObjectStatus::Malformed),
+            outcome("d", ObjectStatus::Failed { retry: true }),
+        ];
+        let m = metrics_of(&objects, Instant::now());
+        assert_eq!(
+            (
+                m.objects,
+                m.objects_skipped,
+                m.objects_failed,
+                m.objects_retried,
+                m.events,
+                m.findings,
+                m.state_conflicts
+            ),
+            (4, 1, 2, 1, 10, 1, 2)
+        );
+    }
+}
