@@ -41,6 +41,9 @@ pub const MAX_ITEM_BYTES: usize = 350 * 1024;
 const DYNAMODB_ITEM_LIMIT: usize = 400 * 1024;
 /// BatchGetItem calls in flight at once for one `load`.
 const PARALLEL_BATCHES: usize = 4;
+/// PutItems in flight at once when saving an object's subjects; on-demand tables absorb
+/// this easily, and it keeps one object's writes to a few round trips.
+const PARALLEL_WRITES: usize = 16;
 
 const PK: &str = "pk";
 const VERSION: &str = "version";
@@ -265,6 +268,25 @@ impl StateStore for DynamoStateStore {
                 ))
             }
         }
+    }
+
+    /// One conditional PutItem per subject, several in flight: an object with a hundred
+    /// changed subjects otherwise waits out a hundred round trips one after another.
+    async fn save_many(
+        &self,
+        items: &[(&SubjectState, u64)],
+    ) -> Result<Vec<SaveOutcome>, StateError> {
+        // The futures are made up front: a `map` closure over borrowed items inside the
+        // stream trips the compiler's `Send` check for trait futures (higher-ranked
+        // lifetimes).
+        let saves: Vec<_> = items
+            .iter()
+            .map(|(state, version)| self.save(state, *version))
+            .collect();
+        futures_util::stream::iter(saves)
+            .buffered(PARALLEL_WRITES)
+            .try_collect()
+            .await
     }
 }
 
