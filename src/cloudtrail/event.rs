@@ -53,6 +53,35 @@ pub struct Event<'a> {
     pub user_identity: Option<UserIdentity<'a>>,
 }
 
+/// Records that carry a CloudTrail event inside another document: an item of
+/// `aws cloudtrail lookup-events` (`CloudTrailEvent`, the event as a JSON string) and
+/// Panther's test cases (`log`, the event as an object).
+#[derive(Deserialize)]
+struct Wrapped<'a> {
+    #[serde(rename = "CloudTrailEvent", default, borrow)]
+    cloudtrail_event: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    log: Option<Event<'a>>,
+}
+
+impl Wrapped<'_> {
+    fn unwrap(bytes: &[u8]) -> Option<Event<'_>> {
+        let wrapped: Wrapped<'_> = serde_json::from_slice(bytes).ok()?;
+        if let Some(event) = wrapped.log {
+            return Some(event);
+        }
+        let inner = wrapped.cloudtrail_event?;
+        let inner = inner.trim_start();
+        if !inner.starts_with('{') {
+            return None;
+        }
+        // The string was unescaped into a buffer of its own, so the event is copied out.
+        serde_json::from_str::<Event<'_>>(inner)
+            .ok()
+            .map(Event::into_owned)
+    }
+}
+
 /// `userIdentity`: who made the call.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 pub struct UserIdentity<'a> {
@@ -108,7 +137,11 @@ impl Event<'_> {
                 &"a record object",
             ));
         }
-        serde_json::from_slice(bytes)
+        match serde_json::from_slice(bytes) {
+            Ok(event) => Ok(event),
+            // Only a record that is not a plain event pays for the second attempt.
+            Err(err) => Wrapped::unwrap(bytes).ok_or(err),
+        }
     }
 
     /// Copies every borrowed string, for callers that keep events past the record.
@@ -237,6 +270,32 @@ fn session_issuer<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SessionIssue
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn lookup_events_items_and_panther_cases_unwrap_to_their_event() {
+        let inner = r#"{\"eventTime\":\"2022-02-07T22:23:37Z\",\"eventID\":\"e1\",\"sourceIPAddress\":\"1.2.3.4\",\"userIdentity\":{\"accessKeyId\":\"AKIAX\"}}"#;
+        let cases = [
+            ("lookup-events item", format!(r#"{{"EventId":"e1","EventTime":"2022-02-08 09:23:37+11:00","CloudTrailEvent":"{inner}"}}"#)),
+            ("panther test case", r#"{"rule_id":"x","log":{"eventTime":"2022-02-07 22:23:37","eventID":"e1","sourceIPAddress":"1.2.3.4","userIdentity":{"accessKeyId":"AKIAX"}}}"#.to_owned()),
+        ];
+        for (case, json) in cases {
+            let event = Event::from_json(json.as_bytes()).unwrap_or_else(|e| panic!("{case}: {e}"));
+            assert_eq!(event.event_time_ms, 1_644_272_617_000, "{case}");
+            assert_eq!(event.event_id.as_deref(), Some("e1"), "{case}");
+            assert_eq!(
+                event.user_identity.unwrap().access_key_id.as_deref(),
+                Some("AKIAX"),
+                "{case}"
+            );
+        }
+        let err =
+            Event::from_json(br#"{"CloudTrailEvent":"not json","EventId":"e1"}"#).unwrap_err();
+        assert!(
+            err.to_string().contains("eventTime"),
+            "the original error is kept: {err}"
+        );
+    }
+
     use super::*;
 
     fn is_borrowed(s: &Option<Cow<'_, str>>) -> bool {

@@ -428,7 +428,9 @@ impl<'f, S: Source> Framer<'f, S> {
                 self.pos += 1;
                 self.scan_string_body(keep, key_start)?;
                 let key = &self.win.buf[self.idx(key_start) + 1..self.idx(self.pos) - 1];
-                let is_records = key == b"Records";
+                // `Events` is what `aws cloudtrail lookup-events` prints: the same stream
+                // of records, each wrapping the event as a `CloudTrailEvent` string.
+                let is_records = key == b"Records" || key == b"Events";
                 digest |= key == b"digestStartTime" || key == b"logFiles";
 
                 let colon = self.next_byte(keep, start)?;

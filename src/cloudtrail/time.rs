@@ -4,7 +4,8 @@
 //! layout, so fixed positions beat a general date library by a wide margin.
 
 /// Parses an RFC 3339 timestamp (`2023-07-10T11:40:12Z`, `2023-07-10T11:40:12.123456Z`,
-/// `2023-07-10T13:40:12+02:00`) into Unix epoch milliseconds, UTC.
+/// `2023-07-10T13:40:12+02:00`) into Unix epoch milliseconds, UTC. A timestamp with no
+/// zone at all is taken as UTC.
 ///
 /// Fractional seconds may have any number of digits; digits past milliseconds are
 /// truncated. `t`, `z` and a space separator are accepted as RFC 3339 allows. A leap
@@ -12,8 +13,8 @@
 /// Returns `None` for anything else, including impossible dates such as `2023-02-29`.
 pub fn parse_event_time(s: &str) -> Option<i64> {
     let b = s.as_bytes();
-    // The shortest valid form is "YYYY-MM-DDTHH:MM:SSZ".
-    if b.len() < 20 {
+    // The shortest accepted form is "YYYY-MM-DD HH:MM:SS" (no zone: UTC).
+    if b.len() < 19 {
         return None;
     }
     let year = digits(b, 0, 4)?;
@@ -37,7 +38,7 @@ pub fn parse_event_time(s: &str) -> Option<i64> {
 
     let mut i = 19;
     let mut millis = 0;
-    if b[i] == b'.' {
+    if b.get(i) == Some(&b'.') {
         i += 1;
         let first = i;
         while i < b.len() && b[i].is_ascii_digit() {
@@ -54,9 +55,12 @@ pub fn parse_event_time(s: &str) -> Option<i64> {
         }
     }
 
-    let offset_minutes = match b.get(i)? {
-        b'Z' | b'z' if i + 1 == b.len() => 0,
-        sign @ (b'+' | b'-') if i + 6 == b.len() && b[i + 3] == b':' => {
+    let offset_minutes = match b.get(i) {
+        // No zone at all is read as UTC: Panther and some exports normalise to UTC and
+        // drop the `Z`.
+        None => 0,
+        Some(b'Z' | b'z') if i + 1 == b.len() => 0,
+        Some(sign @ (b'+' | b'-')) if i + 6 == b.len() && b[i + 3] == b':' => {
             let hours = digits(b, i + 1, 2)?;
             let minutes = digits(b, i + 4, 2)?;
             if hours > 23 || minutes > 59 {
@@ -114,6 +118,12 @@ mod tests {
         let cases: &[(&str, &str, i64)] = &[
             ("epoch", "1970-01-01T00:00:00Z", 0),
             ("cloudtrail form", "2023-07-10T11:40:12Z", 1_688_989_212_000),
+            ("no zone is UTC", "2023-07-10T11:40:12", 1_688_989_212_000),
+            (
+                "panther form",
+                "2023-07-10 11:40:12.123456789",
+                1_688_989_212_123,
+            ),
             ("millis", "2023-07-10T11:40:12.123Z", 1_688_989_212_123),
             (
                 "micros truncated",
@@ -177,8 +187,6 @@ mod tests {
         let cases: &[(&str, &str)] = &[
             ("empty", ""),
             ("date only", "2023-07-10"),
-            ("no zone", "2023-07-10T11:40:12"),
-            ("no zone with fraction", "2023-07-10T11:40:12.123"),
             ("empty fraction", "2023-07-10T11:40:12.Z"),
             ("month 13", "2023-13-10T11:40:12Z"),
             ("month 0", "2023-00-10T11:40:12Z"),
