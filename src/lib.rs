@@ -7,6 +7,7 @@
 //! [`notify::Notifier`]. The core (`cloudtrail`, `geo`, `detect`, `finding`) does no I/O
 //! beyond the bytes it is handed, reads no clock and never logs.
 
+pub mod cli;
 pub mod cloudtrail;
 pub mod detect;
 pub mod finding;
@@ -14,7 +15,6 @@ pub mod geo;
 pub mod notify;
 pub mod pipeline;
 pub mod settings;
-pub mod cli;
 pub mod state;
 
 #[cfg(feature = "aws")]

@@ -1,7 +1,7 @@
 //! The integration tests, one binary with a module per area.
 
-mod common;
 mod cli;
+mod common;
 mod scenarios;
 
 #[cfg(feature = "aws")]
