@@ -4,6 +4,7 @@
 use std::fmt;
 use std::io::{self, BufRead, BufReader, Read};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
+use std::sync::Mutex;
 use std::thread;
 
 use flate2::bufread::MultiGzDecoder;
@@ -134,18 +135,27 @@ fn read_gzip<R: Read + Send>(
     let mut chunks = ChunkReader::new(gzip, limit);
     let mut first = vec![0; DECODE_INLINE];
     let first_len = chunks.fill(&mut first)?;
-
     if chunks.finished() {
-        let mut framer = Framer::new(first, first_len, chunks, on_record);
-        let stats = framer.run()?;
-        let bytes_read = framer.into_source().input.input_bytes();
-        return Ok(summary(stats, true, bytes_read));
+        return read_gzip_inline(first, first_len, chunks, on_record);
     }
 
     let (full_tx, full_rx) = mpsc::sync_channel(CHUNKS_IN_FLIGHT);
     let (free_tx, free_rx) = mpsc::channel();
+    // Parked where both this thread and the decoder can reach it, so that it is not lost
+    // with the closure if no thread can be started.
+    let parked = Mutex::new(Some(chunks));
+    let parked = &parked;
     thread::scope(|scope| {
-        let decoder = scope.spawn(move || decode_chunks(chunks, &full_tx, &free_rx));
+        let decoder = thread::Builder::new()
+            .name("geotrail-gunzip".into())
+            .spawn_scoped(scope, move || {
+                unpark(parked).map(|chunks| decode_chunks(chunks, &full_tx, &free_rx))
+            });
+        let Ok(decoder) = decoder else {
+            // No thread to be had: slower, but the object is still read.
+            let chunks = unpark(parked).expect("a decoder that never started left it parked");
+            return read_gzip_inline(first, first_len, chunks, on_record);
+        };
         let framed = {
             let source = ChannelSource {
                 full: full_rx,
@@ -158,10 +168,30 @@ fn read_gzip<R: Read + Send>(
         };
         let chunks = decoder
             .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            .expect("the decoder thread takes the parked decoder");
         let stats = framed?;
         Ok(summary(stats, true, chunks.input.input_bytes()))
     })
+}
+
+fn read_gzip_inline<D: Decoded>(
+    first: Vec<u8>,
+    first_len: usize,
+    chunks: ChunkReader<D>,
+    on_record: &mut dyn FnMut(Result<Event<'_>, RecordError>),
+) -> Result<ObjectSummary, ObjectError> {
+    let mut framer = Framer::new(first, first_len, chunks, on_record);
+    let stats = framer.run()?;
+    let bytes_read = framer.into_source().input.input_bytes();
+    Ok(summary(stats, true, bytes_read))
+}
+
+fn unpark<T>(parked: &Mutex<Option<T>>) -> Option<T> {
+    parked
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take()
 }
 
 /// Runs on the decoder thread: fills chunks until the end, an error or a closed channel.
