@@ -101,7 +101,10 @@ pub struct Place {
 struct Transition {
     a: String,
     b: String,
+    /// Event times (of the later end) of the first and last time the hop was made.
     first_ms: i64,
+    #[serde(default)]
+    last_ms: i64,
 }
 
 /// A finding already raised, so that replays and neighbouring pairs stay quiet.
@@ -114,7 +117,7 @@ struct AlertMark {
 }
 
 /// Everything geotrail remembers about one subject. Bounded by the policy's window,
-/// `max_stays` and [`MAX_PLACES`], so it fits a DynamoDB item.
+/// `max_stays` and a cap on places, so it fits a DynamoDB item.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SubjectState {
     pub subject: String,
@@ -267,47 +270,39 @@ impl SubjectState {
         // impossible, and it makes the set of place pairs found the same whatever order
         // the events arrive in, even when an event in between arrives last.
         let reach_ms = reach_ms(policy);
-        let locations: std::collections::HashMap<&str, &Location> = self
-            .places
-            .iter()
-            .map(|pl| (pl.key.as_str(), &pl.location))
-            .collect();
         // For each other place only its nearest stay on each side matters: it needs the
-        // highest speed. Cheap first pass over borrowed data; the few impossible hops are
-        // then judged in full, nearest first.
-        let mut seen_before: Vec<&str> = Vec::new();
-        let mut seen_after: Vec<&str> = Vec::new();
-        let before = (0..at).rev().map(|k| (k, true));
-        let after = (at + 1..self.stays.len()).map(|k| (k, false));
-        let impossible: Vec<usize> = before
-            .chain(after)
-            .filter(|&(k, is_before)| {
-                let other = &self.stays[k];
-                if other.place == place_key {
-                    return false;
-                }
-                let seen = if is_before {
-                    &mut seen_before
-                } else {
-                    &mut seen_after
-                };
-                if seen.contains(&other.place.as_str()) {
-                    return false;
-                }
-                seen.push(other.place.as_str());
-                let Some(other_location) = locations.get(other.place.as_str()) else {
-                    return false;
-                };
-                let (dt_ms, loc_a, loc_b) = if is_before {
-                    (p.t - other.last.t, *other_location, &*sighting.location)
-                } else {
-                    (other.first.t - p.t, &*sighting.location, *other_location)
-                };
-                dt_ms <= reach_ms && hop(loc_a, loc_b, dt_ms, policy).is_some()
-            })
-            .map(|(k, _)| k)
-            .collect();
-        drop(locations);
+        // highest speed. Stays are in time order, so each side stops at the first stay out
+        // of reach. Cheap first pass over borrowed data; the few impossible hops are then
+        // judged in full, nearest first.
+        let mut impossible: Vec<usize> = Vec::new();
+        let mut seen: Vec<(&str, bool)> = Vec::new();
+        let lo = self.stays[..at].partition_point(|s| p.t - s.last.t > reach_ms);
+        let hi = at + 1 + self.stays[at + 1..].partition_point(|s| s.first.t - p.t <= reach_ms);
+        let before = (lo..at).rev().map(|k| (k, true));
+        let after = (at + 1..hi).map(|k| (k, false));
+        for (k, is_before) in before.chain(after) {
+            let other = &self.stays[k];
+            let dt_ms = if is_before {
+                p.t - other.last.t
+            } else {
+                other.first.t - p.t
+            };
+            if other.place == place_key || seen.contains(&(other.place.as_str(), is_before)) {
+                continue;
+            }
+            seen.push((other.place.as_str(), is_before));
+            let Some(other_place) = self.place(&other.place) else {
+                continue;
+            };
+            let (loc_a, loc_b) = if is_before {
+                (&other_place.location, &*sighting.location)
+            } else {
+                (&*sighting.location, &other_place.location)
+            };
+            if hop(loc_a, loc_b, dt_ms, policy).is_some() {
+                impossible.push(k);
+            }
+        }
         let mut findings = Vec::new();
         for k in impossible {
             let other = &self.stays[k];
@@ -403,10 +398,12 @@ impl SubjectState {
         });
         let habitual = policy.baseline.as_ref().is_some_and(|baseline| {
             self.is_baseline(place_b, b.t, baseline.learning_ms, baseline.forget_after_ms)
+                // Made at another time, before or after: symmetric, so that a late object
+                // holding the earlier of two such hops does not raise a second alert.
                 || self
                     .transitions
                     .iter()
-                    .any(|tr| tr.a == pa && tr.b == pb && tr.first_ms < b.t)
+                    .any(|tr| tr.a == pa && tr.b == pb && (tr.first_ms < b.t || tr.last_ms > b.t))
         });
         let (pa, pb) = (pa.to_owned(), pb.to_owned());
         let (loc_a, loc_b) = (loc_a.clone(), loc_b.clone());
@@ -417,11 +414,15 @@ impl SubjectState {
             .iter_mut()
             .find(|tr| tr.a == pa && tr.b == pb)
         {
-            Some(tr) => tr.first_ms = tr.first_ms.min(b.t),
+            Some(tr) => {
+                tr.first_ms = tr.first_ms.min(b.t);
+                tr.last_ms = tr.last_ms.max(b.t);
+            }
             None => self.transitions.push(Transition {
                 a: pa.clone(),
                 b: pb.clone(),
                 first_ms: b.t,
+                last_ms: b.t,
             }),
         }
         if duplicate || habitual {
@@ -474,11 +475,33 @@ impl SubjectState {
             && place.last_seen_ms >= t - forget_after_ms
     }
 
+    /// The oldest time among places, transitions and alert marks.
+    fn oldest_mark_ms(&self) -> Option<i64> {
+        let places = self.places.iter().map(|pl| pl.last_seen_ms);
+        let transitions = self
+            .transitions
+            .iter()
+            .map(|tr| tr.last_ms.max(tr.first_ms));
+        let alerts = self.alerts.iter().map(|m| m.t);
+        places.chain(transitions).chain(alerts).min()
+    }
+
     fn prune(&mut self, policy: &Policy) {
         let Some(latest) = self.last_seen_ms() else {
             return;
         };
         let horizon = latest - policy.history_window_ms;
+        // Most sightings change nothing here: check before walking every list.
+        let stale_stay = self.stays.first().is_some_and(|s| s.last.t < horizon);
+        if !stale_stay
+            && self.stays.len() <= policy.max_stays
+            && self.places.len() <= MAX_PLACES
+            && self.transitions.len() <= MAX_TRANSITIONS
+            && self.alerts.len() <= MAX_ALERTS
+            && self.oldest_mark_ms().is_none_or(|t| t >= horizon)
+        {
+            return;
+        }
         self.stays.retain(|s| s.last.t >= horizon);
         if self.stays.len() > policy.max_stays {
             let excess = self.stays.len() - policy.max_stays;
@@ -492,7 +515,8 @@ impl SubjectState {
                 .sort_by_key(|pl| std::cmp::Reverse(pl.last_seen_ms));
             self.places.truncate(MAX_PLACES);
         }
-        self.transitions.retain(|tr| tr.first_ms >= horizon);
+        self.transitions
+            .retain(|tr| tr.last_ms.max(tr.first_ms) >= horizon);
         if self.transitions.len() > MAX_TRANSITIONS {
             self.transitions.sort_by_key(|tr| tr.first_ms);
             let excess = self.transitions.len() - MAX_TRANSITIONS;

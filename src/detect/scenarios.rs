@@ -524,3 +524,33 @@ fn a_late_object_inside_a_long_stay_is_judged_against_nearby_events() {
     });
     assert_eq!(hops(&in_order), hops(&found), "as if it had come in order");
 }
+
+#[test]
+fn a_habit_is_one_alert_whichever_hop_arrives_first() {
+    let (zrh, mgm) = (
+        city("Zurich", "CH", 47.3769, 8.5417, 20),
+        city("Montgomery", "US", 32.3792, -86.3077, 20),
+    );
+    let policy = Policy {
+        baseline: Some(BaselinePolicy {
+            learning_ms: 0,
+            forget_after_ms: 30 * DAY_MS,
+        }),
+        ..Policy::default()
+    };
+    // The same impossible hop twice, three hours apart: beyond the dedup window.
+    let events = [
+        at(0, "z1", &zrh, 1),
+        at(30, "m1", &mgm, 2),
+        at(180, "z2", &zrh, 3),
+        at(210, "m2", &mgm, 4),
+    ];
+    let (_, forward) = run(&policy, &events);
+    let late_first: Vec<Sighting> = [&events[2], &events[3], &events[0], &events[1]]
+        .into_iter()
+        .cloned()
+        .collect();
+    let (_, reordered) = run(&policy, &late_first);
+    assert_eq!(forward.len(), 1, "{forward:#?}");
+    assert_eq!(hops(&reordered), hops(&forward));
+}
