@@ -19,11 +19,14 @@ use crate::pipeline::{
     commit_scan, scan_object, CommitReport, ObjectScan, PipelineError, SkipCounts,
 };
 use crate::settings::PolicySettings;
-use crate::state::{FileStateStore, MemoryStateStore, StateStore};
+use crate::state::{FileStateStore, MemoryStateStore, StateStore, WriteBackCache};
 
 /// Where `geoip/fetch.sh` puts the free DB-IP City Lite database.
 pub const DEFAULT_GEOIP: &str = "geoip/dbip-city-lite.mmdb";
 pub const DEFAULT_STATE: &str = ".geotrail/state.redb";
+/// Subjects kept in memory between objects before they are written back and dropped: a
+/// subject's state is a few KB, so this bounds a long backfill to some tens of MB.
+const MAX_SUBJECTS_IN_MEMORY: usize = 20_000;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -140,14 +143,21 @@ fn scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
     };
     let mut cache = GeoCache::new(&geo);
     let progress = progress_bar(show_progress, &inputs);
+    // Subjects stay in memory between objects and are written back in batches: this
+    // process holds the state file's lock, so nothing else can change them meanwhile.
     if args.no_state {
-        let store = MemoryStateStore::new();
+        let store = WriteBackCache::new(MemoryStateStore::new());
         run.all(&inputs, &mut cache, &store, &notifier, &runtime, &progress)?;
     } else {
-        let store = FileStateStore::open(&args.state)?;
-        run.all(&inputs, &mut cache, &store, &notifier, &runtime, &progress)?;
+        let store = WriteBackCache::new(FileStateStore::open(&args.state)?);
+        let scanned = run.all(&inputs, &mut cache, &store, &notifier, &runtime, &progress);
+        // Whatever was judged is kept, even when the run stopped early.
+        runtime.block_on(store.flush())?;
+        scanned?;
         if let Some(newest) = run.totals.newest_event_ms {
-            store.prune_before(newest - policy.history_window_ms)?;
+            store
+                .inner()
+                .prune_before(newest - policy.history_window_ms)?;
         }
     }
     progress.finish_and_clear();
@@ -187,11 +197,11 @@ struct Run<'a> {
 }
 
 impl Run<'_> {
-    fn all<S: StateStore, N: Notifier + Sync>(
+    fn all<S: StateStore + Send, N: Notifier + Sync>(
         &mut self,
         inputs: &[Input],
         cache: &mut GeoCache<'_>,
-        store: &S,
+        store: &WriteBackCache<S>,
         notifier: &N,
         runtime: &tokio::runtime::Runtime,
         progress: &ProgressBar,
@@ -216,6 +226,7 @@ impl Run<'_> {
             let committed =
                 runtime.block_on(commit_scan(&scan, self.policy, self.geoip, store, notifier));
             self.account(&scan, committed, progress)?;
+            runtime.block_on(store.trim(MAX_SUBJECTS_IN_MEMORY))?;
         }
         Ok(())
     }

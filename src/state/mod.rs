@@ -86,8 +86,10 @@ pub trait StateStore: Sync {
     }
 }
 
+pub mod cache;
 pub mod file;
 pub mod memory;
 
+pub use cache::WriteBackCache;
 pub use file::FileStateStore;
 pub use memory::MemoryStateStore;

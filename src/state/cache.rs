@@ -1,0 +1,240 @@
+//! A write-back cache in front of another store, for a single process that owns its
+//! state (the CLI holds the state file's lock): subjects stay in memory between objects
+//! and are written back in one batch, instead of a JSON round trip per subject per
+//! object.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use super::{SaveOutcome, StateError, StateStore, Versioned};
+use crate::detect::SubjectState;
+
+#[derive(Debug)]
+struct Entry {
+    state: SubjectState,
+    /// Version as this cache counts saves.
+    version: u64,
+    /// Version the inner store holds (0: never written there).
+    inner_version: u64,
+    dirty: bool,
+}
+
+#[derive(Debug)]
+pub struct WriteBackCache<S> {
+    inner: S,
+    entries: Mutex<HashMap<String, Entry>>,
+}
+
+impl<S: StateStore> WriteBackCache<S> {
+    pub fn new(inner: S) -> WriteBackCache<S> {
+        WriteBackCache {
+            inner,
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    /// Subjects held in memory.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+
+    /// Writes every changed subject to the inner store, in one `save_many`.
+    pub async fn flush(&self) -> Result<usize, StateError> {
+        let dirty: Vec<(SubjectState, u64)> = self
+            .lock()
+            .values()
+            .filter(|e| e.dirty)
+            .map(|e| (e.state.clone(), e.inner_version))
+            .collect();
+        if dirty.is_empty() {
+            return Ok(0);
+        }
+        let items: Vec<(&SubjectState, u64)> = dirty.iter().map(|(s, v)| (s, *v)).collect();
+        let outcomes = self.inner.save_many(&items).await?;
+        let mut entries = self.lock();
+        for ((state, _), outcome) in dirty.iter().zip(outcomes) {
+            match outcome {
+                SaveOutcome::Saved { version } => {
+                    if let Some(e) = entries.get_mut(&state.subject) {
+                        e.inner_version = version;
+                        // A save after the snapshot was taken stays dirty.
+                        e.dirty = e.state != *state;
+                    }
+                }
+                SaveOutcome::Conflict => {
+                    return Err(StateError::Backend {
+                        store: "write-back cache".to_owned(),
+                        message: format!(
+                            "subject {} was changed in the state store by another writer during the scan",
+                            state.subject
+                        ),
+                        source: None,
+                    })
+                }
+            }
+        }
+        Ok(dirty.len())
+    }
+
+    /// Flushes and forgets everything once more than `max_subjects` are held, bounding
+    /// memory on long backfills.
+    pub async fn trim(&self, max_subjects: usize) -> Result<(), StateError> {
+        if self.len() <= max_subjects {
+            return Ok(());
+        }
+        self.flush().await?;
+        self.lock().retain(|_, e| e.dirty);
+        Ok(())
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Entry>> {
+        // Every update is a single insert or field write: a poisoned map is still sound.
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl<S: StateStore + Send> StateStore for WriteBackCache<S> {
+    async fn load(&self, subjects: &[String]) -> Result<HashMap<String, Versioned>, StateError> {
+        let misses: Vec<String> = {
+            let entries = self.lock();
+            subjects
+                .iter()
+                .filter(|s| !entries.contains_key(*s))
+                .cloned()
+                .collect()
+        };
+        if !misses.is_empty() {
+            let loaded = self.inner.load(&misses).await?;
+            let mut entries = self.lock();
+            for subject in misses {
+                let entry = match loaded.get(&subject) {
+                    Some(v) => Entry {
+                        state: v.state.clone(),
+                        version: v.version,
+                        inner_version: v.version,
+                        dirty: false,
+                    },
+                    None => Entry {
+                        state: SubjectState::new(subject.clone()),
+                        version: 0,
+                        inner_version: 0,
+                        dirty: false,
+                    },
+                };
+                entries.entry(subject).or_insert(entry);
+            }
+        }
+        let entries = self.lock();
+        Ok(subjects
+            .iter()
+            .filter_map(|s| {
+                let e = entries.get(s)?;
+                // Version 0 is "never saved": absent, as the port says.
+                (e.version > 0).then(|| {
+                    (
+                        s.clone(),
+                        Versioned {
+                            state: e.state.clone(),
+                            version: e.version,
+                        },
+                    )
+                })
+            })
+            .collect())
+    }
+
+    async fn save(
+        &self,
+        state: &SubjectState,
+        expected_version: u64,
+    ) -> Result<SaveOutcome, StateError> {
+        let mut entries = self.lock();
+        let current = entries.get(&state.subject).map_or(0, |e| e.version);
+        if current != expected_version {
+            return Ok(SaveOutcome::Conflict);
+        }
+        let version = current + 1;
+        match entries.get_mut(&state.subject) {
+            Some(e) => {
+                e.state = state.clone();
+                e.version = version;
+                e.dirty = true;
+            }
+            None => {
+                entries.insert(
+                    state.subject.clone(),
+                    Entry {
+                        state: state.clone(),
+                        version,
+                        inner_version: 0,
+                        dirty: true,
+                    },
+                );
+            }
+        }
+        Ok(SaveOutcome::Saved { version })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::MemoryStateStore;
+
+    const KEY: &str = "AKIAIOSFODNN7EXAMPLE";
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn saves_stay_in_memory_until_flushed_then_reach_the_inner_store() {
+        let cache = WriteBackCache::new(MemoryStateStore::new());
+        let mut state = SubjectState::new(KEY);
+        assert!(cache.load(&[KEY.to_owned()]).await.unwrap().is_empty());
+        assert_eq!(
+            cache.save(&state, 0).await.unwrap(),
+            SaveOutcome::Saved { version: 1 }
+        );
+        state.first_seen_ms = 42;
+        assert_eq!(
+            cache.save(&state, 1).await.unwrap(),
+            SaveOutcome::Saved { version: 2 }
+        );
+        assert_eq!(
+            cache.save(&state, 1).await.unwrap(),
+            SaveOutcome::Conflict,
+            "stale version"
+        );
+        assert!(cache.inner().snapshot(KEY).is_none(), "nothing written yet");
+        assert_eq!(cache.flush().await.unwrap(), 1);
+        let stored = cache.inner().snapshot(KEY).unwrap();
+        assert_eq!(
+            (stored.state.first_seen_ms, stored.version),
+            (42, 1),
+            "one write for two saves"
+        );
+        assert_eq!(cache.flush().await.unwrap(), 0, "nothing left to write");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn subjects_already_stored_load_through_and_trim_keeps_nothing_unwritten() {
+        let inner = MemoryStateStore::new();
+        let mut state = SubjectState::new(KEY);
+        state.first_seen_ms = 7;
+        inner.save(&state, 0).await.unwrap();
+        let cache = WriteBackCache::new(inner);
+        let loaded = cache.load(&[KEY.to_owned()]).await.unwrap();
+        assert_eq!(loaded[KEY].state.first_seen_ms, 7);
+        state.first_seen_ms = 8;
+        cache.save(&state, loaded[KEY].version).await.unwrap();
+        cache.trim(0).await.unwrap();
+        assert!(cache.is_empty());
+        assert_eq!(cache.inner().snapshot(KEY).unwrap().state.first_seen_ms, 8);
+        assert_eq!(cache.inner().snapshot(KEY).unwrap().version, 2);
+    }
+}
