@@ -206,29 +206,42 @@ impl Run<'_> {
         runtime: &tokio::runtime::Runtime,
         progress: &ProgressBar,
     ) -> anyhow::Result<()> {
-        for input in inputs {
-            progress.set_message(input.display_name());
-            let scan = match input.open() {
-                Ok(reader) => scan_object(
-                    &input.display_name(),
-                    reader,
-                    cache,
-                    self.policy,
-                    self.options,
-                ),
-                Err(err) => {
-                    progress.suspend(|| eprintln!("geotrail: {}: {err}", input.display_name()));
-                    self.totals.objects_failed += 1;
-                    continue;
+        // Reading object N+1 (decompress, parse, geolocate) overlaps judging and saving
+        // object N: two stages on two threads, objects still committed in the order given.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<ObjectScan, (String, io::Error)>>(2);
+        let (policy, options) = (self.policy, self.options);
+        std::thread::scope(|scope| {
+            scope.spawn(move || {
+                for input in inputs {
+                    let name = input.display_name();
+                    let scanned = match input.open() {
+                        Ok(reader) => Ok(scan_object(&name, reader, cache, policy, options)),
+                        Err(err) => Err((name, err)),
+                    };
+                    // The receiver is gone only when the run is failing: stop reading.
+                    if tx.send(scanned).is_err() {
+                        break;
+                    }
                 }
-            };
-            progress.inc(input.len);
-            let committed =
-                runtime.block_on(commit_scan(&scan, self.policy, self.geoip, store, notifier));
-            self.account(&scan, committed, progress)?;
-            runtime.block_on(store.trim(MAX_SUBJECTS_IN_MEMORY))?;
-        }
-        Ok(())
+            });
+            for (input, scanned) in inputs.iter().zip(rx) {
+                progress.set_message(input.display_name());
+                progress.inc(input.len);
+                let scan = match scanned {
+                    Ok(scan) => scan,
+                    Err((name, err)) => {
+                        progress.suspend(|| eprintln!("geotrail: {name}: {err}"));
+                        self.totals.objects_failed += 1;
+                        continue;
+                    }
+                };
+                let committed =
+                    runtime.block_on(commit_scan(&scan, self.policy, self.geoip, store, notifier));
+                self.account(&scan, committed, progress)?;
+                runtime.block_on(store.trim(MAX_SUBJECTS_IN_MEMORY))?;
+            }
+            Ok(())
+        })
     }
 
     /// Adds one object's outcome to the totals; a state or output failure ends the run,
