@@ -238,12 +238,30 @@ fn collect(
         });
     if event.event_time_ms >= entry.latest_ms {
         entry.latest_ms = event.event_time_ms;
-        entry.identity = identity_summary(event);
-        entry.account_id = event
-            .recipient_account_id
-            .as_deref()
-            .or(identity.account_id.as_deref())
-            .map(str::to_owned);
+        // Rebuilt only when it changes: most events of a subject carry the same identity.
+        let same_identity = entry.identity.arn.as_deref() == identity.arn.as_deref()
+            && entry.identity.access_key_id.as_deref() == identity.access_key_id.as_deref()
+            && entry.identity.identity_type.as_deref() == identity.identity_type.as_deref();
+        if !same_identity {
+            entry.identity = identity_summary(event);
+            entry.account_id = event
+                .recipient_account_id
+                .as_deref()
+                .or(identity.account_id.as_deref())
+                .map(str::to_owned);
+        }
+    }
+    // A run of events from one address is judged by its first and last event, as the
+    // subject's stays keep only their ends: keeping the middle would cost memory and
+    // time for nothing. Runs are capped at the stay span, like stays.
+    if let [.., first, last] = entry.sightings.as_slice() {
+        let run_ip = first.ip == ip && last.ip == ip;
+        if run_ip
+            && event.event_time_ms >= last.point.t
+            && event.event_time_ms - first.point.t <= policy.max_stay_span_ms
+        {
+            entry.sightings.pop();
+        }
     }
     entry.sightings.push(Sighting::new(
         event.event_time_ms,
@@ -370,6 +388,7 @@ pub async fn commit_scan<S: StateStore + Sync, N: Notifier + Sync>(
     for _attempt in 1..=MAX_SAVE_ATTEMPTS {
         let mut loaded = store.load(&pending).await.map_err(state_err)?;
         let mut to_save: Vec<(SubjectState, u64)> = Vec::new();
+        let mut unchanged: Vec<Versioned> = Vec::new();
         let mut fresh: Vec<Finding> = Vec::new();
         for subject in &pending {
             let sightings = by_name[subject.as_str()];
@@ -403,8 +422,11 @@ pub async fn commit_scan<S: StateStore + Sync, N: Notifier + Sync>(
             }
             if changed {
                 to_save.push((state, version));
+            } else {
+                unchanged.push(Versioned { state, version });
             }
         }
+        store.give_back(unchanged);
         if !fresh.is_empty() {
             notifier
                 .publish(&fresh)
@@ -416,15 +438,15 @@ pub async fn commit_scan<S: StateStore + Sync, N: Notifier + Sync>(
             published.extend(fresh.iter().map(|f| f.finding_id.clone()));
             report.findings.extend(fresh);
         }
-        let items: Vec<(&SubjectState, u64)> = to_save.iter().map(|(s, v)| (s, *v)).collect();
-        let outcomes = store.save_many(&items).await.map_err(state_err)?;
+        let saving: Vec<String> = to_save.iter().map(|(s, _)| s.subject.clone()).collect();
+        let outcomes = store.save_owned(to_save).await.map_err(state_err)?;
         pending.clear();
-        for ((state, _), outcome) in to_save.iter().zip(outcomes) {
+        for (subject, outcome) in saving.into_iter().zip(outcomes) {
             match outcome {
                 SaveOutcome::Saved { .. } => report.subjects_saved += 1,
                 SaveOutcome::Conflict => {
                     report.conflicts += 1;
-                    pending.push(state.subject.clone());
+                    pending.push(subject);
                 }
             }
         }

@@ -11,7 +11,8 @@ use crate::detect::SubjectState;
 
 #[derive(Debug)]
 struct Entry {
-    state: SubjectState,
+    /// `None` while lent out to a commit.
+    state: Option<SubjectState>,
     /// Version as this cache counts saves.
     version: u64,
     /// Version the inner store holds (0: never written there).
@@ -46,13 +47,14 @@ impl<S: StateStore> WriteBackCache<S> {
         self.lock().is_empty()
     }
 
-    /// Writes every changed subject to the inner store, in one `save_many`.
+    /// Writes every changed subject that is not lent out to the inner store, in one
+    /// `save_many`.
     pub async fn flush(&self) -> Result<usize, StateError> {
         let dirty: Vec<(SubjectState, u64)> = self
             .lock()
             .values()
             .filter(|e| e.dirty)
-            .map(|e| (e.state.clone(), e.inner_version))
+            .filter_map(|e| Some((e.state.clone()?, e.inner_version)))
             .collect();
         if dirty.is_empty() {
             return Ok(0);
@@ -66,7 +68,7 @@ impl<S: StateStore> WriteBackCache<S> {
                     if let Some(e) = entries.get_mut(&state.subject) {
                         e.inner_version = version;
                         // A save after the snapshot was taken stays dirty.
-                        e.dirty = e.state != *state;
+                        e.dirty = e.state.as_ref() != Some(state);
                     }
                 }
                 SaveOutcome::Conflict => {
@@ -84,14 +86,14 @@ impl<S: StateStore> WriteBackCache<S> {
         Ok(dirty.len())
     }
 
-    /// Flushes and forgets everything once more than `max_subjects` are held, bounding
+    /// Flushes and forgets what it can once more than `max_subjects` are held, bounding
     /// memory on long backfills.
     pub async fn trim(&self, max_subjects: usize) -> Result<(), StateError> {
         if self.len() <= max_subjects {
             return Ok(());
         }
         self.flush().await?;
-        self.lock().retain(|_, e| e.dirty);
+        self.lock().retain(|_, e| e.dirty || e.state.is_none());
         Ok(())
     }
 
@@ -112,18 +114,18 @@ impl<S: StateStore + Send> StateStore for WriteBackCache<S> {
                 .collect()
         };
         if !misses.is_empty() {
-            let loaded = self.inner.load(&misses).await?;
+            let mut loaded = self.inner.load(&misses).await?;
             let mut entries = self.lock();
             for subject in misses {
-                let entry = match loaded.get(&subject) {
+                let entry = match loaded.remove(&subject) {
                     Some(v) => Entry {
-                        state: v.state.clone(),
+                        state: Some(v.state),
                         version: v.version,
                         inner_version: v.version,
                         dirty: false,
                     },
                     None => Entry {
-                        state: SubjectState::new(subject.clone()),
+                        state: Some(SubjectState::new(subject.clone())),
                         version: 0,
                         inner_version: 0,
                         dirty: false,
@@ -132,23 +134,32 @@ impl<S: StateStore + Send> StateStore for WriteBackCache<S> {
                 entries.entry(subject).or_insert(entry);
             }
         }
-        let entries = self.lock();
-        Ok(subjects
-            .iter()
-            .filter_map(|s| {
-                let e = entries.get(s)?;
-                // Version 0 is "never saved": absent, as the port says.
-                (e.version > 0).then(|| {
-                    (
-                        s.clone(),
-                        Versioned {
-                            state: e.state.clone(),
-                            version: e.version,
-                        },
-                    )
-                })
-            })
-            .collect())
+        let mut entries = self.lock();
+        let mut lent = HashMap::with_capacity(subjects.len());
+        for subject in subjects {
+            let Some(e) = entries.get_mut(subject) else {
+                continue;
+            };
+            // Version 0 is "never saved": absent, as the port says.
+            if e.version == 0 {
+                continue;
+            }
+            let Some(state) = e.state.take() else {
+                return Err(StateError::Backend {
+                    store: "write-back cache".to_owned(),
+                    message: format!("subject {subject} is already lent to another commit"),
+                    source: None,
+                });
+            };
+            lent.insert(
+                subject.clone(),
+                Versioned {
+                    state,
+                    version: e.version,
+                },
+            );
+        }
+        Ok(lent)
     }
 
     async fn save(
@@ -161,26 +172,62 @@ impl<S: StateStore + Send> StateStore for WriteBackCache<S> {
         if current != expected_version {
             return Ok(SaveOutcome::Conflict);
         }
-        let version = current + 1;
-        match entries.get_mut(&state.subject) {
-            Some(e) => {
-                e.state = state.clone();
-                e.version = version;
-                e.dirty = true;
-            }
-            None => {
-                entries.insert(
-                    state.subject.clone(),
-                    Entry {
-                        state: state.clone(),
-                        version,
-                        inner_version: 0,
-                        dirty: true,
-                    },
-                );
+        put(&mut entries, state.clone(), current + 1);
+        Ok(SaveOutcome::Saved {
+            version: current + 1,
+        })
+    }
+
+    async fn save_owned(
+        &self,
+        items: Vec<(SubjectState, u64)>,
+    ) -> Result<Vec<SaveOutcome>, StateError> {
+        let mut entries = self.lock();
+        Ok(items
+            .into_iter()
+            .map(|(state, expected_version)| {
+                let current = entries.get(&state.subject).map_or(0, |e| e.version);
+                if current != expected_version {
+                    return SaveOutcome::Conflict;
+                }
+                put(&mut entries, state, current + 1);
+                SaveOutcome::Saved {
+                    version: current + 1,
+                }
+            })
+            .collect())
+    }
+
+    fn give_back(&self, states: Vec<Versioned>) {
+        let mut entries = self.lock();
+        for Versioned { state, version } in states {
+            if let Some(e) = entries.get_mut(&state.subject) {
+                if e.version == version && e.state.is_none() {
+                    e.state = Some(state);
+                }
             }
         }
-        Ok(SaveOutcome::Saved { version })
+    }
+}
+
+fn put(entries: &mut HashMap<String, Entry>, state: SubjectState, version: u64) {
+    match entries.get_mut(&state.subject) {
+        Some(e) => {
+            e.state = Some(state);
+            e.version = version;
+            e.dirty = true;
+        }
+        None => {
+            entries.insert(
+                state.subject.clone(),
+                Entry {
+                    state: Some(state),
+                    version,
+                    inner_version: 0,
+                    dirty: true,
+                },
+            );
+        }
     }
 }
 
@@ -236,5 +283,31 @@ mod tests {
         assert!(cache.is_empty());
         assert_eq!(cache.inner().snapshot(KEY).unwrap().state.first_seen_ms, 8);
         assert_eq!(cache.inner().snapshot(KEY).unwrap().version, 2);
+    }
+}
+
+#[cfg(test)]
+mod lending {
+    use super::*;
+    use crate::state::MemoryStateStore;
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_lent_state_comes_back_by_save_or_give_back() {
+        let cache = WriteBackCache::new(MemoryStateStore::new());
+        let (a, b) = ("AKIAAAAAAAAAAAAAAAAA", "AKIABBBBBBBBBBBBBBBB");
+        for key in [a, b] {
+            cache.save(&SubjectState::new(key), 0).await.unwrap();
+        }
+        let mut lent = cache.load(&[a.to_owned(), b.to_owned()]).await.unwrap();
+        let err = cache.load(&[a.to_owned()]).await.unwrap_err();
+        assert!(err.to_string().contains("already lent"), "{err}");
+        let Versioned { mut state, version } = lent.remove(a).unwrap();
+        state.first_seen_ms = 1;
+        let saved = cache.save_owned(vec![(state, version)]).await.unwrap();
+        assert_eq!(saved, [SaveOutcome::Saved { version: 2 }]);
+        cache.give_back(vec![lent.remove(b).unwrap()]);
+        let again = cache.load(&[a.to_owned(), b.to_owned()]).await.unwrap();
+        assert_eq!((again[a].state.first_seen_ms, again[a].version), (1, 2));
+        assert_eq!(again[b].version, 1);
     }
 }

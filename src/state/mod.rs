@@ -84,6 +84,24 @@ pub trait StateStore: Sync {
             Ok(outcomes)
         }
     }
+
+    /// [`save_many`](Self::save_many) for callers that are done with the states: a store
+    /// that keeps states in memory takes them without a copy.
+    fn save_owned(
+        &self,
+        items: Vec<(SubjectState, u64)>,
+    ) -> impl Future<Output = Result<Vec<SaveOutcome>, StateError>> + Send {
+        async move {
+            let refs: Vec<(&SubjectState, u64)> = items.iter().map(|(s, v)| (s, *v)).collect();
+            self.save_many(&refs).await
+        }
+    }
+
+    /// Hands back states that were loaded and not changed. Stores that lend their
+    /// in-memory states out on `load` take them back here; others drop them.
+    fn give_back(&self, states: Vec<Versioned>) {
+        drop(states);
+    }
 }
 
 pub mod cache;
