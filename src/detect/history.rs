@@ -51,6 +51,8 @@ impl Point {
 pub struct Sighting {
     pub point: Point,
     pub location: Arc<Location>,
+    /// The source address, as `point.ip` says it (kept parsed for cheap comparisons).
+    pub ip: IpAddr,
 }
 
 impl Sighting {
@@ -73,6 +75,7 @@ impl Sighting {
                 region: aws_region.to_owned(),
             },
             location,
+            ip,
         }
     }
 }
