@@ -113,9 +113,9 @@ impl TravelEndpoint {
         TravelEndpoint {
             event_time: format_rfc3339_ms(event.t),
             event_id: event.id,
-            event_name: event.name,
-            event_source: event.source,
-            aws_region: event.region,
+            event_name: event.name.to_string(),
+            event_source: event.source.to_string(),
+            aws_region: event.region.to_string(),
             ip: event.ip,
             city: location.city.clone(),
             subdivision: location.subdivision.clone(),

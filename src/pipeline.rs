@@ -33,7 +33,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Read;
 
 use crate::cloudtrail::{self, Event, ObjectError, ObjectSummary, ReadOptions, RecordError};
-use crate::detect::{Effect, FindingContext, Policy, Sighting, SubjectKind, SubjectState};
+use crate::detect::{Effect, FindingContext, Point, Policy, Sighting, SubjectKind, SubjectState};
 use crate::finding::{Finding, UserIdentitySummary};
 use crate::geo::{classify_source, GeoCache, GeoDbInfo};
 use crate::notify::{Notifier, NotifyError};
@@ -169,10 +169,11 @@ pub fn scan_object<R: Read + Send>(
         return scan;
     }
     let mut by_subject: HashMap<String, SubjectSightings> = HashMap::new();
+    let mut names = Interner::default();
     let mut on_record = |record: Result<Event<'_>, RecordError>| match record {
         Ok(event) => {
             scan.events += 1;
-            if let Err(reason) = collect(&event, geo, policy, &mut by_subject) {
+            if let Err(reason) = collect(&event, geo, policy, &mut by_subject, &mut names) {
                 scan.skipped.add(reason);
             }
         }
@@ -210,6 +211,7 @@ fn collect(
     geo: &mut GeoCache<'_>,
     policy: &Policy,
     by_subject: &mut HashMap<String, SubjectSightings>,
+    names: &mut Interner,
 ) -> Result<(), &'static str> {
     let identity = event.user_identity.as_ref().ok_or("no_user_identity")?;
     let subject = match policy.subject {
@@ -263,16 +265,33 @@ fn collect(
             entry.sightings.pop();
         }
     }
-    entry.sightings.push(Sighting::new(
-        event.event_time_ms,
-        event.event_id.as_deref().unwrap_or(""),
-        event.event_name.as_deref().unwrap_or(""),
-        event.event_source.as_deref().unwrap_or(""),
-        event.aws_region.as_deref().unwrap_or(""),
-        ip,
-        location,
-    ));
+    let point = Point {
+        t: event.event_time_ms,
+        id: event.event_id.as_deref().unwrap_or("").to_owned(),
+        ip: ip.to_string(),
+        name: names.intern(event.event_name.as_deref().unwrap_or("")),
+        source: names.intern(event.event_source.as_deref().unwrap_or("")),
+        region: names.intern(event.aws_region.as_deref().unwrap_or("")),
+    };
+    entry
+        .sightings
+        .push(Sighting::from_point(point, ip, location));
     Ok(())
+}
+
+/// One shared copy of each event name, service and region seen in an object.
+#[derive(Default)]
+struct Interner(HashSet<std::sync::Arc<str>>);
+
+impl Interner {
+    fn intern(&mut self, s: &str) -> std::sync::Arc<str> {
+        if let Some(shared) = self.0.get(s) {
+            return shared.clone();
+        }
+        let shared: std::sync::Arc<str> = s.into();
+        self.0.insert(shared.clone());
+        shared
+    }
 }
 
 /// The traveller when tracking principals: the ARN of the user, role session or root.

@@ -32,11 +32,13 @@ pub struct Point {
     pub t: i64,
     pub id: String,
     pub ip: String,
-    pub name: String,
+    /// Event name, source and region repeat across a subject's events: shared, not
+    /// copied, while an object is judged.
+    pub name: Arc<str>,
     #[serde(rename = "src")]
-    pub source: String,
+    pub source: Arc<str>,
     #[serde(rename = "rgn")]
-    pub region: String,
+    pub region: Arc<str>,
 }
 
 impl Point {
@@ -56,6 +58,14 @@ pub struct Sighting {
 }
 
 impl Sighting {
+    pub fn from_point(point: Point, ip: IpAddr, location: Arc<Location>) -> Sighting {
+        Sighting {
+            point,
+            location,
+            ip,
+        }
+    }
+
     pub fn new(
         time_ms: i64,
         event_id: &str,
@@ -70,9 +80,9 @@ impl Sighting {
                 t: time_ms,
                 id: event_id.to_owned(),
                 ip: ip.to_string(),
-                name: event_name.to_owned(),
-                source: event_source.to_owned(),
-                region: aws_region.to_owned(),
+                name: event_name.into(),
+                source: event_source.into(),
+                region: aws_region.into(),
             },
             location,
             ip,

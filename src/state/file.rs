@@ -304,9 +304,9 @@ mod tests {
             t,
             id: format!("event-{t}"),
             ip: "203.0.113.7".to_owned(),
-            name: "GetCallerIdentity".to_owned(),
-            source: "sts.amazonaws.com".to_owned(),
-            region: "us-east-1".to_owned(),
+            name: "GetCallerIdentity".into(),
+            source: "sts.amazonaws.com".into(),
+            region: "us-east-1".into(),
         }
     }
 

@@ -17,9 +17,9 @@ fn point(t: i64, id: &str) -> Point {
         t,
         id: id.to_owned(),
         ip: "203.0.113.10".to_owned(),
-        name: "DescribeInstances".to_owned(),
-        source: "ec2.amazonaws.com".to_owned(),
-        region: "us-east-1".to_owned(),
+        name: "DescribeInstances".into(),
+        source: "ec2.amazonaws.com".into(),
+        region: "us-east-1".into(),
     }
 }
 
