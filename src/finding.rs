@@ -98,15 +98,11 @@ pub struct TravelEndpoint {
 
 impl TravelEndpoint {
     pub fn display_place(&self) -> String {
-        let country = self
-            .country
-            .as_deref()
-            .or(self.country_code.as_deref())
-            .unwrap_or("unknown country");
-        match &self.city {
-            Some(city) => format!("{city}, {country}"),
-            None => country.to_string(),
-        }
+        crate::geo::place_name(
+            self.city.as_deref(),
+            self.country.as_deref(),
+            self.country_code.as_deref(),
+        )
     }
 
     pub fn from_location(event: crate::detect::Point, location: &Location) -> TravelEndpoint {

@@ -54,19 +54,24 @@ impl Location {
 
     /// "Sydney, Australia", falling back to whatever the database knows.
     pub fn display_name(&self) -> String {
-        let country = self
-            .country
-            .as_deref()
-            .or(self.country_code.as_deref())
-            .unwrap_or("unknown country");
-        match &self.city {
-            Some(city) => format!("{city}, {country}"),
-            None => country.to_string(),
-        }
+        place_name(
+            self.city.as_deref(),
+            self.country.as_deref(),
+            self.country_code.as_deref(),
+        )
     }
 
     pub fn accuracy_km(&self) -> f64 {
         f64::from(self.accuracy_radius_km.unwrap_or(0))
+    }
+}
+
+/// "City, Country", or the country alone; the ISO code when the name is unknown.
+pub fn place_name(city: Option<&str>, country: Option<&str>, country_code: Option<&str>) -> String {
+    let country = country.or(country_code).unwrap_or("unknown country");
+    match city {
+        Some(city) => format!("{city}, {country}"),
+        None => country.to_string(),
     }
 }
 

@@ -99,31 +99,9 @@ fn decode(subject: &str, bytes: &[u8]) -> Result<SubjectState, StateError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::detect::{Point, Stay};
+    use crate::state::test_states::state_seen_at;
 
     const KEY: &str = "AKIAIOSFODNN7EXAMPLE";
-
-    fn point(t: i64) -> Point {
-        Point {
-            t,
-            id: format!("event-{t}"),
-            ip: "203.0.113.7".to_owned(),
-            name: "GetCallerIdentity".into(),
-            source: "sts.amazonaws.com".into(),
-            region: "us-east-1".into(),
-        }
-    }
-
-    fn state_seen_at(subject: &str, t: i64) -> SubjectState {
-        let mut state = SubjectState::new(subject);
-        state.first_seen_ms = t;
-        state.stays.push(Stay {
-            place: "sydney".to_owned(),
-            first: point(t),
-            last: point(t),
-        });
-        state
-    }
 
     #[tokio::test(flavor = "current_thread")]
     async fn never_saved_subject_loads_as_absent() {

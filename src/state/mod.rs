@@ -105,6 +105,35 @@ pub trait StateStore: Sync {
 }
 
 pub mod cache;
+
+/// States for the stores' tests.
+#[cfg(test)]
+pub(crate) mod test_states {
+    use crate::detect::{Point, Stay, SubjectState};
+
+    pub fn point(t: i64) -> Point {
+        Point {
+            t,
+            id: format!("event-{t}"),
+            ip: "203.0.113.7".to_owned(),
+            name: "GetCallerIdentity".into(),
+            source: "sts.amazonaws.com".into(),
+            region: "us-east-1".into(),
+        }
+    }
+
+    /// A subject seen once, at `t`.
+    pub fn state_seen_at(subject: &str, t: i64) -> SubjectState {
+        let mut state = SubjectState::new(subject);
+        state.first_seen_ms = t;
+        state.stays.push(Stay {
+            place: "sydney".to_owned(),
+            first: point(t),
+            last: point(t),
+        });
+        state
+    }
+}
 pub mod file;
 pub mod memory;
 
