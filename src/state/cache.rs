@@ -9,6 +9,9 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use super::{SaveOutcome, StateError, StateStore, Versioned};
 use crate::detect::SubjectState;
 
+/// Subjects written back per `save_many`.
+const FLUSH_BATCH: usize = 1_000;
+
 #[derive(Debug)]
 struct Entry {
     /// `None` while lent out to a commit.
@@ -47,22 +50,37 @@ impl<S: StateStore> WriteBackCache<S> {
         self.lock().is_empty()
     }
 
-    /// Writes every changed subject that is not lent out to the inner store, in one
-    /// `save_many`.
+    /// Writes every changed subject that is not lent out to the inner store, a batch
+    /// of `save_many` at a time (each batch is one transaction for the file store, and
+    /// the copies it needs are bounded by the batch).
     pub async fn flush(&self) -> Result<usize, StateError> {
-        let dirty: Vec<(SubjectState, u64)> = self
+        let dirty: Vec<String> = self
             .lock()
-            .values()
-            .filter(|e| e.dirty)
-            .filter_map(|e| Some((e.state.clone()?, e.inner_version)))
+            .iter()
+            .filter(|(_, e)| e.dirty && e.state.is_some())
+            .map(|(k, _)| k.clone())
             .collect();
-        if dirty.is_empty() {
-            return Ok(0);
+        for batch in dirty.chunks(FLUSH_BATCH) {
+            self.flush_batch(batch).await?;
         }
-        let items: Vec<(&SubjectState, u64)> = dirty.iter().map(|(s, v)| (s, *v)).collect();
+        Ok(dirty.len())
+    }
+
+    async fn flush_batch(&self, subjects: &[String]) -> Result<(), StateError> {
+        let batch: Vec<(SubjectState, u64)> = {
+            let entries = self.lock();
+            subjects
+                .iter()
+                .filter_map(|s| {
+                    let e = entries.get(s)?;
+                    Some((e.state.clone()?, e.inner_version))
+                })
+                .collect()
+        };
+        let items: Vec<(&SubjectState, u64)> = batch.iter().map(|(s, v)| (s, *v)).collect();
         let outcomes = self.inner.save_many(&items).await?;
         let mut entries = self.lock();
-        for ((state, _), outcome) in dirty.iter().zip(outcomes) {
+        for ((state, _), outcome) in batch.iter().zip(outcomes) {
             match outcome {
                 SaveOutcome::Saved { version } => {
                     if let Some(e) = entries.get_mut(&state.subject) {
@@ -83,7 +101,7 @@ impl<S: StateStore> WriteBackCache<S> {
                 }
             }
         }
-        Ok(dirty.len())
+        Ok(())
     }
 
     /// Flushes and forgets what it can once more than `max_subjects` are held, bounding
