@@ -9,14 +9,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use aws_sdk_sqs::types::QueueAttributeName;
 use geotrail::aws::dynamo::create_table;
 use geotrail::finding::Finding;
 use serde::Deserialize;
 use serde_json::json;
 
 use super::support::{
-    dynamodb_client, endpoint, s3_client, sns_client, sqs_client, unique_name, REGION,
+    dynamodb_client, endpoint, s3_client, sns_client, sqs_client, subscribed_queue, unique_name,
+    REGION,
 };
 
 /// Building `bootstrap` from a cold target directory, then the invocation itself.
@@ -123,32 +123,7 @@ async fn bootstrap_under_cargo_lambda_watch_turns_an_s3_event_into_a_published_f
         .topic_arn
         .expect("ARN");
     let sqs = sqs_client().await;
-    let queue = sqs
-        .create_queue()
-        .queue_name(unique_name("geotrail-e2e"))
-        .send()
-        .await
-        .expect("CreateQueue")
-        .queue_url
-        .expect("URL");
-    let queue_arn = sqs
-        .get_queue_attributes()
-        .queue_url(&queue)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .expect("GetQueueAttributes")
-        .attributes
-        .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
-        .expect("queue ARN");
-    sns.subscribe()
-        .topic_arn(&topic_arn)
-        .protocol("sqs")
-        .endpoint(queue_arn)
-        .attributes("RawMessageDelivery", "true")
-        .send()
-        .await
-        .expect("Subscribe");
+    let queue = subscribed_queue(&sns, &sqs, &topic_arn, true, None).await;
 
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -8,7 +8,6 @@ use std::io::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use aws_sdk_sqs::types::QueueAttributeName;
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use geotrail::aws::dynamo::create_table;
@@ -23,7 +22,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::support::{
-    dynamodb_client, s3_client, sns_client, sqs_client, unique_name, RequestCounter,
+    dynamodb_client, s3_client, sns_client, sqs_client, subscribed_queue, unique_name,
+    RequestCounter,
 };
 
 const ACCOUNT: &str = "123456789012";
@@ -204,8 +204,8 @@ impl Stack {
             .topic_arn
             .expect("a topic ARN");
         let sqs = sqs_client().await;
-        let raw_queue = subscribed_queue(&sns, &sqs, &topic_arn, true).await;
-        let envelope_queue = subscribed_queue(&sns, &sqs, &topic_arn, false).await;
+        let raw_queue = subscribed_queue(&sns, &sqs, &topic_arn, true, None).await;
+        let envelope_queue = subscribed_queue(&sns, &sqs, &topic_arn, false, None).await;
         let geo = Arc::new(crate::common::mmdb::fixture_geo_db());
         Stack {
             s3,
@@ -265,42 +265,6 @@ impl Stack {
             .await
             .expect("load state")
     }
-}
-
-async fn subscribed_queue(
-    sns: &aws_sdk_sns::Client,
-    sqs: &aws_sdk_sqs::Client,
-    topic_arn: &str,
-    raw: bool,
-) -> String {
-    let url = sqs
-        .create_queue()
-        .queue_name(unique_name("geotrail-sub"))
-        .send()
-        .await
-        .expect("CreateQueue")
-        .queue_url
-        .expect("a queue URL");
-    let arn = sqs
-        .get_queue_attributes()
-        .queue_url(&url)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .expect("GetQueueAttributes")
-        .attributes
-        .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
-        .expect("a queue ARN");
-    let mut subscribe = sns
-        .subscribe()
-        .topic_arn(topic_arn)
-        .protocol("sqs")
-        .endpoint(arn);
-    if raw {
-        subscribe = subscribe.attributes("RawMessageDelivery", "true");
-    }
-    subscribe.send().await.expect("Subscribe");
-    url
 }
 
 /// Message bodies received until `want` came or `patience` passed.

@@ -3,13 +3,13 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use aws_sdk_sqs::types::{Message, QueueAttributeName};
+use aws_sdk_sqs::types::Message;
 use geotrail::aws::sns::render_subject;
 use geotrail::aws::SnsNotifier;
 use geotrail::finding::Finding;
 use geotrail::notify::Notifier;
 
-use super::support::{sns_client, sqs_client, unique_name, RequestCounter};
+use super::support::{sns_client, sqs_client, subscribed_queue, unique_name, RequestCounter};
 
 /// A finding as the detector writes it, from its JSON.
 fn finding(id: &str, severity: &str, subject: &str) -> Finding {
@@ -51,49 +51,6 @@ fn finding(id: &str, severity: &str, subject: &str) -> Finding {
         "event_time": "2023-07-10T11:00:00Z"
     });
     serde_json::from_value(json).expect("the test finding matches the model")
-}
-
-/// A queue subscribed to `topic_arn`; returns its URL.
-async fn subscribed_queue(
-    sns: &aws_sdk_sns::Client,
-    sqs: &aws_sdk_sqs::Client,
-    topic_arn: &str,
-    raw: bool,
-    filter_policy: Option<&str>,
-) -> String {
-    let url = sqs
-        .create_queue()
-        .queue_name(unique_name("geotrail-q"))
-        .send()
-        .await
-        .expect("CreateQueue")
-        .queue_url
-        .expect("a queue URL");
-    let attrs = sqs
-        .get_queue_attributes()
-        .queue_url(&url)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .expect("GetQueueAttributes");
-    let arn = attrs
-        .attributes
-        .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
-        .expect("a queue ARN");
-    let mut subscribe = sns
-        .subscribe()
-        .topic_arn(topic_arn)
-        .protocol("sqs")
-        .endpoint(arn);
-    // Envelope delivery is the default; moto treats any RawMessageDelivery value as on.
-    if raw {
-        subscribe = subscribe.attributes("RawMessageDelivery", "true");
-    }
-    if let Some(policy) = filter_policy {
-        subscribe = subscribe.attributes("FilterPolicy", policy);
-    }
-    subscribe.send().await.expect("Subscribe");
-    url
 }
 
 /// Receives until `want` messages came, or 10 s passed.
