@@ -9,7 +9,6 @@ pub mod dynamo;
 pub mod lambda;
 pub mod s3;
 pub mod sns;
-// other modules:
 
 pub use dynamo::DynamoStateStore;
 pub use sns::SnsNotifier;
