@@ -112,7 +112,7 @@ impl TravelEndpoint {
             event_name: event.name.to_string(),
             event_source: event.source.to_string(),
             aws_region: event.region.to_string(),
-            ip: event.ip,
+            ip: event.ip.to_string(),
             city: location.city.clone(),
             subdivision: location.subdivision.clone(),
             country: location.country.clone(),

@@ -257,7 +257,7 @@ fn collect(
     // subject's stays keep only their ends: keeping the middle would cost memory and
     // time for nothing. Runs are capped at the stay span, like stays.
     if let [.., first, last] = entry.sightings.as_slice() {
-        let run_ip = first.ip == ip && last.ip == ip;
+        let run_ip = first.point.ip == ip && last.point.ip == ip;
         if run_ip
             && event.event_time_ms >= last.point.t
             && event.event_time_ms - first.point.t <= policy.max_stay_span_ms
@@ -268,14 +268,12 @@ fn collect(
     let point = Point {
         t: event.event_time_ms,
         id: event.event_id.as_deref().unwrap_or("").to_owned(),
-        ip: ip.to_string(),
+        ip,
         name: names.intern(event.event_name.as_deref().unwrap_or("")),
         source: names.intern(event.event_source.as_deref().unwrap_or("")),
         region: names.intern(event.aws_region.as_deref().unwrap_or("")),
     };
-    entry
-        .sightings
-        .push(Sighting::from_point(point, ip, location));
+    entry.sightings.push(Sighting::from_point(point, location));
     Ok(())
 }
 

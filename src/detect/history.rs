@@ -31,7 +31,8 @@ pub struct Point {
     /// Event time, Unix epoch milliseconds.
     pub t: i64,
     pub id: String,
-    pub ip: String,
+    /// Stored parsed: 16 bytes in place of a string, and serialized as text anyway.
+    pub ip: IpAddr,
     /// Event name, source and region repeat across a subject's events: shared, not
     /// copied, while an object is judged.
     pub name: Arc<str>,
@@ -53,17 +54,11 @@ impl Point {
 pub struct Sighting {
     pub point: Point,
     pub location: Arc<Location>,
-    /// The source address, as `point.ip` says it (kept parsed for cheap comparisons).
-    pub ip: IpAddr,
 }
 
 impl Sighting {
-    pub fn from_point(point: Point, ip: IpAddr, location: Arc<Location>) -> Sighting {
-        Sighting {
-            point,
-            location,
-            ip,
-        }
+    pub fn from_point(point: Point, location: Arc<Location>) -> Sighting {
+        Sighting { point, location }
     }
 
     pub fn new(
@@ -79,13 +74,12 @@ impl Sighting {
             point: Point {
                 t: time_ms,
                 id: event_id.to_owned(),
-                ip: ip.to_string(),
+                ip,
                 name: event_name.into(),
                 source: event_source.into(),
                 region: aws_region.into(),
             },
             location,
-            ip,
         }
     }
 }
@@ -103,7 +97,8 @@ pub struct Stay {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Place {
     pub key: String,
-    pub location: Location,
+    /// Shared with the lookup cache and the sightings while an object is judged.
+    pub location: Arc<Location>,
     pub first_seen_ms: i64,
     pub last_seen_ms: i64,
 }
@@ -308,9 +303,9 @@ impl SubjectState {
                 continue;
             };
             let (loc_a, loc_b) = if is_before {
-                (&other_place.location, &*sighting.location)
+                (&*other_place.location, &*sighting.location)
             } else {
-                (&*sighting.location, &other_place.location)
+                (&*sighting.location, &*other_place.location)
             };
             if hop(loc_a, loc_b, dt_ms, policy).is_some() {
                 impossible.push(k);
@@ -353,7 +348,7 @@ impl SubjectState {
         }
     }
 
-    fn note_place(&mut self, key: &str, location: &Location, t: i64) {
+    fn note_place(&mut self, key: &str, location: &Arc<Location>, t: i64) {
         self.first_seen_ms = self.first_seen_ms.min(t);
         match self.places.iter_mut().find(|pl| pl.key == key) {
             Some(pl) => {
@@ -362,7 +357,7 @@ impl SubjectState {
             }
             None => self.places.push(Place {
                 key: key.to_owned(),
-                location: location.clone(),
+                location: Arc::clone(location),
                 first_seen_ms: t,
                 last_seen_ms: t,
             }),
@@ -389,8 +384,8 @@ impl SubjectState {
         policy: &Policy,
         ctx: &FindingContext<'_>,
     ) -> Option<Finding> {
-        let stored_a = &self.place(place_a)?.location;
-        let stored_b = &self.place(place_b)?.location;
+        let stored_a: &Location = &self.place(place_a)?.location;
+        let stored_b: &Location = &self.place(place_b)?.location;
         let (loc_a, loc_b) = if new_is_from {
             (&**new_location, stored_b)
         } else {

@@ -115,7 +115,7 @@ pub(crate) mod test_states {
         Point {
             t,
             id: format!("event-{t}"),
-            ip: "203.0.113.7".to_owned(),
+            ip: "203.0.113.7".parse().expect("an address"),
             name: "GetCallerIdentity".into(),
             source: "sts.amazonaws.com".into(),
             region: "us-east-1".into(),

@@ -16,7 +16,7 @@ fn point(t: i64, id: &str) -> Point {
     Point {
         t,
         id: id.to_owned(),
-        ip: "203.0.113.10".to_owned(),
+        ip: "203.0.113.10".parse().expect("an address"),
         name: "DescribeInstances".into(),
         source: "ec2.amazonaws.com".into(),
         region: "us-east-1".into(),
@@ -42,7 +42,8 @@ fn state_of(subject: &str, sightings: &[(i64, &str)]) -> SubjectState {
                     latitude: 1.0,
                     longitude: 2.0,
                     ..Location::default()
-                },
+                }
+                .into(),
                 first_seen_ms: t,
                 last_seen_ms: t,
             });
