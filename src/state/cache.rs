@@ -257,6 +257,12 @@ mod tests {
     const KEY: &str = "AKIAIOSFODNN7EXAMPLE";
 
     #[tokio::test(flavor = "current_thread")]
+    async fn keeps_the_state_store_port_contract() {
+        let cache = WriteBackCache::new(MemoryStateStore::new());
+        crate::state::test_states::check_port_contract(&cache).await;
+    }
+
+    #[tokio::test(flavor = "current_thread")]
     async fn saves_stay_in_memory_until_flushed_then_reach_the_inner_store() {
         let cache = WriteBackCache::new(MemoryStateStore::new());
         let mut state = SubjectState::new(KEY);

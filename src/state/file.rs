@@ -295,7 +295,7 @@ fn decode(subject: &str, value: &[u8]) -> Result<(u64, SubjectState), StateError
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::test_states::state_seen_at;
+    use crate::state::test_states::{check_port_contract, state_seen_at};
 
     const KEY: &str = "AKIAIOSFODNN7EXAMPLE";
 
@@ -322,75 +322,12 @@ mod tests {
     }
 
     #[tokio::test(flavor = "current_thread")]
-    async fn never_saved_subject_loads_as_absent() {
+    async fn keeps_the_state_store_port_contract() {
         let dir = tempfile::tempdir().unwrap();
         let store = open_in(&dir);
-        assert!(load_one(&store, KEY).await.is_none());
         assert_eq!(store.subjects_count().unwrap(), 0);
-    }
-
-    #[tokio::test(flavor = "current_thread")]
-    async fn first_save_makes_version_1_and_each_save_increments() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = open_in(&dir);
-        let state = state_seen_at(KEY, 1_000);
-        assert_eq!(
-            store.save(&state, 0).await.unwrap(),
-            SaveOutcome::Saved { version: 1 }
-        );
-        assert_eq!(
-            store.save(&state, 1).await.unwrap(),
-            SaveOutcome::Saved { version: 2 }
-        );
-        let loaded = load_one(&store, KEY).await.unwrap();
-        assert_eq!((loaded.version, loaded.state), (2, state));
-    }
-
-    #[tokio::test(flavor = "current_thread")]
-    async fn save_with_stale_version_conflicts_and_leaves_stored_state_unchanged() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = open_in(&dir);
-        let first = state_seen_at(KEY, 1_000);
-        store.save(&first, 0).await.unwrap();
-        store.save(&first, 1).await.unwrap();
-
-        let other = state_seen_at(KEY, 2_000);
-        for stale in [0, 1, 3] {
-            assert_eq!(
-                store.save(&other, stale).await.unwrap(),
-                SaveOutcome::Conflict,
-                "expected version {stale}"
-            );
-        }
-        let stored = load_one(&store, KEY).await.unwrap();
-        assert_eq!((stored.version, stored.state), (2, first));
-    }
-
-    #[tokio::test(flavor = "current_thread")]
-    async fn load_returns_only_the_saved_subjects_among_those_asked() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = open_in(&dir);
-        let a = state_seen_at("AKIAAAAAAAAAAAAAAAAA", 1_000);
-        let b = state_seen_at("AKIABBBBBBBBBBBBBBBB", 2_000);
-        store.save(&a, 0).await.unwrap();
-        store.save(&b, 0).await.unwrap();
-        store.save(&b, 1).await.unwrap();
-
-        let asked = [
-            a.subject.clone(),
-            b.subject.clone(),
-            "AKIACCCCCCCCCCCCCCCC".to_owned(),
-        ];
-        let loaded = store.load(&asked).await.unwrap();
-        assert_eq!(loaded.len(), 2);
-        assert_eq!(
-            (loaded[&a.subject].version, &loaded[&a.subject].state),
-            (1, &a)
-        );
-        assert_eq!(
-            (loaded[&b.subject].version, &loaded[&b.subject].state),
-            (2, &b)
-        );
+        check_port_contract(&store).await;
+        assert_eq!(store.subjects_count().unwrap(), 4);
     }
 
     #[tokio::test(flavor = "current_thread")]

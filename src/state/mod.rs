@@ -110,6 +110,7 @@ pub mod cache;
 #[cfg(test)]
 pub(crate) mod test_states {
     use crate::detect::{Point, Stay, SubjectState};
+    use crate::state::StateStore;
 
     pub fn point(t: i64) -> Point {
         Point {
@@ -120,6 +121,74 @@ pub(crate) mod test_states {
             source: "sts.amazonaws.com".into(),
             region: "us-east-1".into(),
         }
+    }
+
+    /// What every store promises through the port, checked on one store with distinct
+    /// subjects per claim: absent until saved, versions from 1, a stale version is a
+    /// conflict that changes nothing, and a load of many returns just the saved ones.
+    pub async fn check_port_contract<S: StateStore>(store: &S) {
+        use crate::state::SaveOutcome;
+        let load_one = |subject: &str| {
+            let asked = [subject.to_owned()];
+            async move { store.load(&asked).await.unwrap().remove(&asked[0]) }
+        };
+
+        let never = "AKIANEVERSAVED000000";
+        assert!(
+            load_one(never).await.is_none(),
+            "a subject never saved loads as absent"
+        );
+
+        let counted = state_seen_at("AKIACOUNTED000000000", 1_000);
+        assert_eq!(
+            store.save(&counted, 0).await.unwrap(),
+            SaveOutcome::Saved { version: 1 }
+        );
+        assert_eq!(
+            store.save(&counted, 1).await.unwrap(),
+            SaveOutcome::Saved { version: 2 }
+        );
+        let loaded = load_one(&counted.subject).await.unwrap();
+        assert_eq!((loaded.version, loaded.state), (2, counted.clone()));
+
+        let first = state_seen_at("AKIASTALE00000000000", 1_000);
+        store.save(&first, 0).await.unwrap();
+        store.save(&first, 1).await.unwrap();
+        let other = state_seen_at(&first.subject, 2_000);
+        for stale in [0, 1, 3] {
+            assert_eq!(
+                store.save(&other, stale).await.unwrap(),
+                SaveOutcome::Conflict,
+                "expected version {stale}"
+            );
+        }
+        let stored = load_one(&first.subject).await.unwrap();
+        assert_eq!(
+            (stored.version, stored.state),
+            (2, first),
+            "a conflict changes nothing"
+        );
+
+        let a = state_seen_at("AKIAAAAAAAAAAAAAAAAA", 1_000);
+        let b = state_seen_at("AKIABBBBBBBBBBBBBBBB", 2_000);
+        store.save(&a, 0).await.unwrap();
+        store.save(&b, 0).await.unwrap();
+        store.save(&b, 1).await.unwrap();
+        let asked = [
+            a.subject.clone(),
+            b.subject.clone(),
+            "AKIACCCCCCCCCCCCCCCC".to_owned(),
+        ];
+        let loaded = store.load(&asked).await.unwrap();
+        assert_eq!(loaded.len(), 2, "only the saved subjects among those asked");
+        assert_eq!(
+            (loaded[&a.subject].version, &loaded[&a.subject].state),
+            (1, &a)
+        );
+        assert_eq!(
+            (loaded[&b.subject].version, &loaded[&b.subject].state),
+            (2, &b)
+        );
     }
 
     /// A subject seen once, at `t`.
