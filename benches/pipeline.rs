@@ -119,6 +119,8 @@ fn scan_and_commit(
     let scan = scan_object(
         OBJECT_NAME,
         input,
+        // Generated times: no write time to check them against.
+        i64::MAX,
         &mut cache,
         policy,
         &ReadOptions::default(),
@@ -173,6 +175,7 @@ fn pipeline(c: &mut Criterion) {
             scan_object(
                 OBJECT_NAME,
                 &json[..],
+                i64::MAX,
                 &mut cache,
                 &policy,
                 &ReadOptions::default(),

@@ -11,7 +11,7 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::cloudtrail::ReadOptions;
+use crate::cloudtrail::{written_at_from_name, ReadOptions};
 use crate::detect::Policy;
 use crate::geo::{GeoCache, GeoDb, GeoDbInfo};
 use crate::notify::{FindingFormat, Notifier, WriterNotifier};
@@ -216,8 +216,19 @@ impl Run<'_> {
             scope.spawn(move || {
                 for input in inputs {
                     let name = input.display_name();
+                    // A local file has no trustworthy write time but CloudTrail's name;
+                    // without one, the scan's own clock bounds how late an event may be.
+                    let written_at_ms =
+                        written_at_from_name(&name).unwrap_or_else(crate::clock::epoch_ms_now);
                     let scanned = match input.open() {
-                        Ok(reader) => Ok(scan_object(&name, reader, cache, policy, options)),
+                        Ok(reader) => Ok(scan_object(
+                            &name,
+                            reader,
+                            written_at_ms,
+                            cache,
+                            policy,
+                            options,
+                        )),
                         Err(err) => Err((name, err)),
                     };
                     // The receiver is gone only when the run is failing: stop reading.

@@ -41,12 +41,15 @@ impl std::fmt::Display for Severity {
 #[serde(rename_all = "snake_case")]
 pub enum Rule {
     ImpossibleTravel,
+    /// A record stamped after its log object was written: forged, or a broken clock.
+    FutureEventTime,
 }
 
 impl Rule {
     pub fn as_str(self) -> &'static str {
         match self {
             Rule::ImpossibleTravel => "impossible_travel",
+            Rule::FutureEventTime => "future_event_time",
         }
     }
 }
@@ -94,6 +97,12 @@ pub struct TravelEndpoint {
     pub accuracy_radius_km: Option<u16>,
     pub asn: Option<u32>,
     pub as_org: Option<String>,
+    /// The subject was in continuous use at this place around `event_time` but no single
+    /// recorded event is there: a later-arriving event split a stay, and the stay's
+    /// longest gap bounds the time (the event fields name the stay's nearest recorded
+    /// event; `event_id` is empty).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub inferred: bool,
 }
 
 impl TravelEndpoint {
@@ -107,6 +116,7 @@ impl TravelEndpoint {
 
     pub fn from_location(event: crate::detect::Point, location: &Location) -> TravelEndpoint {
         TravelEndpoint {
+            inferred: event.is_inferred(),
             event_time: format_rfc3339_ms(event.t),
             event_id: event.id,
             event_name: event.name.to_string(),
@@ -149,6 +159,29 @@ pub struct ImpossibleTravel {
     pub concurrent_use: bool,
 }
 
+/// Records of one subject in one log object stamped after the object was written.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FutureEventTime {
+    /// RFC 3339: when the object was written (S3's `LastModified`, the time in
+    /// CloudTrail's object name, or the clock of the scan when neither is known).
+    pub object_written_at: String,
+    pub tolerance_seconds: i64,
+    /// How many of the subject's records in the object were from the future.
+    pub count: u64,
+    /// The first few of them, in event time.
+    pub events: Vec<FutureEvent>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FutureEvent {
+    pub event_id: String,
+    pub event_time: String,
+    pub event_name: String,
+    pub event_source: String,
+    pub aws_region: String,
+    pub source_ip_address: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Finding {
     pub finding_id: String,
@@ -164,6 +197,8 @@ pub struct Finding {
     pub user_identity: UserIdentitySummary,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub impossible_travel: Option<ImpossibleTravel>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub future_event_time: Option<FutureEventTime>,
     pub geoip: GeoDbInfo,
     /// The log object whose event raised the finding (`s3://bucket/key` or a path).
     pub source_object: String,
@@ -224,6 +259,25 @@ impl Finding {
                 "  distance {:.0} km (at least {:.0} km given the accuracy radii) in {}: {speed}",
                 t.travel_distance, t.effective_distance_km, t.travel_time_human_readable
             );
+        }
+        if let Some(f) = &self.future_event_time {
+            let _ = writeln!(
+                out,
+                "  object written {}; {} records stamped more than {} s later",
+                f.object_written_at, f.count, f.tolerance_seconds
+            );
+            for e in &f.events {
+                let _ = writeln!(
+                    out,
+                    "  at   {} {}  {} {} in {}  event {}",
+                    e.event_time,
+                    e.source_ip_address,
+                    e.event_source,
+                    e.event_name,
+                    e.aws_region,
+                    e.event_id
+                );
+            }
         }
         if let Some(arn) = &self.user_identity.arn {
             let _ = writeln!(out, "  identity {arn}");

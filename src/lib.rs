@@ -8,6 +8,7 @@
 //! beyond the bytes it is handed, reads no clock and never logs.
 
 pub mod cli;
+pub mod clock;
 pub mod cloudtrail;
 pub mod detect;
 pub mod finding;

@@ -33,8 +33,11 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Read;
 
 use crate::cloudtrail::{self, Event, ObjectError, ObjectSummary, ReadOptions, RecordError};
-use crate::detect::{Effect, FindingContext, Point, Policy, Sighting, SubjectKind, SubjectState};
-use crate::finding::{Finding, UserIdentitySummary};
+use crate::detect::{
+    future_time_finding, Effect, FindingContext, FutureRecords, Point, Policy, Sighting,
+    SubjectKind, SubjectState,
+};
+use crate::finding::{Finding, FutureEvent, UserIdentitySummary};
 use crate::geo::{classify_source, GeoCache, GeoDbInfo};
 use crate::notify::{Notifier, NotifyError};
 use crate::state::{SaveOutcome, StateError, StateStore, Versioned};
@@ -87,6 +90,8 @@ pub struct SubjectSightings {
     pub account_id: Option<String>,
     /// Sorted by event time, then event id.
     pub sightings: Vec<Sighting>,
+    /// Records stamped after the object was written: reported, never judged.
+    pub future: FutureRecords,
     latest_ms: i64,
 }
 
@@ -95,6 +100,9 @@ pub struct SubjectSightings {
 pub struct ObjectScan {
     /// `s3://bucket/key` or a file path: every message about the object names it.
     pub name: String,
+    /// When the object was written, epoch ms: events stamped more than the policy's
+    /// tolerance after it are from the future.
+    pub written_at_ms: i64,
     /// Why the whole object was skipped unread (digest files and the like).
     pub skipped_object: Option<&'static str>,
     pub summary: Option<ObjectSummary>,
@@ -108,6 +116,19 @@ pub struct ObjectScan {
     pub bad_records: u64,
     /// The fault that stopped reading, after the events before it were kept.
     pub error: Option<ObjectError>,
+}
+
+impl SubjectSightings {
+    fn new(subject: &str) -> SubjectSightings {
+        SubjectSightings {
+            subject: subject.to_owned(),
+            identity: UserIdentitySummary::default(),
+            account_id: None,
+            sightings: Vec::new(),
+            future: FutureRecords::default(),
+            latest_ms: i64::MIN,
+        }
+    }
 }
 
 impl ObjectScan {
@@ -142,16 +163,21 @@ impl ObjectScan {
 
 /// Stage 1: reads one object into per-subject sightings.
 ///
-/// Never fails: a fault is recorded in the result, after everything before it was kept.
+/// `written_at_ms` is when the object was written: S3's `LastModified`, else the time in
+/// CloudTrail's object name ([`cloudtrail::written_at_from_name`]), else the clock of the
+/// caller. Never fails: a fault is recorded in the result, after everything before it
+/// was kept.
 pub fn scan_object<R: Read + Send>(
     name: &str,
     input: R,
+    written_at_ms: i64,
     geo: &mut GeoCache<'_>,
     policy: &Policy,
     options: &ReadOptions,
 ) -> ObjectScan {
     let mut scan = ObjectScan {
         name: name.to_owned(),
+        written_at_ms,
         skipped_object: None,
         summary: None,
         events: 0,
@@ -170,10 +196,19 @@ pub fn scan_object<R: Read + Send>(
     }
     let mut by_subject: HashMap<String, SubjectSightings> = HashMap::new();
     let mut names = Interner::default();
+    let not_after_ms = written_at_ms.saturating_add(policy.future_tolerance_ms);
     let mut on_record = |record: Result<Event<'_>, RecordError>| match record {
         Ok(event) => {
             scan.events += 1;
-            if let Err(reason) = collect(&event, geo, policy, &mut by_subject, &mut names) {
+            let collected = collect(
+                &event,
+                not_after_ms,
+                geo,
+                policy,
+                &mut by_subject,
+                &mut names,
+            );
+            if let Err(reason) = collected {
                 scan.skipped.add(reason);
             }
         }
@@ -208,6 +243,7 @@ pub fn scan_object<R: Read + Send>(
 /// Turns one event into a sighting of its subject, or says why not.
 fn collect(
     event: &Event<'_>,
+    not_after_ms: i64,
     geo: &mut GeoCache<'_>,
     policy: &Policy,
     by_subject: &mut HashMap<String, SubjectSightings>,
@@ -219,6 +255,28 @@ fn collect(
         SubjectKind::Principal => principal_of(event),
     }
     .ok_or("no_subject")?;
+    if event.event_time_ms > not_after_ms {
+        // Before the address is looked at: a forged record need not carry a real one.
+        let entry = by_subject
+            .entry(subject.to_owned())
+            .or_insert_with(|| SubjectSightings::new(subject));
+        if entry.identity == UserIdentitySummary::default() {
+            entry.identity = identity_summary(event);
+        }
+        let text = |v: &Option<std::borrow::Cow<'_, str>>| v.as_deref().unwrap_or("").to_owned();
+        entry.future.push(
+            event.event_time_ms,
+            FutureEvent {
+                event_id: text(&event.event_id),
+                event_time: crate::finding::format_rfc3339_ms(event.event_time_ms),
+                event_name: text(&event.event_name),
+                event_source: text(&event.event_source),
+                aws_region: text(&event.aws_region),
+                source_ip_address: text(&event.source_ip_address),
+            },
+        );
+        return Err("future_time");
+    }
     let ip = classify_source(event.source_ip_address.as_deref().unwrap_or(""))
         .map_err(|skip| skip.as_str())?;
     let location = match geo.lookup(ip) {
@@ -231,13 +289,7 @@ fn collect(
     }
     let entry = by_subject
         .entry(subject.to_owned())
-        .or_insert_with(|| SubjectSightings {
-            subject: subject.to_owned(),
-            identity: UserIdentitySummary::default(),
-            account_id: None,
-            sightings: Vec::new(),
-            latest_ms: i64::MIN,
-        });
+        .or_insert_with(|| SubjectSightings::new(subject));
     if event.event_time_ms >= entry.latest_ms {
         entry.latest_ms = event.event_time_ms;
         // Rebuilt only when it changes: most events of a subject carry the same identity.
@@ -260,7 +312,7 @@ fn collect(
         let run_ip = first.point.ip == ip && last.point.ip == ip;
         if run_ip
             && event.event_time_ms >= last.point.t
-            && event.event_time_ms - first.point.t <= policy.max_stay_span_ms
+            && event.event_time_ms - first.point.t <= policy.max_stay_gap_ms
         {
             entry.sightings.pop();
         }
@@ -436,6 +488,24 @@ pub async fn commit_scan<S: StateStore + Sync, N: Notifier + Sync>(
                         .into_iter()
                         .filter(|f| !published.contains(&f.finding_id)),
                 );
+            }
+            if sightings.future.count > 0 {
+                let finding = future_time_finding(
+                    subject,
+                    &sightings.future,
+                    scan.written_at_ms,
+                    policy.future_tolerance_ms,
+                    &ctx,
+                );
+                if !state.has_alerted(&finding.finding_id) {
+                    // Marked at a trusted time: the subject's own clock, else the object's.
+                    let t = state.last_seen_ms().unwrap_or(scan.written_at_ms);
+                    state.mark_alerted(&finding.finding_id, t);
+                    changed = true;
+                    if !published.contains(&finding.finding_id) {
+                        fresh.push(finding);
+                    }
+                }
             }
             if changed {
                 to_save.push((state, version));

@@ -86,6 +86,15 @@ pub struct PolicySettings {
         value_name = "MINUTES"
     )]
     pub dedup_minutes: u32,
+    /// An event stamped more than this many minutes after its log object was written is
+    /// reported as a record from the future and never judged (0 to 1440).
+    #[arg(
+        long,
+        default_value_t = 60,
+        env = "GEOTRAIL_FUTURE_TOLERANCE_MINUTES",
+        value_name = "MINUTES"
+    )]
+    pub future_tolerance_minutes: u32,
 }
 
 impl Default for PolicySettings {
@@ -101,6 +110,7 @@ impl Default for PolicySettings {
             learning_hours: 24.0,
             forget_after_days: 30,
             dedup_minutes: 60,
+            future_tolerance_minutes: 60,
         }
     }
 }
@@ -118,7 +128,8 @@ impl PolicySettings {
             concurrent_window_ms: i64::from(self.concurrent_minutes) * MINUTE_MS,
             history_window_ms: i64::from(self.history_days) * DAY_MS,
             max_stays: Policy::default().max_stays,
-            max_stay_span_ms: Policy::default().max_stay_span_ms,
+            max_stay_gap_ms: 0,
+            future_tolerance_ms: i64::from(self.future_tolerance_minutes) * MINUTE_MS,
             baseline: (!self.no_baseline).then(|| BaselinePolicy {
                 learning_ms: (self.learning_hours * HOUR_MS as f64).round() as i64,
                 forget_after_ms: i64::from(self.forget_after_days) * DAY_MS,
@@ -132,6 +143,10 @@ impl PolicySettings {
                 value: self.learning_hours.to_string(),
             });
         }
+        let policy = Policy {
+            max_stay_gap_ms: policy.fitting_stay_gap_ms(),
+            ..policy
+        };
         policy.validate()?;
         Ok(policy)
     }

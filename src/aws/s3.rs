@@ -96,6 +96,7 @@ impl S3ObjectSource {
                 bucket: bucket.to_owned(),
                 key: key.to_owned(),
                 content_length: output.content_length().and_then(|n| u64::try_from(n).ok()),
+                last_modified_ms: output.last_modified().and_then(|t| t.to_millis().ok()),
                 body: output.body,
             }),
             Err(err) => Err(classify_get_error(bucket, key, err)),
@@ -143,6 +144,8 @@ pub struct S3Object {
     key: String,
     /// The stored (compressed) size, from the response headers.
     pub content_length: Option<u64>,
+    /// When S3 stored the object, by S3's own clock: what event times are checked against.
+    pub last_modified_ms: Option<i64>,
     body: ByteStream,
 }
 

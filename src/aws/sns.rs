@@ -1214,6 +1214,7 @@ mod tests {
             accuracy_radius_km: Some(20),
             asn: Some(64_500),
             as_org: Some("Example Net".to_owned()),
+            inferred: false,
         }
     }
 
@@ -1251,6 +1252,7 @@ mod tests {
                 speed_kmh: Some(16_440.4),
                 concurrent_use: false,
             }),
+            future_event_time: None,
             geoip: GeoDbInfo { database_type: "GeoLite2-City".to_owned(), build_epoch: 1_688_000_000, ..GeoDbInfo::default() },
             source_object: "s3://trail-bucket/AWSLogs/123456789012/CloudTrail/eu-central-1/2023/07/10/x.json.gz".to_owned(),
             event_time: "2023-07-10T11:00:00Z".to_owned(),

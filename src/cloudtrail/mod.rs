@@ -34,6 +34,6 @@ mod time;
 
 pub use error::{ObjectError, RecordError};
 pub use event::{Event, SessionIssuer, UserIdentity};
-pub use name::{skip_by_name, ObjectSkip};
+pub use name::{skip_by_name, written_at_from_name, ObjectSkip};
 pub use reader::{read_object, ObjectKind, ObjectSummary, ReadOptions};
 pub use time::parse_event_time;

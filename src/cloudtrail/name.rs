@@ -36,6 +36,38 @@ fn is_digest_file_name(file: &str) -> bool {
     })
 }
 
+/// When CloudTrail wrote a log object, from its name, epoch ms.
+///
+/// CloudTrail names objects `<account>_CloudTrail_<region>_<YYYYMMDDTHHmmZ>_<unique>.json.gz`,
+/// the time being when it wrote the file (UTC, to the minute). The minute is rounded up,
+/// so every genuine event in the object is before it.
+pub fn written_at_from_name(name: &str) -> Option<i64> {
+    let file = name.rsplit(['/', '\\']).next().unwrap_or(name);
+    file.split(['_', '.']).find_map(|word| {
+        let b = word.as_bytes();
+        let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
+        let minute =
+            b.len() == 14 && b[8] == b'T' && b[13] == b'Z' && digits(0..8) && digits(9..13);
+        let second =
+            b.len() == 16 && b[8] == b'T' && b[15] == b'Z' && digits(0..8) && digits(9..15);
+        if !(minute || second) {
+            return None;
+        }
+        let w = word;
+        let ss = if second { &w[13..15] } else { "00" };
+        let rfc3339 = format!(
+            "{}-{}-{}T{}:{}:{ss}Z",
+            &w[0..4],
+            &w[4..6],
+            &w[6..8],
+            &w[9..11],
+            &w[11..13]
+        );
+        let ms = super::parse_event_time(&rfc3339)?;
+        Some(if minute { ms + 60_000 } else { ms })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -79,6 +111,25 @@ mod tests {
         ];
         for (case, name, want) in cases {
             assert_eq!(skip_by_name(name), *want, "case {case}: {name}");
+        }
+    }
+
+    #[test]
+    fn the_write_time_is_read_from_cloudtrails_object_name() {
+        let cases = [
+            (
+                "AWSLogs/123456789012/CloudTrail/us-east-2/2025/03/11/123456789012_CloudTrail_us-east-2_20250311T1505Z_1oX5vm0RjnffXNhJ.json.gz",
+                Some("2025-03-11T15:06:00Z"),
+            ),
+            ("123456789012_CloudTrail_eu-west-1_20240101T0000Z_x.json", Some("2024-01-01T00:01:00Z")),
+            ("dir_20240101T0000Z/trail.json", None),
+            ("trail.json", None),
+            ("x_20241301T0000Z_y.json", None),
+            ("x_2024010T10000Z_y.json", None),
+        ];
+        for (name, want) in cases {
+            let want = want.map(|t| super::super::parse_event_time(t).unwrap());
+            assert_eq!(written_at_from_name(name), want, "{name}");
         }
     }
 }

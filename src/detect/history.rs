@@ -1,15 +1,55 @@
 //! Per-subject history and the impossible-travel judgement.
 //!
-//! A subject's history is a list of *stays*: maximal runs of sightings at one place,
-//! sorted by event time, each remembered by its first and last event. A new sighting is
-//! slotted into that timeline by its own event time and judged against its neighbours
-//! before and after it, so a log object that CloudTrail delivers late (it may be 15
-//! minutes behind, per region) is judged exactly as if it had come in order.
+//! # The rules, in event time
 //!
-//! Merging is idempotent: a sighting that falls inside a stay at its own place changes
-//! nothing, and a pair that was judged before yields the same finding id, which the
-//! subject's alert marks suppress. That is what makes a replayed object, or a Lambda
-//! retry, produce no new finding.
+//! Everything below is decided from event times alone, never from the order in which log
+//! objects arrive, so each rule can be checked by hand against the events:
+//!
+//! 1. **Stays.** A subject's history is a timeline of *stays*: maximal runs of sightings
+//!    at one place with no other place between them and no gap longer than the policy's
+//!    `max_stay_gap_ms` (15 minutes) between two consecutive sightings. A stay keeps its
+//!    first and last event and its longest gap, so a key used every 3 minutes from one
+//!    office for ten days is *one* stay: the state grows with places and sessions, not
+//!    with events.
+//! 2. **Judging.** A new sighting is slotted into the timeline by its own event time and
+//!    judged against the nearest stay of every other place within reach, before and
+//!    after it. A sighting that lands inside a stay at another place splits it; the
+//!    halves' inner ends are *inferred*: the gap rule guarantees a real sighting of that
+//!    place within the stay's longest gap on each side, so the hop is judged as that far
+//!    apart. Since `max_stay_gap_ms` is at most `min_distance_km / min_speed_kmh`, a hop
+//!    that was impossible at its true distance in time is impossible at that bound too,
+//!    and the verdict is the one the events would have had in order.
+//! 3. **Baseline.** With a baseline policy, a place is *baseline at time t* when it was
+//!    first seen before t, within the learning period that starts at the subject's first
+//!    event, and seen within `forget_after_ms` of t. An impossible hop is suppressed when
+//!    **both** its ends are baseline at the time of its later event. A hop between home
+//!    and a place the subject does not know alerts whichever of the two came first.
+//! 4. **Habit.** With a baseline policy, an impossible hop between places A and B is
+//!    suppressed when the subject already made an impossible hop between A and B earlier
+//!    in event time (a VPN, a split tunnel), or when a finding for A and B was already
+//!    raised (so a late object holding the earlier of two such hops does not raise a
+//!    second one). Without a baseline, one finding per place pair per `dedup_window_ms`.
+//! 5. **Stale.** A sighting older than `history_window_ms` before the subject's latest
+//!    event is not judged. The latest event only moves forward with trusted times: the
+//!    pipeline quarantines events stamped after their log object was written, so no
+//!    single record can move a subject's clock, its pruning or its TTL.
+//!
+//! What a late object can change: it can add findings for the hops its own events make
+//! (before or after what was already seen), exactly as if it had come on time. What it
+//! cannot change: a finding already raised is never retracted, and which occurrence of a
+//! place pair carries the one finding (the first to arrive) can depend on arrival order;
+//! the set of (subject, place pair) findings does not. The tests check this over
+//! generated permutations of adversarial scenarios.
+//!
+//! # Bounded state
+//!
+//! Stays older than the history window are dropped; past `max_stays` the oldest are
+//! folded into their places, which keep first and last seen and a count for the whole
+//! window. Places, habits and alert marks are capped too, so an item stays a few KB.
+//!
+//! Merging is idempotent: a sighting inside a stay at its own place changes nothing, and
+//! a pair judged before yields the same finding id, which the alert marks suppress. That
+//! is what makes a replayed object, or a Lambda retry, produce no new finding.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -24,12 +64,17 @@ use crate::finding::{
 };
 use crate::geo::{distance_km, GeoDbInfo, Location};
 
+/// The layout of [`SubjectState`] this release writes. Version 1 (no `v` field) kept
+/// 15-minute stays and no clock of its own; it is upgraded on first use.
+pub const STATE_VERSION: u32 = 2;
+
 /// One event, reduced to what the timeline keeps. Field names are short because this is
 /// stored many times per DynamoDB item.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Point {
     /// Event time, Unix epoch milliseconds.
     pub t: i64,
+    /// Empty for an end inferred by splitting a stay (see the module documentation).
     pub id: String,
     /// Stored parsed: 16 bytes in place of a string, and serialized as text anyway.
     pub ip: IpAddr,
@@ -46,6 +91,19 @@ impl Point {
     /// Total order of events: time, then event id for events in the same millisecond.
     fn key(&self) -> (i64, &str) {
         (self.t, &self.id)
+    }
+
+    /// An end that no single recorded event carries: the time is a bound.
+    pub fn is_inferred(&self) -> bool {
+        self.id.is_empty()
+    }
+
+    fn inferred_at(&self, t: i64) -> Point {
+        Point {
+            t,
+            id: String::new(),
+            ..self.clone()
+        }
     }
 }
 
@@ -84,16 +142,33 @@ impl Sighting {
     }
 }
 
-/// A run of sightings at one place with no other place between them, covering at most
-/// the policy's `max_stay_span_ms`.
+/// A run of sightings at one place with no other place between them and no gap longer
+/// than the policy's `max_stay_gap_ms` between two consecutive ones.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Stay {
     pub place: String,
     pub first: Point,
     pub last: Point,
+    /// The longest gap between consecutive sightings of the stay, ms: every moment inside
+    /// the stay has a sighting at most this far before it and after it.
+    #[serde(default)]
+    pub gap_ms: i64,
 }
 
-/// A place the subject has been, with when it was first and last seen there.
+impl Stay {
+    /// A stay of one sighting.
+    pub fn at(place: impl Into<String>, point: Point) -> Stay {
+        Stay {
+            place: place.into(),
+            first: point.clone(),
+            last: point,
+            gap_ms: 0,
+        }
+    }
+}
+
+/// A place the subject has been, with when it was first and last seen there: what
+/// remains of its stays once they are folded.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Place {
     pub key: String,
@@ -101,42 +176,58 @@ pub struct Place {
     pub location: Arc<Location>,
     pub first_seen_ms: i64,
     pub last_seen_ms: i64,
+    /// Sightings that changed the timeline here (a replay or an event inside a known stay
+    /// does not count).
+    #[serde(default)]
+    pub count: u64,
 }
 
 /// An impossible hop between two places, alerted or not; with a baseline, a hop the
 /// subject has made before is its habit (a VPN, a split tunnel) and is not alerted again.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct Transition {
-    a: String,
-    b: String,
+pub struct Transition {
+    pub a: String,
+    pub b: String,
     /// Event times (of the later end) of the first and last time the hop was made.
-    first_ms: i64,
+    pub first_ms: i64,
     #[serde(default)]
-    last_ms: i64,
+    pub last_ms: i64,
 }
 
-/// A finding already raised, so that replays and neighbouring pairs stay quiet.
+/// A finding already raised, so that replays and neighbouring pairs stay quiet. Marks of
+/// findings that are not about a place pair leave `a` and `b` empty.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct AlertMark {
-    id: String,
-    a: String,
-    b: String,
-    t: i64,
+pub struct AlertMark {
+    pub id: String,
+    pub a: String,
+    pub b: String,
+    pub t: i64,
 }
 
 /// Everything geotrail remembers about one subject. Bounded by the policy's window,
-/// `max_stays` and a cap on places, so it fits a DynamoDB item.
+/// `max_stays` and caps on places, habits and marks, so it fits a DynamoDB item.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SubjectState {
+    /// Layout version, [`STATE_VERSION`] once upgraded; absent (0) in version 1 items.
+    #[serde(default)]
+    pub v: u32,
     pub subject: String,
     /// Earliest event time ever seen: the learning period starts here.
     pub first_seen_ms: i64,
+    /// Latest trusted event time: the subject's clock, from which the history window is
+    /// counted back. `i64::MIN` until the first sighting.
+    #[serde(default = "never")]
+    pub latest_ms: i64,
     pub stays: Vec<Stay>,
     pub places: Vec<Place>,
     #[serde(default)]
-    transitions: Vec<Transition>,
+    pub transitions: Vec<Transition>,
     #[serde(default)]
-    alerts: Vec<AlertMark>,
+    pub alerts: Vec<AlertMark>,
+}
+
+fn never() -> i64 {
+    i64::MIN
 }
 
 /// What a sighting did to the history.
@@ -166,15 +257,17 @@ pub struct FindingContext<'a> {
     pub geoip: &'a GeoDbInfo,
 }
 
-const MAX_TRANSITIONS: usize = 64;
-const MAX_PLACES: usize = 128;
-const MAX_ALERTS: usize = 64;
+pub(crate) const MAX_TRANSITIONS: usize = 64;
+pub(crate) const MAX_PLACES: usize = 128;
+pub(crate) const MAX_ALERTS: usize = 64;
 
 impl SubjectState {
     pub fn new(subject: impl Into<String>) -> SubjectState {
         SubjectState {
+            v: STATE_VERSION,
             subject: subject.into(),
             first_seen_ms: i64::MAX,
+            latest_ms: never(),
             stays: Vec::new(),
             places: Vec::new(),
             transitions: Vec::new(),
@@ -182,9 +275,9 @@ impl SubjectState {
         }
     }
 
-    /// Event time of the newest sighting, if any.
+    /// Event time of the newest trusted sighting, if any.
     pub fn last_seen_ms(&self) -> Option<i64> {
-        self.stays.last().map(|s| s.last.t)
+        (self.latest_ms != never()).then_some(self.latest_ms)
     }
 
     /// Ids of the findings this subject has raised and still remembers.
@@ -192,83 +285,84 @@ impl SubjectState {
         self.alerts.iter().map(|a| a.id.as_str())
     }
 
+    /// Whether a finding with this id was raised and is still remembered.
+    pub fn has_alerted(&self, finding_id: &str) -> bool {
+        self.alerts.iter().any(|a| a.id == finding_id)
+    }
+
+    /// Remembers a finding that is not about a place pair (a record from the future), so
+    /// that a replay of its object does not raise it again. `t` is a trusted time.
+    pub fn mark_alerted(&mut self, finding_id: &str, t: i64) {
+        if self.has_alerted(finding_id) {
+            return;
+        }
+        self.alerts.push(AlertMark {
+            id: finding_id.to_owned(),
+            a: String::new(),
+            b: String::new(),
+            t,
+        });
+        self.cap_alerts();
+    }
+
+    /// Brings a state written by an earlier release to this layout. Idempotent; `observe`
+    /// calls it, so stores need not.
+    pub fn upgrade(&mut self, policy: &Policy) {
+        if self.v >= STATE_VERSION {
+            return;
+        }
+        // Version 1 stays spanned at most 15 minutes and did not record their gaps: the
+        // span is the only bound there is. Neighbouring stays of one place then merge.
+        for stay in &mut self.stays {
+            stay.gap_ms = stay.last.t - stay.first.t;
+        }
+        let stays = std::mem::take(&mut self.stays);
+        for stay in stays {
+            match self.stays.last_mut() {
+                Some(prev)
+                    if prev.place == stay.place
+                        && stay.first.t - prev.last.t <= policy.max_stay_gap_ms =>
+                {
+                    prev.gap_ms = prev.gap_ms.max(stay.gap_ms).max(stay.first.t - prev.last.t);
+                    prev.last = stay.last;
+                }
+                _ => self.stays.push(stay),
+            }
+        }
+        let from_stays = self.stays.iter().map(|s| s.last.t);
+        let from_places = self.places.iter().map(|p| p.last_seen_ms);
+        self.latest_ms = from_stays.chain(from_places).max().unwrap_or(never());
+        for place in &mut self.places {
+            let stays = self.stays.iter().filter(|s| s.place == place.key).count();
+            place.count = place.count.max(stays as u64);
+        }
+        self.v = STATE_VERSION;
+    }
+
     /// Slots `sighting` into the timeline and judges it against its neighbours.
     ///
-    /// The caller filters out low-precision locations: a country centroid is not a point
-    /// anyone stood on.
+    /// The caller filters out low-precision locations (a country centroid is not a point
+    /// anyone stood on) and events from the future (see the pipeline).
     pub fn observe(
         &mut self,
         sighting: &Sighting,
         policy: &Policy,
         ctx: &FindingContext<'_>,
     ) -> Observation {
+        self.upgrade(policy);
         let quiet = |effect| Observation {
             effect,
             findings: Vec::new(),
         };
         let p = &sighting.point;
-        if let Some(last) = self.last_seen_ms() {
-            if p.t < last - policy.history_window_ms {
+        if let Some(latest) = self.last_seen_ms() {
+            if p.t < latest.saturating_sub(policy.history_window_ms) {
                 return quiet(Effect::Stale);
             }
         }
         let place_key = sighting.location.place_key();
-        let idx = self.stays.partition_point(|s| s.first.key() <= p.key());
-
-        // Where the sighting's stay ends up in the timeline.
-        let at = if idx > 0 && self.stays[idx - 1].last.key() >= p.key() {
-            let host = &self.stays[idx - 1];
-            let same_event = host.first.key() == p.key() || host.last.key() == p.key();
-            if host.place == place_key || same_event {
-                return quiet(Effect::Covered);
-            }
-            // A different place in the middle of a stay: split it. The stay's inner events
-            // are not kept, so its halves are its two ends: the conservative choice, as it
-            // can only make a hop look slower than it was.
-            let host = self.stays.remove(idx - 1);
-            let left = Stay {
-                place: host.place.clone(),
-                first: host.first.clone(),
-                last: host.first,
-            };
-            let right = Stay {
-                place: host.place,
-                first: host.last.clone(),
-                last: host.last,
-            };
-            self.stays.insert(idx - 1, left);
-            self.stays.insert(
-                idx,
-                Stay {
-                    place: place_key.clone(),
-                    first: p.clone(),
-                    last: p.clone(),
-                },
-            );
-            self.stays.insert(idx + 1, right);
-            idx
-        } else if idx > 0
-            && self.stays[idx - 1].place == place_key
-            && p.t - self.stays[idx - 1].first.t <= policy.max_stay_span_ms
-        {
-            self.stays[idx - 1].last = p.clone();
-            idx - 1
-        } else if idx < self.stays.len()
-            && self.stays[idx].place == place_key
-            && self.stays[idx].last.t - p.t <= policy.max_stay_span_ms
-        {
-            self.stays[idx].first = p.clone();
-            idx
-        } else {
-            self.stays.insert(
-                idx,
-                Stay {
-                    place: place_key.clone(),
-                    first: p.clone(),
-                    last: p.clone(),
-                },
-            );
-            idx
+        let Some(at) = self.insert(p, &place_key, policy) else {
+            return quiet(Effect::Covered);
         };
         self.note_place(&place_key, &sighting.location, p.t);
 
@@ -348,18 +442,100 @@ impl SubjectState {
         }
     }
 
+    /// Puts `p` into the timeline; returns the index of the stay that holds it, or `None`
+    /// when the timeline already covers it.
+    fn insert(&mut self, p: &Point, place_key: &str, policy: &Policy) -> Option<usize> {
+        let idx = self.stays.partition_point(|s| s.first.key() <= p.key());
+        if idx > 0 && self.stays[idx - 1].last.key() >= p.key() {
+            let host = &self.stays[idx - 1];
+            let same_event = host.first.key() == p.key() || host.last.key() == p.key();
+            if host.place == place_key || same_event {
+                return None;
+            }
+            // Another place inside a stay: split it. Its inner events are not kept, but
+            // its longest gap bounds how far the nearest of them can be on each side.
+            let host = self.stays.remove(idx - 1);
+            let left_end = (p.t - host.gap_ms).max(host.first.t);
+            let right_start = (p.t + host.gap_ms).min(host.last.t);
+            let left = Stay {
+                place: host.place.clone(),
+                last: if left_end == host.first.t {
+                    host.first.clone()
+                } else {
+                    host.first.inferred_at(left_end)
+                },
+                first: host.first,
+                gap_ms: host.gap_ms,
+            };
+            let right = Stay {
+                place: host.place,
+                first: if right_start == host.last.t {
+                    host.last.clone()
+                } else {
+                    host.last.inferred_at(right_start)
+                },
+                last: host.last,
+                gap_ms: host.gap_ms,
+            };
+            self.stays.insert(idx - 1, left);
+            self.stays.insert(idx, Stay::at(place_key, p.clone()));
+            self.stays.insert(idx + 1, right);
+            return Some(idx);
+        }
+        let gap = policy.max_stay_gap_ms;
+        let joins_prev = idx > 0
+            && self.stays[idx - 1].place == place_key
+            && p.t - self.stays[idx - 1].last.t <= gap;
+        let joins_next = idx < self.stays.len()
+            && self.stays[idx].place == place_key
+            && self.stays[idx].first.t - p.t <= gap;
+        Some(match (joins_prev, joins_next) {
+            (true, true) => {
+                // The sighting bridges two stays of its place: one stay again.
+                let next = self.stays.remove(idx);
+                let prev = &mut self.stays[idx - 1];
+                prev.gap_ms = prev
+                    .gap_ms
+                    .max(next.gap_ms)
+                    .max(p.t - prev.last.t)
+                    .max(next.first.t - p.t);
+                prev.last = next.last;
+                idx - 1
+            }
+            (true, false) => {
+                let prev = &mut self.stays[idx - 1];
+                prev.gap_ms = prev.gap_ms.max(p.t - prev.last.t);
+                prev.last = p.clone();
+                idx - 1
+            }
+            (false, true) => {
+                let next = &mut self.stays[idx];
+                next.gap_ms = next.gap_ms.max(next.first.t - p.t);
+                next.first = p.clone();
+                idx
+            }
+            (false, false) => {
+                self.stays.insert(idx, Stay::at(place_key, p.clone()));
+                idx
+            }
+        })
+    }
+
     fn note_place(&mut self, key: &str, location: &Arc<Location>, t: i64) {
         self.first_seen_ms = self.first_seen_ms.min(t);
+        self.latest_ms = self.latest_ms.max(t);
         match self.places.iter_mut().find(|pl| pl.key == key) {
             Some(pl) => {
                 pl.first_seen_ms = pl.first_seen_ms.min(t);
                 pl.last_seen_ms = pl.last_seen_ms.max(t);
+                pl.count += 1;
             }
             None => self.places.push(Place {
                 key: key.to_owned(),
                 location: Arc::clone(location),
                 first_seen_ms: t,
                 last_seen_ms: t,
+                count: 1,
             }),
         }
     }
@@ -404,14 +580,19 @@ impl SubjectState {
         let duplicate = self.alerts.iter().any(|m| {
             m.id == id || (m.a == pa && m.b == pb && (m.t - b.t).abs() < policy.dedup_window_ms)
         });
-        let habitual = policy.baseline.as_ref().is_some_and(|baseline| {
-            self.is_baseline(place_b, b.t, baseline.learning_ms, baseline.forget_after_ms)
-                // Made at another time, before or after: symmetric, so that a late object
-                // holding the earlier of two such hops does not raise a second alert.
+        let suppressed = policy.baseline.as_ref().is_some_and(|baseline| {
+            let home = |place| {
+                self.is_baseline(place, b.t, baseline.learning_ms, baseline.forget_after_ms)
+            };
+            // Both ends known: a commute between baseline places, however fast it looks.
+            (home(place_a) && home(place_b))
+                // A habit: the same hop made earlier in event time.
                 || self
                     .transitions
                     .iter()
-                    .any(|tr| tr.a == pa && tr.b == pb && (tr.first_ms < b.t || tr.last_ms > b.t))
+                    .any(|tr| tr.a == pa && tr.b == pb && tr.first_ms < b.t)
+                // Already raised, by a later hop of the pair that arrived first.
+                || self.alerts.iter().any(|m| m.a == pa && m.b == pb)
         });
         let (pa, pb) = (pa.to_owned(), pb.to_owned());
         let (loc_a, loc_b) = (loc_a.clone(), loc_b.clone());
@@ -433,7 +614,7 @@ impl SubjectState {
                 last_ms: b.t,
             }),
         }
-        if duplicate || habitual {
+        if duplicate || suppressed {
             return None;
         }
         self.alerts.push(AlertMark {
@@ -483,6 +664,16 @@ impl SubjectState {
             && place.last_seen_ms >= t - forget_after_ms
     }
 
+    /// Whether `key` is a baseline place as of the subject's latest event.
+    pub fn is_baseline_now(&self, key: &str, policy: &Policy) -> bool {
+        match (&policy.baseline, self.last_seen_ms()) {
+            (Some(b), Some(now)) => {
+                self.is_baseline(key, now.saturating_add(1), b.learning_ms, b.forget_after_ms)
+            }
+            _ => false,
+        }
+    }
+
     /// The oldest time among places, transitions and alert marks.
     fn oldest_mark_ms(&self) -> Option<i64> {
         let places = self.places.iter().map(|pl| pl.last_seen_ms);
@@ -494,11 +685,19 @@ impl SubjectState {
         places.chain(transitions).chain(alerts).min()
     }
 
+    fn cap_alerts(&mut self) {
+        if self.alerts.len() > MAX_ALERTS {
+            self.alerts.sort_by_key(|m| m.t);
+            let excess = self.alerts.len() - MAX_ALERTS;
+            self.alerts.drain(..excess);
+        }
+    }
+
     fn prune(&mut self, policy: &Policy) {
         let Some(latest) = self.last_seen_ms() else {
             return;
         };
-        let horizon = latest - policy.history_window_ms;
+        let horizon = latest.saturating_sub(policy.history_window_ms);
         // Most sightings change nothing here: check before walking every list.
         let stale_stay = self.stays.first().is_some_and(|s| s.last.t < horizon);
         if !stale_stay
@@ -512,11 +711,12 @@ impl SubjectState {
         }
         self.stays.retain(|s| s.last.t >= horizon);
         if self.stays.len() > policy.max_stays {
+            // Folded: their places keep first and last seen and the count.
             let excess = self.stays.len() - policy.max_stays;
             self.stays.drain(..excess);
         }
-        // Places outlive their stays (a busy subject's stays cover only days), so that
-        // baseline places are remembered for the whole window.
+        // Places outlive their stays, so that baseline places are remembered for the
+        // whole window.
         self.places.retain(|pl| pl.last_seen_ms >= horizon);
         if self.places.len() > MAX_PLACES {
             self.places
@@ -531,11 +731,7 @@ impl SubjectState {
             self.transitions.drain(..excess);
         }
         self.alerts.retain(|m| m.t >= horizon);
-        if self.alerts.len() > MAX_ALERTS {
-            self.alerts.sort_by_key(|m| m.t);
-            let excess = self.alerts.len() - MAX_ALERTS;
-            self.alerts.drain(..excess);
-        }
+        self.cap_alerts();
     }
 }
 
@@ -573,7 +769,7 @@ fn hop(loc_a: &Location, loc_b: &Location, dt_ms: i64, policy: &Policy) -> Optio
 /// Triage step 2, for the kind of credential that was used: a long-term key is
 /// deactivated, a role's temporary credentials are revoked, a console user's password
 /// and MFA are reset.
-fn containment_step(identity: &UserIdentitySummary) -> String {
+pub(crate) fn containment_step(identity: &UserIdentitySummary) -> String {
     let key = identity.access_key_id.as_deref().filter(|k| !k.is_empty());
     let kind = identity.identity_type.as_deref().unwrap_or("");
     match (kind, key) {
@@ -607,6 +803,17 @@ fn ordered_pair<'a>(x: &'a str, y: &'a str) -> (&'a str, &'a str) {
     }
 }
 
+/// A deterministic id from the rule and the parts that make a finding the same one.
+pub(crate) fn hash_id(parts: &[&str]) -> String {
+    let mut h = Sha256::new();
+    for part in parts {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    let digest = h.finalize();
+    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Deterministic: the rule, the subject, the unordered place pair and the dedup window the
 /// later event falls in. The same hop judged again, by a replay or a racing Lambda, gets
 /// the same id.
@@ -616,19 +823,13 @@ fn finding_id(subject: &str, a: &str, b: &str, t: i64, window_ms: i64) -> String
     } else {
         t
     };
-    let mut h = Sha256::new();
-    for part in [
+    hash_id(&[
         Rule::ImpossibleTravel.as_str(),
         subject,
         a,
         b,
         &bucket.to_string(),
-    ] {
-        h.update(part.as_bytes());
-        h.update([0]);
-    }
-    let digest = h.finalize();
-    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+    ])
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -658,10 +859,16 @@ fn build_finding(
     } else {
         format!("Impossible travel of {subject} from {place1} to {place2}")
     };
-    let summary = format!(
+    let mut summary = format!(
         "`{subject}` had activity from {place1} and {place2} which are approximately {:.0}km apart within {human}. This indicates a potential impossible travel.",
         distance
     );
+    for end in [&first, &second].into_iter().filter(|e| e.inferred) {
+        summary.push_str(&format!(
+            " The time at {} is a bound: the credential was in continuous use there, but its log arrived before the other event's.",
+            end.display_place()
+        ));
+    }
     let credential = match ctx.subject_kind {
         SubjectKind::AccessKey => format!("access key {subject}"),
         SubjectKind::Principal => format!("principal {subject}"),
@@ -697,6 +904,7 @@ fn build_finding(
             speed_kmh: speed.is_finite().then(|| round1(speed)),
             concurrent_use: concurrent,
         }),
+        future_event_time: None,
         geoip: ctx.geoip.clone(),
         source_object: ctx.source_object.to_owned(),
         event_time,

@@ -3,11 +3,14 @@
 //! Nothing here reads a clock: "now" is always the event time of what is being judged,
 //! so a backfill, a replay and a live run all decide the same way.
 
+mod future;
 mod history;
 mod policy;
 
+pub use future::{future_time_finding, FutureRecords, MAX_FUTURE_EVENTS_LISTED};
 pub use history::{
-    Effect, FindingContext, Observation, Place, Point, Sighting, Stay, SubjectState,
+    AlertMark, Effect, FindingContext, Observation, Place, Point, Sighting, Stay, SubjectState,
+    Transition, STATE_VERSION,
 };
 pub use policy::{BaselinePolicy, Policy, PolicyError, SubjectKind};
 

@@ -50,10 +50,14 @@ pub struct Policy {
     /// Upper bound on the stays a subject keeps, so a state item stays well under
     /// DynamoDB's 400 KB.
     pub max_stays: usize,
-    /// Longest run of time one stay may cover. A late event that lands inside a stay at
-    /// another place is judged against the stay's ends, so this bounds how much slower
-    /// than real such a hop can look.
-    pub max_stay_span_ms: i64,
+    /// Longest gap between two sightings of one stay. A late event that lands inside a
+    /// stay at another place is judged as this far from it at most, so it must not exceed
+    /// the time the shortest impossible hop takes (`min_distance_km / min_speed_kmh`):
+    /// then such a verdict is the one the events would have had in order.
+    pub max_stay_gap_ms: i64,
+    /// An event stamped more than this after its log object was written is a record from
+    /// the future (forged, or a broken clock): it is reported, never judged.
+    pub future_tolerance_ms: i64,
     pub baseline: Option<BaselinePolicy>,
     /// One finding per subject and place pair within this window.
     pub dedup_window_ms: i64,
@@ -72,8 +76,9 @@ impl Default for Policy {
             use_accuracy_radius: true,
             concurrent_window_ms: 5 * MINUTE_MS,
             history_window_ms: 30 * DAY_MS,
-            max_stays: 300,
-            max_stay_span_ms: 15 * MINUTE_MS,
+            max_stays: 128,
+            max_stay_gap_ms: 15 * MINUTE_MS,
+            future_tolerance_ms: HOUR_MS,
             baseline: Some(BaselinePolicy {
                 learning_ms: DAY_MS,
                 forget_after_ms: 30 * DAY_MS,
@@ -94,6 +99,20 @@ pub enum PolicyError {
 }
 
 impl Policy {
+    /// How long covering `min_distance_km` at `min_speed_kmh` takes: any hop faster than
+    /// the policy's limits is at least this short.
+    pub fn shortest_impossible_hop_ms(&self) -> i64 {
+        (self.min_distance_km / self.min_speed_kmh * HOUR_MS as f64).floor() as i64
+    }
+
+    /// The stay gap for these thresholds: 15 minutes, or less where a shorter hop is
+    /// already impossible (a `min_distance_km` under 250 km at 1,000 km/h).
+    pub fn fitting_stay_gap_ms(&self) -> i64 {
+        (15 * MINUTE_MS)
+            .min(self.shortest_impossible_hop_ms())
+            .max(0)
+    }
+
     /// Checks the bounds that keep detection meaningful; entry points call it once.
     pub fn validate(&self) -> Result<(), PolicyError> {
         let bad = |name, expected, value: String| {
@@ -131,11 +150,18 @@ impl Policy {
                 format!("{} ms", self.dedup_window_ms),
             );
         }
-        if !(0..=DAY_MS).contains(&self.max_stay_span_ms) {
+        if !(0..=self.shortest_impossible_hop_ms()).contains(&self.max_stay_gap_ms) {
             return bad(
-                "max stay span",
+                "max stay gap",
+                "between 0 and the time the shortest impossible hop takes (min distance / min speed)",
+                format!("{} ms", self.max_stay_gap_ms),
+            );
+        }
+        if !(0..=DAY_MS).contains(&self.future_tolerance_ms) {
+            return bad(
+                "future tolerance",
                 "between 0 and 1 day",
-                format!("{} ms", self.max_stay_span_ms),
+                format!("{} ms", self.future_tolerance_ms),
             );
         }
         if self.max_stays < 2 || self.max_stays > 1000 {

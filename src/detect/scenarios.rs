@@ -513,7 +513,7 @@ fn a_late_object_inside_a_long_stay_is_judged_against_nearby_events() {
     let t = found[0].impossible_travel.as_ref().unwrap();
     let gap = t.travel_time_seconds;
     assert!(
-        gap <= (Policy::default().max_stay_span_ms / 1000) as f64,
+        gap <= (Policy::default().max_stay_gap_ms / 1000) as f64,
         "judged {gap} s away"
     );
     events.push(late);

@@ -195,11 +195,8 @@ pub(crate) mod test_states {
     pub fn state_seen_at(subject: &str, t: i64) -> SubjectState {
         let mut state = SubjectState::new(subject);
         state.first_seen_ms = t;
-        state.stays.push(Stay {
-            place: "sydney".to_owned(),
-            first: point(t),
-            last: point(t),
-        });
+        state.latest_ms = t;
+        state.stays.push(Stay::at("sydney", point(t)));
         state
     }
 }

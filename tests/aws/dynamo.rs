@@ -29,11 +29,10 @@ fn state_of(subject: &str, sightings: &[(i64, &str)]) -> SubjectState {
     for (i, &(t, city)) in sightings.iter().enumerate() {
         let key = format!("XX/-/{city}");
         state.first_seen_ms = state.first_seen_ms.min(t);
-        state.stays.push(Stay {
-            place: key.clone(),
-            first: point(t, &format!("ev-{i}")),
-            last: point(t, &format!("ev-{i}")),
-        });
+        state.latest_ms = state.latest_ms.max(t);
+        state
+            .stays
+            .push(Stay::at(key.clone(), point(t, &format!("ev-{i}"))));
         if !state.places.iter().any(|p| p.key == key) {
             state.places.push(Place {
                 key,
@@ -46,6 +45,7 @@ fn state_of(subject: &str, sightings: &[(i64, &str)]) -> SubjectState {
                 .into(),
                 first_seen_ms: t,
                 last_seen_ms: t,
+                count: 1,
             });
         }
     }
@@ -267,11 +267,9 @@ async fn an_oversized_state_is_refused_before_any_request() {
     let mut state = state_of(subject, &[(1_000, "Sydney")]);
     let long_id = "e".repeat(1000);
     for i in 0..400 {
-        state.stays.push(Stay {
-            place: "XX/-/Sydney".into(),
-            first: point(2_000 + i, &long_id),
-            last: point(2_000 + i, &long_id),
-        });
+        state
+            .stays
+            .push(Stay::at("XX/-/Sydney", point(2_000 + i, &long_id)));
     }
     counter.reset();
     match store.save(&state, 0).await {

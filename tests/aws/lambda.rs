@@ -984,6 +984,7 @@ async fn measure_handler_time_per_object() {
             let scan = scan_object(
                 "measure",
                 body.as_slice(),
+                i64::MAX,
                 &mut cache,
                 &stack.config(&[]).policy,
                 &ReadOptions::default(),

@@ -1,7 +1,7 @@
 //! Detection stories end to end through the library: real log objects (gzip and plain),
 //! a real `.mmdb` built from the fixture, the pipeline's two stages and a real store.
 
-use geotrail::cloudtrail::ReadOptions;
+use geotrail::cloudtrail::{written_at_from_name, ReadOptions};
 use geotrail::detect::Policy;
 use geotrail::finding::Finding;
 use geotrail::geo::{GeoCache, GeoDb};
@@ -42,6 +42,7 @@ fn run_with<S: StateStore>(
         let scan = scan_object(
             name,
             bytes.as_slice(),
+            written_at_from_name(name).unwrap_or(i64::MAX),
             &mut cache,
             policy,
             &ReadOptions::default(),

@@ -223,6 +223,11 @@ impl Handler {
             Err(err) => return outcome.fail(&err, err.is_transient()),
         };
 
+        // S3's clock, which no writer of the object controls; a wall clock is the last resort.
+        let written_at_ms = object
+            .last_modified_ms
+            .or_else(|| cloudtrail::written_at_from_name(&key))
+            .unwrap_or_else(crate::clock::epoch_ms_now);
         let mut reader = object.into_reader();
         let (geo, policy, options) = (
             Arc::clone(&self.geo),
@@ -233,7 +238,14 @@ impl Handler {
         // Decompression and parsing are CPU work: off the async threads.
         let scanned = tokio::task::spawn_blocking(move || {
             let mut cache = GeoCache::new(&geo);
-            let scan = scan_object(&name, &mut reader, &mut cache, &policy, &options);
+            let scan = scan_object(
+                &name,
+                &mut reader,
+                written_at_ms,
+                &mut cache,
+                &policy,
+                &options,
+            );
             (scan, reader.take_failure())
         })
         .await;
