@@ -12,6 +12,8 @@ use serde_json::Value;
 use crate::common::mmdb::fixture_geo_db;
 use crate::common::trail::{gzip, json_lines, object, record, CollectingNotifier};
 
+mod order;
+
 const SYDNEY: &str = "1.128.10.20";
 const SYDNEY_2: &str = "101.160.10.20";
 const SYDNEY_V6: &str = "2001:8003:1234::1";
