@@ -554,3 +554,155 @@ fn a_habit_is_one_alert_whichever_hop_arrives_first() {
     assert_eq!(forward.len(), 1, "{forward:#?}");
     assert_eq!(hops(&reordered), hops(&forward));
 }
+
+/// A key at home in Sydney for three days, so Sydney is its baseline.
+fn settled_in_sydney(policy: &Policy) -> SubjectState {
+    let syd = sydney();
+    let day = DAY_MS / MINUTE_MS;
+    let home: Vec<Sighting> = (0..3)
+        .flat_map(|d| (0..3).map(move |k| (d, k)))
+        .map(|(d, k)| at(d * day + 9 * 60 + k * 5, &format!("home-{d}-{k}"), &syd, 1))
+        .collect();
+    run(policy, &home).0
+}
+
+#[test]
+fn a_thief_before_the_owners_morning_alerts_whichever_object_comes_first() {
+    let (syd, fra) = (sydney(), frankfurt());
+    let policy = Policy::default();
+    let day = DAY_MS / MINUTE_MS;
+    // The stolen key is used from Frankfurt 40 minutes before the owner's first call.
+    let thief = at(4 * day + 9 * 60 - 40, "thief", &fra, 9);
+    let owner: Vec<Sighting> = (0..6)
+        .map(|k| at(4 * day + 9 * 60 + k * 3, &format!("owner-{k}"), &syd, 2))
+        .collect();
+    let mut thief_first = settled_in_sydney(&policy);
+    let mut found = feed(&mut thief_first, &policy, std::slice::from_ref(&thief));
+    found.extend(feed(&mut thief_first, &policy, &owner));
+    let mut owner_first = settled_in_sydney(&policy);
+    let mut late = feed(&mut owner_first, &policy, &owner);
+    late.extend(feed(
+        &mut owner_first,
+        &policy,
+        std::slice::from_ref(&thief),
+    ));
+    for (label, findings) in [("thief first", &found), ("owner first", &late)] {
+        assert_eq!(
+            hops(findings),
+            [("Frankfurt am Main, DE".to_owned(), "Sydney, AU".to_owned())],
+            "{label}: a hop into a baseline place from an unknown one alerts"
+        );
+    }
+}
+
+#[test]
+fn a_hop_between_two_baseline_places_stays_quiet() {
+    let (syd, fra) = (sydney(), frankfurt());
+    let policy = Policy::default();
+    // Both places used in the learning period, a flight apart (a VPN exit in Frankfurt
+    // learned as home), then switched between in minutes.
+    let events = [
+        at(0, "s1", &syd, 1),
+        at(1200, "f1", &fra, 2),
+        at(3 * 1440, "s2", &syd, 3),
+        at(3 * 1440 + 20, "f2", &fra, 4),
+    ];
+    let (_, findings) = run(&policy, &events);
+    assert!(findings.is_empty(), "{findings:#?}");
+}
+
+#[test]
+fn a_key_busy_for_ten_days_at_one_place_keeps_a_small_item() {
+    let syd = sydney();
+    let every_3_minutes: Vec<Sighting> = (0..10 * 480)
+        .map(|i| {
+            at(
+                i * 3,
+                &format!("{i:08x}-0000-4000-8000-000000000000"),
+                &syd,
+                (i % 250) as u8,
+            )
+        })
+        .collect();
+    let (state, _) = run(&Policy::default(), &every_3_minutes);
+    let bytes = serde_json::to_vec(&state).unwrap().len();
+    assert_eq!(state.stays.len(), 1, "one place, no gaps: one stay");
+    assert!(bytes < 16 * 1024, "the item is {bytes} bytes");
+}
+
+#[test]
+fn a_late_object_days_back_in_a_busy_history_is_judged_as_if_on_time() {
+    let (syd, fra) = (sydney(), frankfurt());
+    let policy = Policy::default();
+    let busy: Vec<Sighting> = (0..10 * 480)
+        .map(|i| at(i * 3, &format!("s{i}"), &syd, 1))
+        .collect();
+    // Redriven from a dead-letter queue four days later: the Frankfurt call sat between
+    // two Sydney calls of day 5.
+    let late = at(5 * 1440 + 301, "f1", &fra, 2);
+    let (mut state, quiet) = run(&policy, &busy);
+    assert!(quiet.is_empty());
+    let found = feed(&mut state, &policy, std::slice::from_ref(&late));
+    let mut in_order = busy.clone();
+    in_order.push(late);
+    in_order.sort_by_key(|s| s.point.t);
+    let (_, on_time) = run(&policy, &in_order);
+    assert_eq!(hops(&found), hops(&on_time));
+    assert_eq!(found.len(), 1, "{found:#?}");
+    let t = found[0].impossible_travel.as_ref().unwrap();
+    assert!(
+        t.travel_time_seconds <= 3.0 * 60.0,
+        "judged against the stay's longest gap, 3 minutes: {} s",
+        t.travel_time_seconds
+    );
+    let first = &t.triggering_locations.first_location;
+    assert!(first.inferred && first.event_id.is_empty(), "{first:#?}");
+}
+
+#[test]
+fn a_state_written_by_the_previous_release_loads_and_is_upgraded() {
+    // Version 1: no `v`, no clock, 15-minute stays without gaps, places without counts.
+    let point = |t: i64, id: &str| {
+        serde_json::json!({"t": 1_700_000_000_000i64 + t * MINUTE_MS, "id": id, "ip": "81.2.69.1",
+            "name": "ListBuckets", "src": "s3.amazonaws.com", "rgn": "us-east-1"})
+    };
+    let stay = |a: i64, b: i64| {
+        serde_json::json!({"place": sydney().place_key(), "first": point(a, &format!("e{a}")),
+            "last": point(b, &format!("e{b}"))})
+    };
+    let v1 = serde_json::json!({
+        "subject": KEY,
+        "first_seen_ms": 1_700_000_000_000i64,
+        "stays": [stay(0, 15), stay(18, 33), stay(36, 51)],
+        "places": [{"key": sydney().place_key(), "location": &*sydney(),
+            "first_seen_ms": 1_700_000_000_000i64, "last_seen_ms": 1_700_000_000_000i64 + 51 * MINUTE_MS}],
+        "transitions": [],
+        "alerts": []
+    });
+    let mut state: SubjectState = serde_json::from_value(v1).expect("a version 1 item loads");
+    assert_eq!(state.v, 0);
+    let policy = Policy::default();
+    let findings = feed(&mut state, &policy, &[at(60, "f1", &frankfurt(), 2)]);
+    assert_eq!(state.v, STATE_VERSION);
+    assert_eq!(state.latest_ms, 1_700_000_000_000 + 60 * MINUTE_MS);
+    assert_eq!(
+        state.stays.len(),
+        2,
+        "the three 15-minute stays are one run now, then Frankfurt: {:#?}",
+        state.stays
+    );
+    assert_eq!(findings.len(), 1, "judged against the upgraded history");
+}
+
+#[test]
+fn stale_is_counted_back_from_the_subjects_own_clock_so_a_backfill_is_judged() {
+    let (syd, fra) = (sydney(), frankfurt());
+    let policy = Policy::default();
+    // A backfill of year-old logs into an empty state: nothing is stale.
+    let year = 365 * DAY_MS / MINUTE_MS;
+    let (_, found) = run(
+        &policy,
+        &[at(-year, "s1", &syd, 1), at(-year + 20, "f1", &fra, 2)],
+    );
+    assert_eq!(found.len(), 1);
+}

@@ -522,3 +522,105 @@ fn principal_subjects_join_rotating_session_keys() {
         Some("alice@example.com")
     );
 }
+
+/// CloudTrail's name for an object written at 2025-03-11T`hhmm`Z.
+fn cloudtrail_name(hhmm: &str, n: u32) -> String {
+    format!(
+        "s3://trail/AWSLogs/123456789012/CloudTrail/us-east-1/2025/03/11/123456789012_CloudTrail_us-east-1_20250311T{hhmm}Z_{n:04}.json.gz"
+    )
+}
+
+#[test]
+fn forged_and_skewed_times_are_quarantined_reported_and_blind_nothing() {
+    let keys: Vec<String> = (0..10).map(|i| format!("AKIAFORGED{i:010}")).collect();
+    // One object delivered before the trail holds a record from 2099 for every key, and
+    // one from 90 minutes after the object was written (a skewed clock).
+    let mut forged: Vec<Value> = keys
+        .iter()
+        .map(|k| {
+            record(
+                &format!("forged-{k}"),
+                "2099-12-31T23:59:59Z",
+                k,
+                "alice",
+                SYDNEY,
+                "ListUsers",
+            )
+        })
+        .collect();
+    forged.push(record(
+        "skewed",
+        &at(150),
+        &keys[0],
+        "alice",
+        "AWS Internal",
+        "ListUsers",
+    ));
+    let mut objects = vec![named(&cloudtrail_name("0500", 0), gzip(&object(&forged)))];
+    for (i, k) in keys.iter().enumerate() {
+        let records = vec![
+            record(
+                &format!("s-{i}"),
+                &at(60),
+                k,
+                "alice",
+                SYDNEY,
+                "GetCallerIdentity",
+            ),
+            record(
+                &format!("f-{i}"),
+                &at(80),
+                k,
+                "alice",
+                FRANKFURT,
+                "CreateUser",
+            ),
+        ];
+        objects.push(named(
+            &cloudtrail_name("0525", i as u32 + 1),
+            gzip(&object(&records)),
+        ));
+    }
+    let store = MemoryStateStore::new();
+    let (scans, findings) = run_with(&fixture_geo_db(), &store, &Policy::default(), &objects);
+
+    assert_eq!(
+        scans[0].skipped.get("future_time"),
+        11,
+        "every forged record is counted"
+    );
+    let travel: Vec<&Finding> = findings
+        .iter()
+        .filter(|f| f.rule == geotrail::finding::Rule::ImpossibleTravel)
+        .collect();
+    assert_eq!(travel.len(), 10, "no key is blinded: {findings:#?}");
+    let future: Vec<&Finding> = findings
+        .iter()
+        .filter(|f| f.rule == geotrail::finding::Rule::FutureEventTime)
+        .collect();
+    assert_eq!(future.len(), 10, "one finding per key and object");
+    let first = future
+        .iter()
+        .find(|f| f.subject == keys[0])
+        .expect("key 0's finding");
+    assert_eq!(first.severity, geotrail::finding::Severity::Low);
+    let block = first.future_event_time.as_ref().unwrap();
+    assert_eq!(block.count, 2, "the forged and the skewed record");
+    assert_eq!(block.object_written_at, "2025-03-11T05:01:00Z");
+    assert_eq!(
+        first.event_time, block.object_written_at,
+        "no forged time in the finding"
+    );
+    for k in &keys {
+        let state = store.snapshot(k).expect("saved").state;
+        assert_eq!(
+            state.last_seen_ms(),
+            geotrail::cloudtrail::parse_event_time(&at(80)),
+            "{k}: the clock is the latest trusted event"
+        );
+    }
+
+    // A replay of the forged object raises nothing new.
+    let (_, again) = run_with(&fixture_geo_db(), &store, &Policy::default(), &objects[..1]);
+    assert!(again.is_empty(), "{again:#?}");
+}
