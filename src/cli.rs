@@ -45,6 +45,36 @@ pub struct Cli {
 pub enum Command {
     /// Scan CloudTrail log files (.json, .json.gz, JSON Lines) for impossible travel.
     Scan(ScanArgs),
+    /// Show what geotrail remembers about one subject (an access key id, or a principal
+    /// ARN with `--subject principal`): its places and which are baseline, impossible hops
+    /// seen before, recent stays and the findings raised, so you can see why something
+    /// did or did not alert.
+    Explain(ExplainArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExplainArgs {
+    /// The access key id (or principal ARN) to explain.
+    #[arg(value_name = "SUBJECT", id = "subject_id")]
+    pub subject_id: String,
+    /// The state file `geotrail scan` wrote.
+    #[arg(long, default_value = DEFAULT_STATE, value_name = "FILE")]
+    pub state: PathBuf,
+    /// Read the subject from the Lambda's DynamoDB table instead (the SDK's standard
+    /// variables choose the account, region and endpoint).
+    #[cfg(feature = "aws")]
+    #[arg(long, value_name = "TABLE")]
+    pub table: Option<String>,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: ExplainFormat,
+    #[command(flatten)]
+    pub policy: PolicySettings,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExplainFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -98,6 +128,7 @@ pub fn main() -> ExitCode {
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Scan(args) => scan(args),
+        Command::Explain(args) => explain(args),
     }
 }
 
@@ -177,6 +208,64 @@ fn scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
+    let policy = args
+        .policy
+        .to_policy()
+        .context("invalid detection options")?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let asked = [args.subject_id.clone()];
+    #[cfg(feature = "aws")]
+    let loaded = match &args.table {
+        Some(table) => runtime.block_on(async {
+            let sdk = aws_config::load_from_env().await;
+            let store = crate::aws::dynamo::DynamoStateStore::new(
+                aws_sdk_dynamodb::Client::new(&sdk),
+                table.clone(),
+                0,
+            );
+            store.load(&asked).await
+        })?,
+        None => load_from_file(&args.state, &asked, &runtime)?,
+    };
+    #[cfg(not(feature = "aws"))]
+    let loaded = load_from_file(&args.state, &asked, &runtime)?;
+    let Some(found) = loaded.into_values().next() else {
+        eprintln!(
+            "geotrail: no state for {}: it was never seen, or its history expired",
+            args.subject_id
+        );
+        return Ok(ExitCode::from(1));
+    };
+    let explanation = found.state.explain(&policy);
+    match args.format {
+        ExplainFormat::Text => print!("{}", explanation.to_text()),
+        ExplainFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&explanation).expect("an explanation serializes")
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn load_from_file(
+    path: &Path,
+    subjects: &[String],
+    runtime: &tokio::runtime::Runtime,
+) -> anyhow::Result<std::collections::HashMap<String, crate::state::Versioned>> {
+    if !path.exists() {
+        bail!(
+            "state file {} not found: run `geotrail scan` first, or name the file with --state",
+            path.display()
+        );
+    }
+    let store = FileStateStore::open(path)?;
+    Ok(runtime.block_on(store.load(subjects))?)
 }
 
 fn open_geoip(city: &Path, asn: Option<&Path>) -> anyhow::Result<GeoDb> {

@@ -3,10 +3,12 @@
 //! Nothing here reads a clock: "now" is always the event time of what is being judged,
 //! so a backfill, a replay and a live run all decide the same way.
 
+mod explain;
 mod future;
 mod history;
 mod policy;
 
+pub use explain::{AlertExplained, Explanation, HabitExplained, PlaceExplained, StayExplained};
 pub use future::{future_time_finding, FutureRecords, MAX_FUTURE_EVENTS_LISTED};
 pub use history::{
     AlertMark, Effect, FindingContext, Observation, Place, Point, Sighting, Stay, SubjectState,

@@ -220,3 +220,53 @@ fn detection_options_change_the_verdict() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr.contains("learning period"), "{stderr}");
 }
+
+#[test]
+fn explain_shows_why_the_stolen_key_alerted_in_text_and_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.redb");
+    let state = state.to_str().unwrap();
+    let (out, _, stderr) = run(geotrail(&["--state", state, "--quiet"], dir.path()).arg(trail()));
+    assert!(out.status.success(), "{stderr}");
+
+    let explain = |format: &str| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_geotrail"));
+        cmd.args(["explain", ALICE_KEY, "--state", state, "--format", format])
+            .current_dir(dir.path());
+        run(&mut cmd)
+    };
+    let (out, json, stderr) = explain("json");
+    assert!(out.status.success(), "{stderr}");
+    let e: Value = serde_json::from_str(&json).expect("one JSON document");
+    assert_eq!(e["subject"], ALICE_KEY);
+    let places = e["places"].as_array().unwrap();
+    let sydney = places
+        .iter()
+        .find(|p| p["name"].as_str().unwrap().starts_with("Sydney"))
+        .expect("Sydney is a place of alice's key");
+    assert_eq!(sydney["baseline"], true, "{json}");
+    assert!(
+        places
+            .iter()
+            .any(|p| p["name"].as_str().unwrap().starts_with("Frankfurt") && p["baseline"] == false),
+        "{json}"
+    );
+    assert_eq!(e["alerts"].as_array().unwrap().len(), 1, "{json}");
+    assert!(!e["stays"].as_array().unwrap().is_empty());
+
+    let (out, text, _) = explain("text");
+    assert!(out.status.success());
+    assert!(text.contains("baseline  Sydney"), "{text}");
+    assert!(text.contains("findings raised (1)"), "{text}");
+
+    let mut unknown = Command::new(env!("CARGO_BIN_EXE_geotrail"));
+    unknown
+        .args(["explain", "AKIANEVERSEEN0000000", "--state", state])
+        .current_dir(dir.path());
+    let (out, _, stderr) = run(&mut unknown);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr.contains("no state for AKIANEVERSEEN0000000"),
+        "{stderr}"
+    );
+}
