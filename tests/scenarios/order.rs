@@ -214,7 +214,7 @@ fn ip(e: &Ev) -> String {
 
 /// CloudTrail's layout: one object per region and five minutes, written a few minutes
 /// after its last event, named with that time.
-fn objects(events: &[Ev]) -> Vec<(String, i64, Vec<Value>)> {
+fn objects(events: &[Ev]) -> Vec<TrailObject> {
     let mut by_window: BTreeMap<(i64, usize), Vec<&Ev>> = BTreeMap::new();
     for e in events {
         by_window
@@ -267,6 +267,8 @@ fn shuffle<T>(items: &mut [T], mut seed: u64) {
 }
 
 type Pairs = BTreeSet<(String, String, String)>;
+/// An object of the trail: its name, when it was written, its records.
+type TrailObject = (String, i64, Vec<Value>);
 
 fn pairs(findings: &[Finding]) -> Pairs {
     findings
@@ -288,7 +290,7 @@ fn pairs(findings: &[Finding]) -> Pairs {
 /// Scans the objects in the order given and returns what was found.
 fn run(
     geo: &GeoDb,
-    objects: &[&(String, i64, Vec<Value>)],
+    objects: &[&TrailObject],
     record_seed: Option<u64>,
 ) -> Vec<Finding> {
     let store = MemoryStateStore::new();
@@ -352,7 +354,7 @@ fn check(geo: &GeoDb, case: &Case) -> Result<(), TestCaseError> {
     let (before, during): (Vec<_>, Vec<_>) = all.iter().partition(|o| o.1 < incident);
     let expected = oracle(geo, &events);
 
-    let mut orders: Vec<(String, Vec<&(String, i64, Vec<Value>)>, Option<u64>)> = Vec::new();
+    let mut orders: Vec<(String, Vec<&TrailObject>, Option<u64>)> = Vec::new();
     orders.push(("time order".into(), during.clone(), None));
     let mut reversed = during.clone();
     reversed.reverse();
