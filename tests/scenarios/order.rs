@@ -288,11 +288,7 @@ fn pairs(findings: &[Finding]) -> Pairs {
 }
 
 /// Scans the objects in the order given and returns what was found.
-fn run(
-    geo: &GeoDb,
-    objects: &[&TrailObject],
-    record_seed: Option<u64>,
-) -> Vec<Finding> {
+fn run(geo: &GeoDb, objects: &[&TrailObject], record_seed: Option<u64>) -> Vec<Finding> {
     let store = MemoryStateStore::new();
     let notifier = CollectingNotifier::default();
     let policy = Policy::default();

@@ -32,6 +32,7 @@ pub const NO_BASELINE: &str = "GEOTRAIL_NO_BASELINE";
 pub const LEARNING_HOURS: &str = "GEOTRAIL_LEARNING_HOURS";
 pub const FORGET_AFTER_DAYS: &str = "GEOTRAIL_FORGET_AFTER_DAYS";
 pub const DEDUP_MINUTES: &str = "GEOTRAIL_DEDUP_MINUTES";
+pub const FUTURE_TOLERANCE_MINUTES: &str = "GEOTRAIL_FUTURE_TOLERANCE_MINUTES";
 
 /// The gzip-bomb guard when `GEOTRAIL_MAX_OBJECT_MIB` is unset: CloudTrail objects are
 /// a few MiB decompressed; 1 GiB is far past any real one and still fits in memory-free
@@ -235,6 +236,10 @@ fn policy_settings(
         }),
         (DEDUP_MINUTES, |s, n, v| {
             s.dedup_minutes = parse(n, v, "a whole number of minutes")?;
+            Ok(())
+        }),
+        (FUTURE_TOLERANCE_MINUTES, |s, n, v| {
+            s.future_tolerance_minutes = parse(n, v, "a whole number of minutes")?;
             Ok(())
         }),
     ];
