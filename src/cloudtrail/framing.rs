@@ -8,7 +8,7 @@
 
 use memchr::memchr2;
 
-use super::error::{ObjectError, RecordError};
+use super::error::{shorten_quoted, ObjectError, RecordError};
 use super::event::Event;
 
 /// The most bytes a [`Source`] is asked for at a time.
@@ -654,8 +654,10 @@ impl<'f, S: Source> Framer<'f, S> {
 
 /// serde_json's message with its "at line L column C" (relative to the record) turned
 /// into a stream offset, which is what a reader of the error can go and look at.
+///
+/// Input values serde quotes in its message are cut short (see [`shorten_quoted`]).
 fn record_message(err: &serde_json::Error, bytes: &[u8], start: u64) -> String {
-    let mut message = err.to_string();
+    let mut message = shorten_quoted(&err.to_string());
     let (line, column) = (err.line(), err.column());
     if line == 0 {
         return message;
@@ -870,6 +872,28 @@ mod tests {
                     "case {case}, {step} bytes a read"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn record_messages_quote_at_most_64_characters_of_input() {
+        let long = "€".repeat(100_000);
+        let cases: &[(&str, String)] = &[
+            ("eventTime", format!(r#"{{"eventTime":"{long}"}}"#)),
+            (
+                "string userIdentity",
+                format!(r#"{{"eventTime":"2023-07-10T11:40:12Z","userIdentity":"{long}"}}"#),
+            ),
+            ("string record", format!(r#""{long}""#)),
+        ];
+        for (case, record) in cases {
+            let err = Event::from_json(record.as_bytes()).expect_err(case);
+            let message = record_message(&err, record.as_bytes(), 0);
+            assert!(
+                message.contains(&format!("\"{}…", "€".repeat(64))),
+                "case {case}: {message}"
+            );
+            assert!(message.chars().count() < 200, "case {case}: {message}");
         }
     }
 
