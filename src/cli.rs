@@ -155,6 +155,7 @@ fn scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
     let inputs = expand_inputs(&args.paths)?;
     let options = ReadOptions {
         max_decompressed_bytes: Some(args.max_object_mib.saturating_mul(1 << 20)),
+        ..ReadOptions::default()
     };
     let format = match args.format {
         FormatArg::Text => FindingFormat::Text,

@@ -62,9 +62,121 @@ pub enum ObjectError {
     },
 }
 
+/// Characters of an input value an error message quotes; the rest is cut with `…`.
+/// Messages go to logs and to the Lambda's response up to twenty per object: a
+/// megabyte-long `eventTime` must not come along whole.
+pub(crate) const MAX_QUOTED_CHARS: usize = 64;
+
+/// `v` quoted as `{:?}` would, cut to [`MAX_QUOTED_CHARS`] characters.
+pub(crate) fn quote(v: &str) -> String {
+    // One character past the limit, so the cut shows.
+    let end = v
+        .char_indices()
+        .nth(MAX_QUOTED_CHARS + 1)
+        .map_or(v.len(), |(i, _)| i);
+    shorten_quoted(&format!("{:?}", &v[..end]))
+}
+
+/// `message` with every `"..."` or `` `...` `` span longer than [`MAX_QUOTED_CHARS`]
+/// characters cut, as serde's messages quote input (`invalid type: string "..."`). A
+/// backslash escapes the next character inside double quotes, as `{:?}` writes them.
+pub(crate) fn shorten_quoted(message: &str) -> String {
+    let mut out = String::with_capacity(message.len().min(1024));
+    let mut chars = message.chars();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c != '"' && c != '`' {
+            continue;
+        }
+        let mut kept = 0;
+        let mut cut = false;
+        let mut closed = false;
+        while let Some(d) = chars.next() {
+            if d == c {
+                closed = true;
+                break;
+            }
+            let escaped = (c == '"' && d == '\\').then(|| chars.next()).flatten();
+            if kept < MAX_QUOTED_CHARS {
+                out.push(d);
+                out.extend(escaped);
+                kept += 1;
+            } else {
+                cut = true;
+            }
+        }
+        if cut {
+            out.push('…');
+        }
+        if closed {
+            out.push(c);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quoted_input_is_cut_at_a_character_boundary() {
+        let long = "é".repeat(100);
+        let cases: &[(&str, String, String)] = &[
+            ("short", quote("2023-07-10"), r#""2023-07-10""#.to_owned()),
+            (
+                "long, two-byte characters",
+                quote(&long),
+                format!("\"{}…\"", "é".repeat(64)),
+            ),
+            (
+                "exactly the limit",
+                quote(&"a".repeat(64)),
+                format!("\"{}\"", "a".repeat(64)),
+            ),
+        ];
+        for (case, got, want) in cases {
+            assert_eq!(got, want, "case {case}");
+        }
+    }
+
+    #[test]
+    fn long_quoted_spans_in_messages_are_cut() {
+        let long = "x".repeat(1_000_000);
+        let cases: &[(&str, String, String)] = &[
+            (
+                "serde string",
+                format!("invalid type: string {long:?}, expected struct UserIdentity"),
+                format!(
+                    "invalid type: string \"{}…\", expected struct UserIdentity",
+                    "x".repeat(64)
+                ),
+            ),
+            (
+                "escapes kept whole",
+                format!("value {:?} here", format!("{}\"{}", "a".repeat(63), long)),
+                format!("value \"{}\\\"…\" here", "a".repeat(63)),
+            ),
+            (
+                "backticks",
+                format!("unknown variant `{long}`, expected `a`"),
+                format!("unknown variant `{}…`, expected `a`", "x".repeat(64)),
+            ),
+            (
+                "unclosed",
+                format!("ends in \"{long}"),
+                format!("ends in \"{}…", "x".repeat(64)),
+            ),
+            (
+                "nothing to cut",
+                "missing field `eventTime`".to_owned(),
+                "missing field `eventTime`".to_owned(),
+            ),
+        ];
+        for (case, message, want) in cases {
+            assert_eq!(&shorten_quoted(message), want, "case {case}");
+        }
+    }
 
     #[test]
     fn record_error_display_names_index_and_offset() {

@@ -6,6 +6,7 @@ use std::fmt;
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 
+use super::error::quote;
 use super::time::parse_event_time;
 
 /// The fields geotrail uses from one CloudTrail record.
@@ -249,7 +250,10 @@ fn event_time<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
         }
         fn visit_str<E: de::Error>(self, v: &str) -> Result<i64, E> {
             parse_event_time(v).ok_or_else(|| {
-                E::custom(format_args!("eventTime {v:?} is not an RFC 3339 timestamp"))
+                E::custom(format_args!(
+                    "eventTime {} is not an RFC 3339 timestamp",
+                    quote(v)
+                ))
             })
         }
     }

@@ -8,7 +8,7 @@
 
 use memchr::memchr2;
 
-use super::error::{ObjectError, RecordError};
+use super::error::{shorten_quoted, ObjectError, RecordError};
 use super::event::Event;
 
 /// The most bytes a [`Source`] is asked for at a time.
@@ -35,6 +35,11 @@ pub(crate) struct FrameStats {
     /// A top-level object that is itself a record.
     pub saw_line: bool,
     pub saw_digest: bool,
+    /// Records longer than the record limit, refused unread (also in `bad_records`).
+    pub oversized_records: u64,
+    /// The most bytes the window ever held: what reading cost in memory, give or take
+    /// the decoder's buffers.
+    pub peak_window_bytes: u64,
 }
 
 /// A sliding window over the stream. `buf[..end]` holds stream bytes
@@ -77,6 +82,10 @@ impl<S: Source> Window<S> {
         }
         self.end += n.min(step);
         Ok(true)
+    }
+
+    fn capacity(&self) -> u64 {
+        self.buf.len() as u64
     }
 
     fn stream_end(&self) -> u64 {
@@ -166,9 +175,50 @@ fn zero_bytes(x: u64) -> u64 {
     x.wrapping_sub(ONES) & !x & (ONES << 7)
 }
 
+/// Brackets open around the scan position. Only the innermost [`MAX_TRACKED_DEPTH`]
+/// levels' kinds are kept (to catch `[}`); deeper ones are only counted, so that a value
+/// of a billion `[` costs eight bytes, not a gigabyte. serde refuses such records anyway.
+#[derive(Debug, Default)]
+struct Nesting {
+    open: Vec<u8>,
+    untracked: u64,
+}
+
+/// Levels of nesting whose bracket kinds are checked.
+const MAX_TRACKED_DEPTH: usize = 4096;
+
+impl Nesting {
+    fn clear(&mut self) {
+        self.open.clear();
+        self.untracked = 0;
+    }
+
+    fn push(&mut self, b: u8) {
+        if self.untracked > 0 || self.open.len() >= MAX_TRACKED_DEPTH {
+            self.untracked += 1;
+        } else {
+            self.open.push(b);
+        }
+    }
+
+    /// Closes a level with `close`; `false` if it does not match the open bracket.
+    fn pop(&mut self, close: u8) -> bool {
+        if self.untracked > 0 {
+            self.untracked -= 1;
+            return true;
+        }
+        let open = if close == b'}' { b'{' } else { b'[' };
+        self.open.pop() == Some(open)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.untracked == 0 && self.open.is_empty()
+    }
+}
+
 /// Scans an object or array from `i`, which is its opening bracket or, on resume, where
 /// the last scan stopped with `stack` and `in_string` as it left them.
-fn scan_nested(buf: &[u8], mut i: usize, stack: &mut Vec<u8>, in_string: &mut bool) -> Scan {
+fn scan_nested(buf: &[u8], mut i: usize, stack: &mut Nesting, in_string: &mut bool) -> Scan {
     if *in_string {
         match skip_string_body(buf, i) {
             Ok(next) => {
@@ -193,8 +243,7 @@ fn scan_nested(buf: &[u8], mut i: usize, stack: &mut Vec<u8>, in_string: &mut bo
                 i += 1;
             }
             _ => {
-                let open = if b == b'}' { b'{' } else { b'[' };
-                if stack.pop() != Some(open) {
+                if !stack.pop(b) {
                     return Scan::Mismatch(i);
                 }
                 i += 1;
@@ -220,17 +269,21 @@ pub(crate) struct Framer<'f, S> {
     win: Window<S>,
     /// Stream offset of the next byte to look at.
     pos: u64,
-    stack: Vec<u8>,
+    stack: Nesting,
+    /// Longest record delivered; longer ones are refused without being held whole.
+    max_record: u64,
     on_record: &'f mut dyn FnMut(Result<Event<'_>, RecordError>),
     stats: FrameStats,
 }
 
 impl<'f, S: Source> Framer<'f, S> {
     /// `first` holds the stream's first `first_len` bytes already read (they may be none).
+    /// Records longer than `max_record` bytes are refused as [`RecordError`]s.
     pub(crate) fn new(
         first: Vec<u8>,
         first_len: usize,
         source: S,
+        max_record: u64,
         on_record: &'f mut dyn FnMut(Result<Event<'_>, RecordError>),
     ) -> Self {
         let end = first_len.min(first.len());
@@ -243,7 +296,8 @@ impl<'f, S: Source> Framer<'f, S> {
                 eof: false,
             },
             pos: 0,
-            stack: Vec::new(),
+            stack: Nesting::default(),
+            max_record,
             on_record,
             stats: FrameStats::default(),
         }
@@ -275,7 +329,30 @@ impl<'f, S: Source> Framer<'f, S> {
             }
         }
         self.stats.decoded_bytes = self.win.stream_end();
+        self.note_window();
         Ok(std::mem::take(&mut self.stats))
+    }
+
+    /// Reads more of the stream, keeping bytes from `keep` on, unless that would hold more
+    /// than a record may be long: then only from the scan position on. The value that
+    /// started at `keep` is then too long to deliver, and `keep < self.win.base` says so.
+    fn fill(&mut self, keep: u64) -> Result<bool, ObjectError> {
+        let keep = if self.pos.saturating_sub(keep) > self.max_record {
+            self.pos.max(keep)
+        } else {
+            keep
+        };
+        self.note_window();
+        self.win.fill(keep)
+    }
+
+    fn note_window(&mut self) {
+        self.stats.peak_window_bytes = self.stats.peak_window_bytes.max(self.win.capacity());
+    }
+
+    /// Bytes of the value that starts at `start` have been dropped from the window.
+    fn dropped(&self, start: u64) -> bool {
+        start < self.win.base
     }
 
     fn idx(&self, pos: u64) -> usize {
@@ -305,7 +382,7 @@ impl<'f, S: Source> Framer<'f, S> {
                 i += 1;
             }
             self.pos = self.win.base + i as u64;
-            if !self.win.fill(keep)? {
+            if !self.fill(keep)? {
                 return Ok(None);
             }
         }
@@ -355,7 +432,7 @@ impl<'f, S: Source> Framer<'f, S> {
                 }
                 Scan::More(resume) => {
                     self.pos = self.win.base + resume as u64;
-                    if !self.win.fill(keep)? {
+                    if !self.fill(keep)? {
                         return Err(self.truncated(start));
                     }
                 }
@@ -381,7 +458,7 @@ impl<'f, S: Source> Framer<'f, S> {
                 }
                 Err(resume) => {
                     self.pos = self.win.base + resume as u64;
-                    if !self.win.fill(keep)? {
+                    if !self.fill(keep)? {
                         return Err(self.truncated(open));
                     }
                 }
@@ -403,7 +480,7 @@ impl<'f, S: Source> Framer<'f, S> {
                 i += 1;
             }
             self.pos = self.win.base + i as u64;
-            if !self.win.fill(keep)? {
+            if !self.fill(keep)? {
                 return Ok(());
             }
         }
@@ -416,6 +493,8 @@ impl<'f, S: Source> Framer<'f, S> {
         let start = self.pos;
         let mut keep = start;
         let mut wrapper = false;
+        // Keys before "Records" are kept with the object until it is known to be a record
+        // of its own; past the record limit, only the key being read is kept.
         let mut digest = false;
         self.pos += 1;
         let mut b = self.next_byte(keep, start)?;
@@ -425,9 +504,17 @@ impl<'f, S: Source> Framer<'f, S> {
                     return Err(self.malformed(format!("expected a key, found {}", describe(b))));
                 }
                 let key_start = self.pos;
+                if self.dropped(start) {
+                    keep = key_start;
+                }
                 self.pos += 1;
                 self.scan_string_body(keep, key_start)?;
-                let key = &self.win.buf[self.idx(key_start) + 1..self.idx(self.pos) - 1];
+                // A key longer than a record may be is none of the ones looked for.
+                let key: &[u8] = if self.dropped(key_start) {
+                    b""
+                } else {
+                    &self.win.buf[self.idx(key_start) + 1..self.idx(self.pos) - 1]
+                };
                 // `Events` is what `aws cloudtrail lookup-events` prints: the same stream
                 // of records, each wrapping the event as a `CloudTrailEvent` string.
                 let is_records = key == b"Records" || key == b"Events";
@@ -519,6 +606,20 @@ impl<'f, S: Source> Framer<'f, S> {
     fn deliver(&mut self, start: u64, end: u64) {
         let index = self.stats.records;
         self.stats.records += 1;
+        if self.dropped(start) || end - start > self.max_record {
+            self.stats.bad_records += 1;
+            self.stats.oversized_records += 1;
+            (self.on_record)(Err(RecordError {
+                index,
+                offset: start,
+                message: format!(
+                    "record of {} bytes is over the limit of {} bytes; skipped unread",
+                    end - start,
+                    self.max_record
+                ),
+            }));
+            return;
+        }
         let bytes = &self.win.buf[self.idx(start)..self.idx(end)];
         match Event::from_json(bytes) {
             Ok(event) => (self.on_record)(Ok(event)),
@@ -553,8 +654,10 @@ impl<'f, S: Source> Framer<'f, S> {
 
 /// serde_json's message with its "at line L column C" (relative to the record) turned
 /// into a stream offset, which is what a reader of the error can go and look at.
+///
+/// Input values serde quotes in its message are cut short (see [`shorten_quoted`]).
 fn record_message(err: &serde_json::Error, bytes: &[u8], start: u64) -> String {
-    let mut message = err.to_string();
+    let mut message = shorten_quoted(&err.to_string());
     let (line, column) = (err.line(), err.column());
     if line == 0 {
         return message;
@@ -642,7 +745,7 @@ mod tests {
             ("open", br#"{"a":[1"#, None),
         ];
         for (case, buf, want) in cases {
-            let mut stack = Vec::new();
+            let mut stack = Nesting::default();
             let mut in_string = false;
             let got = match scan_nested(buf, 0, &mut stack, &mut in_string) {
                 Scan::Done(end) => Some(end),
@@ -655,7 +758,7 @@ mod tests {
 
     #[test]
     fn nested_scan_reports_a_mismatched_bracket() {
-        let mut stack = Vec::new();
+        let mut stack = Nesting::default();
         let mut in_string = false;
         let got = scan_nested(br#"{"a":[1}"#, 0, &mut stack, &mut in_string);
         assert!(
@@ -669,7 +772,7 @@ mod tests {
         let doc: &[u8] = br#"{"a":"x\"y\\","b":[1,{"c":"}"}],"d":"\u00e9"}tail"#;
         let want = doc.len() - 4;
         for split in 0..doc.len() {
-            let mut stack = Vec::new();
+            let mut stack = Nesting::default();
             let mut in_string = false;
             let first = &doc[..split];
             let resume = match scan_nested(first, 0, &mut stack, &mut in_string) {
@@ -707,7 +810,7 @@ mod tests {
     fn frame(data: &[u8], step: usize) -> Vec<String> {
         let mut seen = Vec::new();
         let mut on_record = |r: Result<Event<'_>, RecordError>| seen.push(format!("{r:?}"));
-        let mut framer = Framer::new(Vec::new(), 0, Drip { data, step }, &mut on_record);
+        let mut framer = Framer::new(Vec::new(), 0, Drip { data, step }, u64::MAX, &mut on_record);
         let result = framer.run().map(|stats| {
             format!(
                 "records={} bad={} bytes={} array={} line={} digest={}",
@@ -763,6 +866,28 @@ mod tests {
                     "case {case}, {step} bytes a read"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn record_messages_quote_at_most_64_characters_of_input() {
+        let long = "€".repeat(100_000);
+        let cases: &[(&str, String)] = &[
+            ("eventTime", format!(r#"{{"eventTime":"{long}"}}"#)),
+            (
+                "string userIdentity",
+                format!(r#"{{"eventTime":"2023-07-10T11:40:12Z","userIdentity":"{long}"}}"#),
+            ),
+            ("string record", format!(r#""{long}""#)),
+        ];
+        for (case, record) in cases {
+            let err = Event::from_json(record.as_bytes()).expect_err(case);
+            let message = record_message(&err, record.as_bytes(), 0);
+            assert!(
+                message.contains(&format!("\"{}…", "€".repeat(64))),
+                "case {case}: {message}"
+            );
+            assert!(message.chars().count() < 200, "case {case}: {message}");
         }
     }
 

@@ -35,5 +35,5 @@ mod time;
 pub use error::{ObjectError, RecordError};
 pub use event::{Event, SessionIssuer, UserIdentity};
 pub use name::{skip_by_name, written_at_from_name, ObjectSkip};
-pub use reader::{read_object, ObjectKind, ObjectSummary, ReadOptions};
+pub use reader::{read_object, ObjectKind, ObjectSummary, ReadOptions, DEFAULT_MAX_RECORD_BYTES};
 pub use time::parse_event_time;

@@ -24,12 +24,34 @@ const DECODE_INLINE: usize = 64 * 1024;
 /// Compressed bytes read from the input at a time.
 const GZIP_INPUT_BUFFER: usize = 64 * 1024;
 
+/// The default [`ReadOptions::max_record_bytes`]. CloudTrail records are a few KiB;
+/// the largest (a policy document, a long request) stay far below CloudTrail's own
+/// 256 KiB event size limit.
+pub const DEFAULT_MAX_RECORD_BYTES: u64 = 1 << 20;
+
+/// The smallest record limit honoured: below it the wrapper's own keys could not be read.
+const MIN_MAX_RECORD_BYTES: u64 = 64;
+
 /// How to read an object.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ReadOptions {
     /// Stop with [`ObjectError::TooLarge`] once the decoded (gunzipped) stream passes
     /// this many bytes: a guard against gzip bombs and runaway inputs. `None`: no limit.
     pub max_decompressed_bytes: Option<u64>,
+    /// Refuse a record longer than this many bytes with a [`RecordError`] and read on:
+    /// it is skipped over without being held, so memory stays bounded by this limit
+    /// however long the record. [`DEFAULT_MAX_RECORD_BYTES`] by default; `u64::MAX`
+    /// for no limit; values under 64 count as 64.
+    pub max_record_bytes: u64,
+}
+
+impl Default for ReadOptions {
+    fn default() -> Self {
+        ReadOptions {
+            max_decompressed_bytes: None,
+            max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
+        }
+    }
 }
 
 /// What an object turned out to hold.
@@ -71,6 +93,11 @@ pub struct ObjectSummary {
     pub bytes_read: u64,
     /// Bytes after gunzip (equal to `bytes_read` for plain input).
     pub bytes_decoded: u64,
+    /// Records over [`ReadOptions::max_record_bytes`], refused unread (counted in
+    /// `bad_records` too).
+    pub oversized_records: u64,
+    /// The largest the framing window grew: memory held for the longest record.
+    pub peak_window_bytes: u64,
 }
 
 /// Reads one object, calling `on_record` for every record in order.
@@ -103,8 +130,9 @@ pub fn read_object<R: Read + Send>(
     let head = &head[..n];
     let input = head.chain(input);
     let limit = options.max_decompressed_bytes;
+    let max_record = options.max_record_bytes.max(MIN_MAX_RECORD_BYTES);
     if head == [0x1f, 0x8b] {
-        read_gzip(input, limit, on_record)
+        read_gzip(input, limit, max_record, on_record)
     } else {
         let chunks = ChunkReader::new(
             PlainInput {
@@ -113,7 +141,7 @@ pub fn read_object<R: Read + Send>(
             },
             limit,
         );
-        let mut framer = Framer::new(Vec::new(), 0, chunks, on_record);
+        let mut framer = Framer::new(Vec::new(), 0, chunks, max_record, on_record);
         let stats = framer.run()?;
         let bytes_read = framer.into_source().input.input_bytes();
         Ok(summary(stats, false, bytes_read))
@@ -123,6 +151,7 @@ pub fn read_object<R: Read + Send>(
 fn read_gzip<R: Read + Send>(
     input: R,
     limit: Option<u64>,
+    max_record: u64,
     on_record: &mut dyn FnMut(Result<Event<'_>, RecordError>),
 ) -> Result<ObjectSummary, ObjectError> {
     let gzip = GzipInput {
@@ -136,7 +165,7 @@ fn read_gzip<R: Read + Send>(
     let mut first = vec![0; DECODE_INLINE];
     let first_len = chunks.fill(&mut first)?;
     if chunks.finished() {
-        return read_gzip_inline(first, first_len, chunks, on_record);
+        return read_gzip_inline(first, first_len, chunks, max_record, on_record);
     }
 
     let (full_tx, full_rx) = mpsc::sync_channel(CHUNKS_IN_FLIGHT);
@@ -154,7 +183,7 @@ fn read_gzip<R: Read + Send>(
         let Ok(decoder) = decoder else {
             // No thread to be had: slower, but the object is still read.
             let chunks = unpark(parked).expect("a decoder that never started left it parked");
-            return read_gzip_inline(first, first_len, chunks, on_record);
+            return read_gzip_inline(first, first_len, chunks, max_record, on_record);
         };
         let framed = {
             let source = ChannelSource {
@@ -162,7 +191,7 @@ fn read_gzip<R: Read + Send>(
                 free: free_tx,
                 current: None,
             };
-            Framer::new(first, first_len, source, on_record).run()
+            Framer::new(first, first_len, source, max_record, on_record).run()
             // The framer and its receiver drop here, so a decoder still running after a
             // framing error finds the channel closed and stops.
         };
@@ -179,9 +208,10 @@ fn read_gzip_inline<D: Decoded>(
     first: Vec<u8>,
     first_len: usize,
     chunks: ChunkReader<D>,
+    max_record: u64,
     on_record: &mut dyn FnMut(Result<Event<'_>, RecordError>),
 ) -> Result<ObjectSummary, ObjectError> {
-    let mut framer = Framer::new(first, first_len, chunks, on_record);
+    let mut framer = Framer::new(first, first_len, chunks, max_record, on_record);
     let stats = framer.run()?;
     let bytes_read = framer.into_source().input.input_bytes();
     Ok(summary(stats, true, bytes_read))
@@ -234,6 +264,8 @@ fn summary(stats: FrameStats, compressed: bool, bytes_read: u64) -> ObjectSummar
         bad_records: stats.bad_records,
         bytes_read,
         bytes_decoded: stats.decoded_bytes,
+        oversized_records: stats.oversized_records,
+        peak_window_bytes: stats.peak_window_bytes,
     }
 }
 
@@ -906,6 +938,7 @@ mod tests {
                 &input,
                 &ReadOptions {
                     max_decompressed_bytes: Some(size),
+                    ..ReadOptions::default()
                 },
             );
             assert_eq!(
@@ -919,6 +952,7 @@ mod tests {
                 &input,
                 &ReadOptions {
                     max_decompressed_bytes: Some(limit),
+                    ..ReadOptions::default()
                 },
             );
             match &over.1 {
@@ -929,6 +963,192 @@ mod tests {
             assert!(
                 delivered > 500 && delivered < 1_500,
                 "case {case}: {delivered} records before the limit"
+            );
+        }
+    }
+
+    #[test]
+    fn a_record_over_the_limit_is_refused_and_the_others_read() {
+        let long = "x".repeat(10_000);
+        let deep = format!("{}{}", "[".repeat(5_000), "]".repeat(5_000));
+        let digits = "1".repeat(10_000);
+        // (case, the record over the limit of 4 KiB)
+        let cases: &[(&str, String)] = &[
+            (
+                "long string",
+                format!(r#"{{"eventTime":"2023-07-10T11:40:12Z","userAgent":"{long}"}}"#),
+            ),
+            (
+                "deep nesting",
+                format!(r#"{{"eventTime":"2023-07-10T11:40:12Z","x":{deep}}}"#),
+            ),
+            ("long scalar", digits.clone()),
+            ("long bare string", format!(r#""{long}""#)),
+        ];
+        let options = ReadOptions {
+            max_record_bytes: 4096,
+            ..ReadOptions::default()
+        };
+        for (case, big) in cases {
+            let wrapped = format!(r#"{{"Records":[{},{big},{}]}}"#, record(0), record(2));
+            let lines = format!("{}\n{big}\n{}\n", record(0), record(2));
+            for (layout, input) in [("records", wrapped), ("json lines", lines)] {
+                if layout == "json lines" && !big.starts_with('{') {
+                    continue;
+                }
+                let offset = input.find(big.as_str()).expect("big record in input") as u64;
+                for (coding, bytes) in [
+                    ("plain", input.clone().into_bytes()),
+                    ("gzip", gzip(input.as_bytes())),
+                ] {
+                    let case = format!("{case}, {layout}, {coding}");
+                    let outcome = read_with(&bytes, &options);
+                    let summary = ok_summary(&case, &outcome);
+                    assert_eq!(
+                        (
+                            summary.records,
+                            summary.bad_records,
+                            summary.oversized_records
+                        ),
+                        (3, 1, 1),
+                        "case {case}"
+                    );
+                    let err = outcome.0[1].as_ref().expect_err(&case);
+                    assert_eq!((err.index, err.offset), (1, offset), "case {case}");
+                    assert_eq!(
+                        err.message,
+                        format!(
+                            "record of {} bytes is over the limit of 4096 bytes; skipped unread",
+                            big.len()
+                        ),
+                        "case {case}"
+                    );
+                    assert_eq!(events(&outcome).len(), 2, "case {case}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_record_at_the_limit_is_read() {
+        let input = log(1);
+        let size = input.len() as u64 - br#"{"Records":[]}"#.len() as u64;
+        for (limit, bad) in [(size, 0), (size - 1, 1)] {
+            let outcome = read_with(
+                &input,
+                &ReadOptions {
+                    max_record_bytes: limit,
+                    ..ReadOptions::default()
+                },
+            );
+            let summary = ok_summary("at the limit", &outcome);
+            assert_eq!(summary.bad_records, bad, "limit {limit}, record {size}");
+        }
+    }
+
+    #[test]
+    fn keys_of_a_wrapper_longer_than_the_record_limit_still_find_the_records() {
+        let input = format!(
+            r#"{{"before":"{}","Records":[{}]}}"#,
+            "x".repeat(10_000),
+            record(0)
+        );
+        let outcome = read_with(
+            input.as_bytes(),
+            &ReadOptions {
+                max_record_bytes: 4096,
+                ..ReadOptions::default()
+            },
+        );
+        let summary = ok_summary("long key value", &outcome);
+        assert_eq!(summary.kind, ObjectKind::Records);
+        assert_eq!((summary.records, summary.bad_records), (1, 0));
+    }
+
+    /// `unit` `times` times over, made as it is read: a gigabyte of input costs nothing.
+    struct Repeated {
+        unit: Vec<u8>,
+        times: usize,
+        at: usize,
+    }
+
+    impl Read for Repeated {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.times == 0 {
+                return Ok(0);
+            }
+            let n = (self.unit.len() - self.at).min(buf.len());
+            buf[..n].copy_from_slice(&self.unit[self.at..self.at + n]);
+            self.at += n;
+            if self.at == self.unit.len() {
+                self.at = 0;
+                self.times -= 1;
+            }
+            Ok(n)
+        }
+    }
+
+    /// A gzip object of `head`, then `count` MiB of `byte`, then `tail`, as one gzip
+    /// member per MiB (about 1 KiB each): the bomb that decodes a thousandfold.
+    fn gzip_bomb(head: &str, parts: &[(u8, usize)], tail: &str) -> impl Read + Send {
+        let mut input: Box<dyn Read + Send> = Box::new(io::Cursor::new(gzip(head.as_bytes())));
+        for &(byte, mib) in parts {
+            let mut encoder = GzEncoder::new(Vec::new(), Compression::best());
+            encoder
+                .write_all(&vec![byte; 1 << 20])
+                .expect("write to memory");
+            let member = encoder.finish().expect("write to memory");
+            input = Box::new(input.chain(Repeated {
+                unit: member,
+                times: mib,
+                at: 0,
+            }));
+        }
+        input.chain(io::Cursor::new(gzip(tail.as_bytes())))
+    }
+
+    #[test]
+    fn a_gzip_bomb_of_one_900_mib_record_reads_in_bounded_memory() {
+        let head = format!(
+            r#"{{"Records":[{},{{"eventTime":"2023-07-10T11:40:12Z","userAgent":""#,
+            record(0)
+        );
+        let tail = format!(r#""}},{}]}}"#, record(2));
+        let cases: Vec<(&str, Vec<(u8, usize)>)> = vec![
+            ("one long string", vec![(b'a', 900)]),
+            ("deep nesting", vec![(b'[', 450), (b']', 450)]),
+        ];
+        for (case, parts) in cases {
+            let (head, tail) = if case == "deep nesting" {
+                (
+                    format!(r#"{{"Records":[{},"#, record(0)),
+                    format!(",{}]}}", record(2)),
+                )
+            } else {
+                (head.clone(), tail.clone())
+            };
+            let mut delivered = 0;
+            let summary = read_object(
+                gzip_bomb(&head, &parts, &tail),
+                &ReadOptions::default(),
+                &mut |r| {
+                    if r.is_ok() {
+                        delivered += 1;
+                    }
+                },
+            )
+            .unwrap_or_else(|e| panic!("case {case}: {e}"));
+            assert!(summary.bytes_decoded > 900 << 20, "case {case}");
+            assert!(summary.bytes_read < 2 << 20, "case {case}: {summary:?}");
+            assert_eq!(
+                (summary.records, summary.oversized_records, delivered),
+                (3, 1, 2),
+                "case {case}"
+            );
+            assert!(
+                summary.peak_window_bytes < 2 * DEFAULT_MAX_RECORD_BYTES,
+                "case {case}: the window grew to {} bytes",
+                summary.peak_window_bytes
             );
         }
     }

@@ -182,6 +182,7 @@ impl LambdaConfig {
     pub fn read_options(&self) -> ReadOptions {
         ReadOptions {
             max_decompressed_bytes: Some(self.max_object_mib.saturating_mul(1024 * 1024)),
+            ..ReadOptions::default()
         }
     }
 }

@@ -201,4 +201,27 @@ mod tests {
         };
         assert_eq!(unit("DurationMs").as_deref(), Some("Milliseconds"));
     }
+
+    #[test]
+    fn the_templates_failed_objects_alarm_watches_a_metric_this_emits() {
+        // The alarm names the metric by string: a rename here would silence it.
+        let template = include_str!("../../../template.yaml");
+        let alarm = template
+            .split("FailedObjectsAlarm:")
+            .nth(1)
+            .and_then(|rest| rest.split("\n\n").next())
+            .expect("template.yaml has a FailedObjectsAlarm");
+        let line = InvocationMetrics::default().to_emf("f", 0);
+        let doc: Parsed = serde_json::from_str(&line).unwrap();
+        assert!(
+            alarm.contains(&format!("Namespace: {NAMESPACE}\n")),
+            "{alarm}"
+        );
+        let metric = alarm
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("MetricName: "))
+            .expect("the alarm names a metric");
+        assert!(doc.values.contains_key(metric), "{metric} is not emitted");
+        assert!(alarm.contains("Name: FunctionName"), "{alarm}");
+    }
 }
