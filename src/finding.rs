@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::geo::{GeoDbInfo, Location};
 
+pub mod render;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
