@@ -1,12 +1,21 @@
-//! The human renderings of a finding: the email report, the chat notification (AWS
-//! Chatbot's custom schema, for Slack and Teams) and the one-line subject, and the
-//! escaping they rely on. Pure functions of a [`Finding`]: the SNS notifier and the CLI
-//! both render through here.
+//! The renderings of a finding, one per body: the terminal text ([`render_text`]), the
+//! email report ([`render_email`]), the chat notification ([`render_chat`], AWS
+//! Chatbot's custom schema, for Slack and Teams) and the one-line subject
+//! ([`render_subject`]). The JSON ([`Finding::to_json`]) is the model itself. Pure
+//! functions of a [`Finding`]: the CLI and the SNS notifier both render through here.
+//!
+//! Each body is made of what every finding has (severity, title, summary, identity,
+//! triage, the finding id and its log object) and of what its rule's block adds (the two
+//! places of an impossible travel). A rule's part of every body is one `RuleRendering`
+//! impl, in a file of its own under `render/`, and `rule_rendering` maps the rule to it:
+//! adding a rule is that impl and one match arm. A rule without an impl yet still renders
+//! everything common, and its block is in the JSON.
 //!
 //! Findings carry text that an attacker controls: CloudTrail's user names, session names
 //! and ARNs, and names from the GeoIP database. Everything rendered for chat goes through
 //! [`escape_for_chat`], everything in the email through [`escape_for_email`], and the
-//! subject line is folded to ASCII without markup. The finding JSON is data and is never
+//! subject line is folded to ASCII without markup. The terminal text is for the person
+//! who ran the scan and is written as the logs say. The finding JSON is data and is never
 //! altered.
 
 use std::collections::BTreeMap;
@@ -16,18 +25,94 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::detect::SubjectKind;
-use crate::finding::{Finding, Severity, TravelEndpoint};
+use crate::finding::{format_rfc3339_ms, Finding, Rule, Severity};
+
+mod escape;
+mod impossible_travel;
+
+use escape::ascii_line;
+pub use escape::{escape_for_chat, escape_for_email, sanitize_plain};
 
 /// SNS wants subjects "less than 100 characters", ASCII, on one line; email clients show
 /// no more either.
 pub const MAX_SUBJECT_CHARS: usize = 99;
-
 /// Slack cuts a section's text at 3000 characters; keep the chat description under it.
 const MAX_CHAT_DESCRIPTION_CHARS: usize = 2800;
 /// Triage steps shown in chat; the email and the JSON have them all.
 const MAX_CHAT_STEPS: usize = 8;
 /// No single field from a log needs more than this in a human rendering.
 const MAX_FIELD_CHARS: usize = 512;
+
+// ---------------------------------------------------------------------------------------
+// What a rule adds
+
+/// What one rule's block of a finding adds to each body. Every part has a default that
+/// renders from what all findings have, so a rule can start with an empty impl.
+pub(crate) trait RuleRendering {
+    /// The subject line after `[SEVERITY] `: ASCII on one line (log text through
+    /// [`ascii_line`]). By default, the finding's title.
+    fn subject(&self, finding: &Finding) -> String {
+        ascii_line(&finding.title)
+    }
+
+    /// Lines of the terminal text after the summary, each indented by two spaces.
+    fn text(&self, _out: &mut String) {}
+
+    /// A section of the email after the summary, ending with a blank line; log text
+    /// through [`plain`].
+    fn email(&self, _out: &mut String) {}
+
+    /// The chat title and summary, after the severity. By default, the finding's title.
+    fn chat_headline(&self, finding: &Finding) -> ChatHeadline {
+        ChatHeadline {
+            title: chat(&finding.title),
+            summary: chat(&finding.title),
+        }
+    }
+
+    /// The opening lines of the chat description; log text through [`chat`] or
+    /// [`chat_code`]. By default, the finding's summary.
+    fn chat_description(&self, finding: &Finding, d: &mut String) {
+        let _ = writeln!(
+            d,
+            "{}",
+            chat(&truncate_chars(&finding.summary, 4 * MAX_FIELD_CHARS))
+        );
+    }
+
+    /// The AWS regions the finding's events were in, the most telling first: one
+    /// CloudTrail event-history link each (the history is regional). By default none.
+    fn regions(&self) -> Vec<&str> {
+        Vec::new()
+    }
+}
+
+/// The chat title and the notification summary of a finding, escaped.
+pub(crate) struct ChatHeadline {
+    pub(crate) title: String,
+    pub(crate) summary: String,
+}
+
+/// A finding whose rule has no rendering of its own, or lacks its block.
+struct CommonOnly;
+
+impl RuleRendering for CommonOnly {}
+
+/// The one place a rule meets its rendering.
+fn rule_rendering(finding: &Finding) -> &dyn RuleRendering {
+    fn block<T: RuleRendering>(block: &Option<T>) -> &dyn RuleRendering {
+        match block {
+            Some(b) => b,
+            None => &CommonOnly,
+        }
+    }
+    match finding.rule {
+        Rule::ImpossibleTravel => block(&finding.impossible_travel),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Bounded, escaped fields
 
 /// `text` cut to at most `max_bytes` (on a character boundary), with `marker` appended
 /// when anything was cut.
@@ -50,47 +135,6 @@ fn truncate_chars(text: &str, max_chars: usize) -> String {
     }
 }
 
-// ---------------------------------------------------------------------------------------
-// Subject line
-
-/// "[HIGH] Impossible travel: AKIA... Sydney -> Frankfurt am Main": ASCII, one line,
-/// under 100 characters.
-pub fn render_subject(finding: &Finding) -> String {
-    let severity = finding.severity.as_str().to_ascii_uppercase();
-    let body = match &finding.impossible_travel {
-        Some(travel) => {
-            let kind = if travel.concurrent_use {
-                "Concurrent use"
-            } else {
-                "Impossible travel"
-            };
-            let places = &travel.triggering_locations;
-            format!(
-                "{kind}: {} {} -> {}",
-                shorten_front(&ascii_line(&finding.subject), 40),
-                short_place(&places.first_location),
-                short_place(&places.second_location)
-            )
-        }
-        None => ascii_line(&finding.title),
-    };
-    // Every part is ASCII on one line already; `->` is ours.
-    shorten_back(&format!("[{severity}] {body}"), MAX_SUBJECT_CHARS)
-}
-
-fn short_place(e: &TravelEndpoint) -> String {
-    [
-        e.city.as_deref(),
-        e.country.as_deref(),
-        e.country_code.as_deref(),
-    ]
-    .into_iter()
-    .flatten()
-    .map(ascii_line)
-    .find(|s| !s.is_empty())
-    .unwrap_or_else(|| "unknown".to_owned())
-}
-
 /// Keeps the end of a long ASCII identifier: the distinctive part of an ARN.
 fn shorten_front(s: &str, max: usize) -> String {
     if s.len() <= max {
@@ -106,184 +150,6 @@ fn shorten_back(s: &str, max: usize) -> String {
     format!("{}...", s[..max - 3].trim_end())
 }
 
-/// ASCII on one line: Latin letters lose their accents, control characters and
-/// whitespace runs become one space, anything else is dropped. Subjects end up in chat
-/// too (forwarded email, Chatbot's default rendering), so `<` `>` become `(` `)` and a
-/// mention's `@` becomes `(at)`.
-fn ascii_line(s: &str) -> String {
-    let chars: Vec<char> = s.chars().collect();
-    let mut out = String::with_capacity(s.len());
-    for (i, &c) in chars.iter().enumerate() {
-        if c == '<' {
-            out.push('(');
-        } else if c == '>' {
-            out.push(')');
-        } else if mention_at(&chars, i) {
-            out.push_str("(at)");
-        } else if c.is_ascii_graphic() {
-            out.push(c);
-        } else if c.is_whitespace() || c.is_control() {
-            if !out.ends_with(' ') {
-                out.push(' ');
-            }
-        } else if let Some(folded) = fold_latin(c) {
-            out.push_str(folded);
-        }
-    }
-    out.trim().to_owned()
-}
-
-/// The ASCII spelling of the accented Latin letters of place and person names.
-fn fold_latin(c: char) -> Option<&'static str> {
-    Some(match c {
-        'À'..='Å' | 'Ā' | 'Ă' | 'Ą' => "A",
-        'à'..='å' | 'ā' | 'ă' | 'ą' => "a",
-        'Æ' => "AE",
-        'æ' => "ae",
-        'Ç' | 'Ć' | 'Č' => "C",
-        'ç' | 'ć' | 'č' => "c",
-        'Ď' | 'Đ' | 'Ð' => "D",
-        'ď' | 'đ' | 'ð' => "d",
-        'È'..='Ë' | 'Ē' | 'Ė' | 'Ę' | 'Ě' => "E",
-        'è'..='ë' | 'ē' | 'ė' | 'ę' | 'ě' => "e",
-        'Ğ' => "G",
-        'ğ' => "g",
-        'Ì'..='Ï' | 'Ī' | 'İ' => "I",
-        'ì'..='ï' | 'ī' | 'ı' => "i",
-        'Ł' => "L",
-        'ł' => "l",
-        'Ñ' | 'Ń' | 'Ň' => "N",
-        'ñ' | 'ń' | 'ň' => "n",
-        'Ò'..='Ö' | 'Ø' | 'Ō' | 'Ő' => "O",
-        'ò'..='ö' | 'ø' | 'ō' | 'ő' => "o",
-        'Œ' => "OE",
-        'œ' => "oe",
-        'Ř' => "R",
-        'ř' => "r",
-        'Ś' | 'Ş' | 'Š' | 'Ș' => "S",
-        'ś' | 'ş' | 'š' | 'ș' => "s",
-        'ß' => "ss",
-        'Ţ' | 'Ť' | 'Ț' => "T",
-        'ţ' | 'ť' | 'ț' => "t",
-        'Þ' => "Th",
-        'þ' => "th",
-        'Ù'..='Ü' | 'Ū' | 'Ů' | 'Ű' => "U",
-        'ù'..='ü' | 'ū' | 'ů' | 'ű' => "u",
-        'Ý' | 'Ÿ' => "Y",
-        'ý' | 'ÿ' => "y",
-        'Ź' | 'Ż' | 'Ž' => "Z",
-        'ź' | 'ż' | 'ž' => "z",
-        '×' => "x",
-        '–' | '—' => "-",
-        '‘' | '’' => "'",
-        '“' | '”' => "\"",
-        '…' => "...",
-        '→' => "->",
-        _ => return None,
-    })
-}
-
-// ---------------------------------------------------------------------------------------
-// Escaping
-
-/// Makes text from a log inert in chat markdown (Slack's mrkdwn, which Chatbot renders,
-/// and the Markdown of Teams):
-///
-/// - `&`, `<`, `>` become entities: Slack's own escaping, which disarms every control
-///   sequence (`<!channel>`, `<@U123>`, `<#C123>`, `<http://evil|a link>`) and quotes;
-/// - `@` where a mention could start (not inside a word, or before `channel`, `here`,
-///   `everyone`) becomes `＠`, so `@channel` can never ping, while `alice@example.com`
-///   stays as it is;
-/// - formatting characters become look-alikes that format nothing: `` ` `` `*` `~` `[` `]`,
-///   and `_` at the edge of a word (inside a word, as in `AWSReservedSSO_Admin_1a2b`,
-///   Slack does not italicise, so it is kept);
-/// - line breaks and other control characters become spaces (no forged lines), and
-///   invisible or bidirectional formatting characters become `�` (no hidden text).
-///
-/// Bare URLs are left as they are: chat clients show them as what they are.
-pub fn escape_for_chat(s: &str) -> String {
-    let chars: Vec<char> = s.chars().collect();
-    let mut out = String::with_capacity(s.len() + 8);
-    for (i, &c) in chars.iter().enumerate() {
-        let prev = i.checked_sub(1).map(|j| chars[j]);
-        let next = chars.get(i + 1).copied();
-        let in_word = |x: Option<char>| x.is_some_and(char::is_alphanumeric);
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '@' if mention_at(&chars, i) => out.push('＠'),
-            '`' => out.push('ˋ'),
-            '*' => out.push('∗'),
-            '~' => out.push('∼'),
-            '[' => out.push('［'),
-            ']' => out.push('］'),
-            '_' if !in_word(prev) || !in_word(next) => out.push('＿'),
-            c if is_invisible_format(c) => out.push('\u{FFFD}'),
-            c if c.is_control() => out.push(' '),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// An `@` where chat would read a mention: not inside a word (`alice@example.com` is
-/// an address), or right before a broadcast word (`x@channel`, to be safe).
-fn mention_at(chars: &[char], i: usize) -> bool {
-    let after_word = i
-        .checked_sub(1)
-        .and_then(|j| chars.get(j))
-        .is_some_and(|c| c.is_alphanumeric());
-    chars.get(i) == Some(&'@') && (!after_word || starts_broadcast(&chars[i + 1..]))
-}
-
-fn starts_broadcast(rest: &[char]) -> bool {
-    ["channel", "here", "everyone", "group"].iter().any(|word| {
-        rest.len() >= word.len()
-            && rest
-                .iter()
-                .zip(word.chars())
-                .all(|(a, b)| a.to_ascii_lowercase() == b)
-    })
-}
-
-/// Zero-width and bidirectional formatting characters: they hide or reorder text.
-fn is_invisible_format(c: char) -> bool {
-    matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}' | '\u{00AD}')
-}
-
-/// Makes text from a log safe in a plain-text email or a message attribute: control
-/// characters (line breaks included, so no forged lines) become spaces, invisible and
-/// bidirectional formatting characters become `�`, and XML-invalid `U+FFFE`/`U+FFFF`
-/// (refused by SNS) become `�` too.
-pub fn sanitize_plain(s: &str) -> String {
-    s.chars()
-        .map(|c| match c {
-            c if is_invisible_format(c) || c == '\u{FFFE}' || c == '\u{FFFF}' => '\u{FFFD}',
-            c if c.is_control() => ' ',
-            c => c,
-        })
-        .collect()
-}
-
-/// Makes text from a log safe in the plain-text email: [`sanitize_plain`], and, because
-/// emails get forwarded into chat (Slack and Teams channels have email addresses), no
-/// mention and no markup either: `<` `>` become `‹` `›` and a mention's `@` becomes `＠`
-/// (`alice@example.com` is kept).
-pub fn escape_for_email(s: &str) -> String {
-    let chars: Vec<char> = sanitize_plain(s).chars().collect();
-    chars
-        .iter()
-        .enumerate()
-        .map(|(i, &c)| match c {
-            '<' => '‹',
-            '>' => '›',
-            '@' if mention_at(&chars, i) => '＠',
-            c => c,
-        })
-        .collect()
-}
-
 /// A log field for the email: escaped and of bounded length.
 fn plain(s: &str) -> String {
     truncate_chars(&escape_for_email(s), MAX_FIELD_CHARS)
@@ -297,6 +163,49 @@ fn chat(s: &str) -> String {
 /// A log field as inline code in chat: no emoji (`:aws:` in an ARN), no formatting.
 fn chat_code(s: &str) -> String {
     format!("`{}`", chat(s))
+}
+
+// ---------------------------------------------------------------------------------------
+// Terminal text
+
+/// A readable multi-line rendering for terminals.
+pub fn render_text(finding: &Finding) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "[{}] {} ({})",
+        finding.severity.as_str().to_uppercase(),
+        finding.title,
+        finding.finding_id
+    );
+    let _ = writeln!(out, "  {}", finding.summary);
+    rule_rendering(finding).text(&mut out);
+    if let Some(arn) = &finding.user_identity.arn {
+        let _ = writeln!(out, "  identity {arn}");
+    }
+    let _ = writeln!(out, "  object   {}", finding.source_object);
+    let _ = writeln!(
+        out,
+        "  geoip    {} built {}",
+        finding.geoip.database_type,
+        format_rfc3339_ms(finding.geoip.build_epoch as i64 * 1000)
+    );
+    for (i, step) in finding.triage.iter().enumerate() {
+        let _ = writeln!(out, "  triage {}. {step}", i + 1);
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------
+// Subject line
+
+/// "[HIGH] Impossible travel: AKIA... Sydney -> Frankfurt am Main": ASCII, one line,
+/// under 100 characters.
+pub fn render_subject(finding: &Finding) -> String {
+    let severity = finding.severity.as_str().to_ascii_uppercase();
+    let body = rule_rendering(finding).subject(finding);
+    // Every part is ASCII on one line already; `->` is ours.
+    shorten_back(&format!("[{severity}] {body}"), MAX_SUBJECT_CHARS)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -327,21 +236,15 @@ fn access_key_of(finding: &Finding) -> Option<&str> {
     }
 }
 
-/// One event-history link per region the finding's events were in (the history is
-/// regional), later event first.
+/// One event-history link per region the rule names for the finding's events.
 fn cloudtrail_links(finding: &Finding) -> Vec<(String, String)> {
     let Some(key) = access_key_of(finding) else {
         return Vec::new();
     };
     let mut regions: Vec<&str> = Vec::new();
-    if let Some(t) = &finding.impossible_travel {
-        for e in [
-            &t.triggering_locations.second_location,
-            &t.triggering_locations.first_location,
-        ] {
-            if !regions.contains(&e.aws_region.as_str()) {
-                regions.push(&e.aws_region);
-            }
+    for region in rule_rendering(finding).regions() {
+        if !regions.contains(&region) {
+            regions.push(region);
         }
     }
     regions
@@ -372,55 +275,7 @@ pub fn render_email(finding: &Finding) -> String {
     );
     let _ = writeln!(out);
 
-    if let Some(t) = &finding.impossible_travel {
-        for (label, e) in [
-            ("From", &t.triggering_locations.first_location),
-            ("To", &t.triggering_locations.second_location),
-        ] {
-            let _ = writeln!(out, "{label}:");
-            let _ = writeln!(out, "  Place:     {}", plain(&full_place(e)));
-            let network = match (e.asn, &e.as_org) {
-                (Some(n), Some(org)) => format!(" (AS{n} {})", plain(org)),
-                (Some(n), None) => format!(" (AS{n})"),
-                _ => String::new(),
-            };
-            let _ = writeln!(out, "  IP:        {}{network}", plain(&e.ip));
-            if let Some(r) = e.accuracy_radius_km {
-                let _ = writeln!(out, "  Accuracy:  within {r} km");
-            }
-            let _ = writeln!(out, "  Time:      {}", plain(&e.event_time));
-            let _ = writeln!(
-                out,
-                "  Event:     {} {} in {} (event id {})",
-                plain(&e.event_source),
-                plain(&e.event_name),
-                plain(&e.aws_region),
-                plain(&e.event_id)
-            );
-        }
-        let _ = writeln!(out);
-        let _ = writeln!(
-            out,
-            "Distance:    {:.0} km (at least {:.0} km given the accuracy radii)",
-            t.travel_distance, t.effective_distance_km
-        );
-        let _ = writeln!(out, "Time apart:  {}", plain(&t.travel_time_human_readable));
-        match t.speed_kmh {
-            Some(speed) => {
-                let _ = writeln!(out, "Speed:       {speed:.0} km/h");
-            }
-            None => {
-                let _ = writeln!(out, "Speed:       both in the same second");
-            }
-        }
-        if t.concurrent_use {
-            let _ = writeln!(
-                out,
-                "Concurrent:  yes: two holders of one credential rather than one traveller"
-            );
-        }
-        let _ = writeln!(out);
-    }
+    rule_rendering(finding).email(&mut out);
 
     let _ = writeln!(out, "Who:");
     let _ = writeln!(
@@ -475,29 +330,9 @@ pub fn render_email(finding: &Finding) -> String {
         out,
         "GeoIP:       {} (built {})",
         plain(&finding.geoip.database_type),
-        crate::finding::format_rfc3339_ms(finding.geoip.build_epoch as i64 * 1000)
+        format_rfc3339_ms(finding.geoip.build_epoch as i64 * 1000)
     );
     out
-}
-
-/// "Sydney, New South Wales, Australia (AU)", with what the database knows.
-fn full_place(e: &TravelEndpoint) -> String {
-    let mut parts: Vec<&str> = [
-        e.city.as_deref(),
-        e.subdivision.as_deref(),
-        e.country.as_deref(),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    if parts.is_empty() {
-        parts.push("unknown place");
-    }
-    let mut place = parts.join(", ");
-    if let Some(code) = &e.country_code {
-        let _ = write!(place, " ({code})");
-    }
-    place
 }
 
 // ---------------------------------------------------------------------------------------
@@ -566,93 +401,18 @@ fn severity_emoji(severity: Severity) -> &'static str {
 
 /// The chat rendering of a finding, every log-derived field escaped.
 pub fn render_chat(finding: &Finding) -> ChatNotification {
+    let rule = rule_rendering(finding);
     let severity = finding.severity.as_str().to_uppercase();
-    let (title, summary) = match &finding.impossible_travel {
-        Some(t) => {
-            let kind = if t.concurrent_use {
-                "Concurrent use"
-            } else {
-                "Impossible travel"
-            };
-            let (a, b) = (
-                &t.triggering_locations.first_location,
-                &t.triggering_locations.second_location,
-            );
-            (
-                format!(
-                    "{} [{severity}] {kind}: {} {} → {}",
-                    severity_emoji(finding.severity),
-                    chat_code(&finding.subject),
-                    chat(&a.display_place()),
-                    chat(&b.display_place())
-                ),
-                format!(
-                    "[{severity}] {kind} of {}: {} → {}",
-                    chat(&finding.subject),
-                    chat(&a.display_place()),
-                    chat(&b.display_place())
-                ),
-            )
-        }
-        None => (
-            format!(
-                "{} [{severity}] {}",
-                severity_emoji(finding.severity),
-                chat(&finding.title)
-            ),
-            format!("[{severity}] {}", chat(&finding.title)),
-        ),
-    };
+    let headline = rule.chat_headline(finding);
+    let title = format!(
+        "{} [{severity}] {}",
+        severity_emoji(finding.severity),
+        headline.title
+    );
+    let summary = format!("[{severity}] {}", headline.summary);
 
     let mut d = String::new();
-    if let Some(t) = &finding.impossible_travel {
-        let (a, b) = (
-            &t.triggering_locations.first_location,
-            &t.triggering_locations.second_location,
-        );
-        let speed = t.speed_kmh.map_or_else(
-            || "both in the same second".to_owned(),
-            |s| format!("{s:.0} km/h"),
-        );
-        let _ = writeln!(
-            d,
-            "*{}* → *{}*: {:.0} km apart (at least {:.0} km given the accuracy radii) in {}: {speed}.",
-            chat(&a.display_place()),
-            chat(&b.display_place()),
-            t.travel_distance,
-            t.effective_distance_km,
-            chat(&t.travel_time_human_readable)
-        );
-        if t.concurrent_use {
-            let _ = writeln!(
-                d,
-                "*Concurrent use*: two holders of one credential rather than one traveller."
-            );
-        }
-        for (label, e) in [("From", a), ("To", b)] {
-            let network = match (e.asn, &e.as_org) {
-                (Some(n), Some(org)) => format!(" (AS{n} {})", chat(org)),
-                (Some(n), None) => format!(" (AS{n})"),
-                _ => String::new(),
-            };
-            let _ = writeln!(
-                d,
-                "• *{label}* {} {}{network} at {}: {} {} in {}",
-                chat_code(&e.ip),
-                chat(&full_place(e)),
-                chat(&e.event_time),
-                chat_code(&e.event_source),
-                chat_code(&e.event_name),
-                chat_code(&e.aws_region)
-            );
-        }
-    } else {
-        let _ = writeln!(
-            d,
-            "{}",
-            chat(&truncate_chars(&finding.summary, 4 * MAX_FIELD_CHARS))
-        );
-    }
+    rule.chat_description(finding, &mut d);
     let id = &finding.user_identity;
     match (&id.arn, &id.identity_type) {
         (Some(arn), Some(kind)) => {
@@ -840,149 +600,6 @@ pub(crate) mod samples {
 mod tests {
     use super::samples::{hostile_finding, sample_finding};
     use super::*;
-
-    #[test]
-    fn escape_for_chat_disarms_hostile_log_text() {
-        // (case, input, expected output)
-        let cases: &[(&str, &str, &str)] = &[
-            ("plain key", "AKIAIOSFODNN7EXAMPLE", "AKIAIOSFODNN7EXAMPLE"),
-            (
-                "ARN",
-                "arn:aws:iam::123456789012:user/alice",
-                "arn:aws:iam::123456789012:user/alice",
-            ),
-            (
-                "SSO role keeps inner underscores",
-                "AWSReservedSSO_Admin_1a2b/alice@example.com",
-                "AWSReservedSSO_Admin_1a2b/alice@example.com",
-            ),
-            ("@channel", "hi @channel", "hi ＠channel"),
-            ("@here at start", "@here", "＠here"),
-            ("@everyone glued to a word", "x@everyone", "x＠everyone"),
-            ("@Channel any case", "a @Channel", "a ＠Channel"),
-            ("user mention", "ping @alice", "ping ＠alice"),
-            ("special mention", "<!channel>", "&lt;!channel&gt;"),
-            ("here mention", "<!here|here>", "&lt;!here|here&gt;"),
-            ("user id mention", "<@U024BE7LH>", "&lt;＠U024BE7LH&gt;"),
-            (
-                "masked link",
-                "<http://evil.example|Open the console>",
-                "&lt;http://evil.example|Open the console&gt;",
-            ),
-            (
-                "markdown link",
-                "[console](http://evil.example)",
-                "［console］(http://evil.example)",
-            ),
-            ("bold", "*urgent*", "∗urgent∗"),
-            ("strike", "~gone~", "∼gone∼"),
-            ("italic", "_quiet_", "＿quiet＿"),
-            ("code breakout", "`x` ```y```", "ˋxˋ ˋˋˋyˋˋˋ"),
-            ("blockquote", "> quoted", "&gt; quoted"),
-            ("entity", "a &amp; b", "a &amp;amp; b"),
-            (
-                "newline forgery",
-                "user\n*Severity* low",
-                "user ∗Severity∗ low",
-            ),
-            ("carriage return and tab", "a\r\tb", "a  b"),
-            ("bidi override", "abc\u{202E}fed", "abc\u{FFFD}fed"),
-            ("zero-width space", "@\u{200B}channel", "＠\u{FFFD}channel"),
-            ("non-Latin text kept", "München 東京", "München 東京"),
-        ];
-        for (case, input, want) in cases {
-            assert_eq!(escape_for_chat(input), *want, "case {case}");
-        }
-    }
-
-    #[test]
-    fn escaped_text_never_carries_control_sequences() {
-        let hostile = [
-            "<!channel>",
-            "<!here>",
-            "<!everyone>",
-            "<!subteam^S123|@team>",
-            "@channel @here @everyone",
-            "<http://evil|x>",
-            "<mailto:a@b|x>",
-            "[x](http://evil)",
-            "**x** __y__ ~~z~~ `c`",
-            "line1\nline2\r\n> quote",
-            "\u{202E}\u{2066}\u{200B}\u{FEFF}",
-        ];
-        for input in hostile {
-            let out = escape_for_chat(input);
-            for bad in [
-                "<",
-                ">",
-                "@channel",
-                "@here",
-                "@everyone",
-                "`",
-                "*",
-                "~",
-                "[",
-                "\n",
-                "\r",
-                "\u{202E}",
-                "\u{200B}",
-            ] {
-                assert!(
-                    !out.contains(bad),
-                    "escape_for_chat({input:?}) = {out:?} still contains {bad:?}"
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn escape_for_email_disarms_text_bound_for_a_forwarded_email() {
-        let cases = [
-            ("address kept", "alice@example.com", "alice@example.com"),
-            (
-                "ARN kept",
-                "arn:aws:iam::123456789012:user/bob",
-                "arn:aws:iam::123456789012:user/bob",
-            ),
-            ("special mention", "<!channel>", "‹!channel›"),
-            (
-                "masked link",
-                "<http://evil.example|click>",
-                "‹http://evil.example|click›",
-            ),
-            (
-                "broadcast",
-                "hi @here and x@channel",
-                "hi ＠here and x＠channel",
-            ),
-            (
-                "forged line",
-                "bob\nAll clear: close this",
-                "bob All clear: close this",
-            ),
-            ("bidi", "abc\u{202E}def", "abc\u{FFFD}def"),
-        ];
-        for (case, input, want) in cases {
-            assert_eq!(escape_for_email(input), want, "{case}");
-        }
-    }
-
-    #[test]
-    fn sanitize_plain_keeps_text_on_its_line() {
-        let cases = [
-            (
-                "newline",
-                "alice\nAll clear, ignore this",
-                "alice All clear, ignore this",
-            ),
-            ("bidi", "evil\u{202E}txt.exe", "evil\u{FFFD}txt.exe"),
-            ("xml-invalid", "a\u{FFFF}b", "a\u{FFFD}b"),
-            ("plain", "alice@example.com", "alice@example.com"),
-        ];
-        for (case, input, want) in cases {
-            assert_eq!(sanitize_plain(input), want, "{case}");
-        }
-    }
 
     #[test]
     fn email_reads_as_a_report() {
@@ -1202,5 +819,77 @@ mod tests {
                 "{region} {key}"
             );
         }
+    }
+
+    #[test]
+    fn text_shows_both_places_the_journey_and_the_triage() {
+        let text = render_text(&sample_finding());
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "[HIGH] Impossible travel of AKIAIOSFODNN7EXAMPLE from Sydney, Australia to Frankfurt am Main, Germany (0123456789abcdef0123456789abcdef)",
+                "  `AKIAIOSFODNN7EXAMPLE` had activity from Sydney, Australia and Frankfurt am Main, Germany which are approximately 16480km apart within 1 hour. This indicates a potential impossible travel.",
+                "  from 2023-07-10T10:00:00Z 203.0.113.10 (Sydney, Australia ±20 km) AS64500 Example Net  ec2.amazonaws.com DescribeInstances in ap-southeast-2  event ev-1",
+                "  to   2023-07-10T11:00:00Z 198.51.100.7 (Frankfurt am Main, Germany ±20 km) AS64500 Example Net  ec2.amazonaws.com DescribeInstances in eu-central-1  event ev-2",
+                "  distance 16480 km (at least 16440 km given the accuracy radii) in 1 hour: 16440 km/h",
+                "  identity arn:aws:iam::123456789012:user/alice",
+                "  object   s3://trail-bucket/AWSLogs/123456789012/CloudTrail/eu-central-1/2023/07/10/x.json.gz",
+                "  geoip    GeoLite2-City built 2023-06-29T00:53:20Z",
+                "  triage 1. Confirm with the owner of access key AKIAIOSFODNN7EXAMPLE whether it should be used from both places.",
+                "  triage 2. If not, deactivate the access key AKIAIOSFODNN7EXAMPLE.",
+            ]
+        );
+        assert_eq!(sample_finding().to_text(), text, "one text rendering");
+    }
+
+    #[test]
+    fn a_finding_without_its_rule_block_renders_what_every_finding_has() {
+        // What a new rule's findings look like before the rule has a rendering of its own.
+        let mut f = sample_finding();
+        f.impossible_travel = None;
+
+        let text = render_text(&f);
+        for want in [
+            "[HIGH] Impossible travel of AKIAIOSFODNN7EXAMPLE",
+            "  `AKIAIOSFODNN7EXAMPLE` had activity from Sydney",
+            "  identity arn:aws:iam::123456789012:user/alice",
+            "  triage 2. If not, deactivate",
+        ] {
+            assert!(text.contains(want), "text lacks {want:?}:\n{text}");
+        }
+        assert!(!text.contains("distance"), "{text}");
+
+        let email = render_email(&f);
+        for want in [
+            "[HIGH] Impossible travel of AKIAIOSFODNN7EXAMPLE",
+            "had activity from Sydney",
+            "Who:\n  Subject:    AKIAIOSFODNN7EXAMPLE (access_key)",
+            "What to do:\n  1. Confirm with the owner",
+            "Finding id:  0123456789abcdef0123456789abcdef",
+        ] {
+            assert!(email.contains(want), "email lacks {want:?}:\n{email}");
+        }
+        assert!(!email.contains("From:"), "{email}");
+
+        let subject = render_subject(&f);
+        assert!(
+            subject.starts_with("[HIGH] Impossible travel of AKIAIOSFODNN7EXAMPLE from Sydney")
+                && subject.len() <= MAX_SUBJECT_CHARS,
+            "{subject}"
+        );
+
+        let chat = render_chat(&f);
+        assert_eq!(
+            chat.content.title,
+            format!(":rotating_light: [HIGH] {}", escape_for_chat(&f.title))
+        );
+        let description = &chat.content.description;
+        assert!(
+            description.starts_with("ˋAKIAIOSFODNN7EXAMPLEˋ had activity from Sydney")
+                && description.contains("• *Identity* `arn:aws:iam::123456789012:user/alice`"),
+            "{description}"
+        );
+        assert_eq!(chat.content.next_steps.len(), 2, "the triage, and no link");
     }
 }
