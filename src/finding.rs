@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::geo::{GeoDbInfo, Location};
 
+pub mod render;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
@@ -212,87 +214,9 @@ impl Finding {
         serde_json::to_string(self).expect("a Finding always serializes")
     }
 
-    /// A readable multi-line rendering for terminals and email.
+    /// A readable multi-line rendering for terminals: [`render::render_text`].
     pub fn to_text(&self) -> String {
-        use std::fmt::Write;
-        let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "[{}] {} ({})",
-            self.severity.as_str().to_uppercase(),
-            self.title,
-            self.finding_id
-        );
-        let _ = writeln!(out, "  {}", self.summary);
-        if let Some(t) = &self.impossible_travel {
-            for (label, e) in [
-                ("from", &t.triggering_locations.first_location),
-                ("to", &t.triggering_locations.second_location),
-            ] {
-                let radius = e
-                    .accuracy_radius_km
-                    .map(|r| format!(" ±{r} km"))
-                    .unwrap_or_default();
-                let asn = match (e.asn, &e.as_org) {
-                    (Some(n), Some(org)) => format!(" AS{n} {org}"),
-                    (Some(n), None) => format!(" AS{n}"),
-                    _ => String::new(),
-                };
-                let _ = writeln!(
-                    out,
-                    "  {label:<4} {} {} ({}{radius}){asn}  {} {} in {}  event {}",
-                    e.event_time,
-                    e.ip,
-                    e.display_place(),
-                    e.event_source,
-                    e.event_name,
-                    e.aws_region,
-                    e.event_id
-                );
-            }
-            let speed = t
-                .speed_kmh
-                .map(|s| format!("{s:.0} km/h"))
-                .unwrap_or_else(|| "simultaneous".into());
-            let _ = writeln!(
-                out,
-                "  distance {:.0} km (at least {:.0} km given the accuracy radii) in {}: {speed}",
-                t.travel_distance, t.effective_distance_km, t.travel_time_human_readable
-            );
-        }
-        if let Some(f) = &self.future_event_time {
-            let _ = writeln!(
-                out,
-                "  object written {}; {} records stamped more than {} s later",
-                f.object_written_at, f.count, f.tolerance_seconds
-            );
-            for e in &f.events {
-                let _ = writeln!(
-                    out,
-                    "  at   {} {}  {} {} in {}  event {}",
-                    e.event_time,
-                    e.source_ip_address,
-                    e.event_source,
-                    e.event_name,
-                    e.aws_region,
-                    e.event_id
-                );
-            }
-        }
-        if let Some(arn) = &self.user_identity.arn {
-            let _ = writeln!(out, "  identity {arn}");
-        }
-        let _ = writeln!(out, "  object   {}", self.source_object);
-        let _ = writeln!(
-            out,
-            "  geoip    {} built {}",
-            self.geoip.database_type,
-            format_rfc3339_ms(self.geoip.build_epoch as i64 * 1000)
-        );
-        for (i, step) in self.triage.iter().enumerate() {
-            let _ = writeln!(out, "  triage {}. {step}", i + 1);
-        }
-        out
+        render::render_text(self)
     }
 }
 

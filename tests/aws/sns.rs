@@ -4,8 +4,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::types::Message;
-use geotrail::aws::sns::render_subject;
 use geotrail::aws::SnsNotifier;
+use geotrail::finding::render::render_subject;
 use geotrail::finding::Finding;
 use geotrail::notify::Notifier;
 
