@@ -8,7 +8,7 @@
 
 use crate::finding::{format_rfc3339_ms, Finding, FutureEvent, FutureEventTime, Rule, Severity};
 
-use super::history::{containment_step, hash_id, FindingContext};
+use super::history::{containment_step, hash_id, FindingContext, FindingText};
 
 /// How many of a subject's future records a finding lists; the rest are counted.
 pub const MAX_FUTURE_EVENTS_LISTED: usize = 10;
@@ -46,10 +46,7 @@ pub fn future_time_finding(
     let finding_id = hash_id(&[Rule::FutureEventTime.as_str(), subject, ctx.source_object]);
     let written = format_rfc3339_ms(written_at_ms);
     let latest = records.events.last().map(|(t, _)| format_rfc3339_ms(*t));
-    let credential = match ctx.subject_kind {
-        super::SubjectKind::AccessKey => format!("access key {subject}"),
-        super::SubjectKind::Principal => format!("principal {subject}"),
-    };
+    let credential = ctx.credential(subject);
     let summary = format!(
         "{} record(s) of `{subject}` in {} are stamped after the object was written ({written}){}. CloudTrail writes events before their object, so these times are forged or come from a broken clock; they were not used for detection.",
         records.count,
@@ -61,27 +58,24 @@ pub fn future_time_finding(
         format!("If the object is genuine, find the client of {credential} with a clock that far off; if not, treat the writer as compromised."),
         containment_step(ctx.identity),
     ];
-    Finding {
+    // The object's time, not the forged one: a finding's time must be trustworthy.
+    let mut finding = ctx.finding(
         finding_id,
-        rule: Rule::FutureEventTime,
-        severity: Severity::Low,
-        title: format!("Log records from the future for {subject}"),
-        summary,
-        triage,
-        account_id: ctx.account_id.map(str::to_owned),
-        subject: subject.to_owned(),
-        subject_kind: ctx.subject_kind,
-        user_identity: ctx.identity.clone(),
-        impossible_travel: None,
-        future_event_time: Some(FutureEventTime {
-            object_written_at: written.clone(),
-            tolerance_seconds: tolerance_ms / 1000,
-            count: records.count,
-            events: records.events.iter().map(|(_, e)| e.clone()).collect(),
-        }),
-        geoip: ctx.geoip.clone(),
-        source_object: ctx.source_object.to_owned(),
-        // The object's time, not the forged one: a finding's time must be trustworthy.
-        event_time: written,
-    }
+        Rule::FutureEventTime,
+        Severity::Low,
+        subject,
+        FindingText {
+            title: format!("Log records from the future for {subject}"),
+            summary,
+            triage,
+        },
+        written.clone(),
+    );
+    finding.future_event_time = Some(FutureEventTime {
+        object_written_at: written,
+        tolerance_seconds: tolerance_ms / 1000,
+        count: records.count,
+        events: records.events.iter().map(|(_, e)| e.clone()).collect(),
+    });
+    finding
 }

@@ -257,6 +257,53 @@ pub struct FindingContext<'a> {
     pub geoip: &'a GeoDbInfo,
 }
 
+/// The words of a finding, which each rule writes its own way.
+pub(crate) struct FindingText {
+    pub title: String,
+    pub summary: String,
+    pub triage: Vec<String>,
+}
+
+impl FindingContext<'_> {
+    /// A finding of `rule` about `subject`, with the parts every rule shares filled from
+    /// this context; the caller sets the rule's own block.
+    pub(crate) fn finding(
+        &self,
+        finding_id: String,
+        rule: Rule,
+        severity: Severity,
+        subject: &str,
+        text: FindingText,
+        event_time: String,
+    ) -> Finding {
+        Finding {
+            finding_id,
+            rule,
+            severity,
+            title: text.title,
+            summary: text.summary,
+            triage: text.triage,
+            account_id: self.account_id.map(str::to_owned),
+            subject: subject.to_owned(),
+            subject_kind: self.subject_kind,
+            user_identity: self.identity.clone(),
+            impossible_travel: None,
+            future_event_time: None,
+            geoip: self.geoip.clone(),
+            source_object: self.source_object.to_owned(),
+            event_time,
+        }
+    }
+
+    /// "access key AKIA..." or "principal arn:...": the credential a triage step names.
+    pub(crate) fn credential(&self, subject: &str) -> String {
+        match self.subject_kind {
+            SubjectKind::AccessKey => format!("access key {subject}"),
+            SubjectKind::Principal => format!("principal {subject}"),
+        }
+    }
+}
+
 pub(crate) const MAX_TRANSITIONS: usize = 64;
 pub(crate) const MAX_PLACES: usize = 128;
 pub(crate) const MAX_ALERTS: usize = 64;
@@ -457,26 +504,22 @@ impl SubjectState {
             let host = self.stays.remove(idx - 1);
             let left_end = (p.t - host.gap_ms).max(host.first.t);
             let right_start = (p.t + host.gap_ms).min(host.last.t);
-            let left = Stay {
+            // An end at the bound, unless the bound is the recorded end itself.
+            let bound = |end: &Point, t: i64| {
+                if t == end.t {
+                    end.clone()
+                } else {
+                    end.inferred_at(t)
+                }
+            };
+            let half = |first: Point, last: Point| Stay {
                 place: host.place.clone(),
-                last: if left_end == host.first.t {
-                    host.first.clone()
-                } else {
-                    host.first.inferred_at(left_end)
-                },
-                first: host.first,
+                first,
+                last,
                 gap_ms: host.gap_ms,
             };
-            let right = Stay {
-                place: host.place,
-                first: if right_start == host.last.t {
-                    host.last.clone()
-                } else {
-                    host.last.inferred_at(right_start)
-                },
-                last: host.last,
-                gap_ms: host.gap_ms,
-            };
+            let left = half(host.first.clone(), bound(&host.first, left_end));
+            let right = half(bound(&host.last, right_start), host.last.clone());
             self.stays.insert(idx - 1, left);
             self.stays.insert(idx, Stay::at(place_key, p.clone()));
             self.stays.insert(idx + 1, right);
@@ -869,10 +912,7 @@ fn build_finding(
             end.display_place()
         ));
     }
-    let credential = match ctx.subject_kind {
-        SubjectKind::AccessKey => format!("access key {subject}"),
-        SubjectKind::Principal => format!("principal {subject}"),
-    };
+    let credential = ctx.credential(subject);
     let triage = vec![
         format!("Confirm with the owner of {credential} whether it should be used from {place1} ({}) and from {place2} ({}).", first.ip, second.ip),
         containment_step(ctx.identity),
@@ -881,34 +921,31 @@ fn build_finding(
             second.event_time, second.ip, second.event_name, second.aws_region
         ),
     ];
-    Finding {
+    let mut finding = ctx.finding(
         finding_id,
-        rule: Rule::ImpossibleTravel,
+        Rule::ImpossibleTravel,
         severity,
-        title,
-        summary,
-        triage,
-        account_id: ctx.account_id.map(str::to_owned),
-        subject: subject.to_owned(),
-        subject_kind: ctx.subject_kind,
-        user_identity: ctx.identity.clone(),
-        impossible_travel: Some(ImpossibleTravel {
-            triggering_locations: TriggeringLocations {
-                first_location: first,
-                second_location: second,
-            },
-            travel_distance: round1(distance),
-            effective_distance_km: round1(effective),
-            travel_time_seconds: seconds,
-            travel_time_human_readable: human,
-            speed_kmh: speed.is_finite().then(|| round1(speed)),
-            concurrent_use: concurrent,
-        }),
-        future_event_time: None,
-        geoip: ctx.geoip.clone(),
-        source_object: ctx.source_object.to_owned(),
+        subject,
+        FindingText {
+            title,
+            summary,
+            triage,
+        },
         event_time,
-    }
+    );
+    finding.impossible_travel = Some(ImpossibleTravel {
+        triggering_locations: TriggeringLocations {
+            first_location: first,
+            second_location: second,
+        },
+        travel_distance: round1(distance),
+        effective_distance_km: round1(effective),
+        travel_time_seconds: seconds,
+        travel_time_human_readable: human,
+        speed_kmh: speed.is_finite().then(|| round1(speed)),
+        concurrent_use: concurrent,
+    });
+    finding
 }
 
 fn round1(x: f64) -> f64 {
