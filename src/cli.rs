@@ -25,10 +25,11 @@ use crate::state::{FileStateStore, MemoryStateStore, StateStore, WriteBackCache}
 pub const DEFAULT_GEOIP: &str = "geoip/dbip-city-lite.mmdb";
 pub const DEFAULT_STATE: &str = ".geotrail/state.redb";
 /// Subjects kept in memory between objects before they are written back and dropped.
-/// States of busy subjects run to several KB, so this bounds a long backfill to a couple
-/// of hundred MB; far fewer and a trail whose objects each touch thousands of subjects
-/// reloads them over and over (4x slower on the bench corpus at 5,000).
-const MAX_SUBJECTS_IN_MEMORY: usize = 20_000;
+/// Those the latest objects did not touch are kept packed (`state::compact`), well under
+/// a KB for most subjects, so this bounds a long backfill to about a hundred MB; an
+/// organisation's trail touches tens of thousands of keys a day, and below that every
+/// object reloads most of its subjects from the store.
+const MAX_SUBJECTS_IN_MEMORY: usize = 100_000;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -251,6 +252,7 @@ impl Run<'_> {
                 let committed =
                     runtime.block_on(commit_scan(&scan, self.policy, self.geoip, store, notifier));
                 self.account(&scan, committed, progress)?;
+                store.pack_idle();
                 runtime.block_on(store.trim(MAX_SUBJECTS_IN_MEMORY))?;
             }
             Ok(())
