@@ -142,11 +142,20 @@ impl<S: StateStore> WriteBackCache<S> {
         Ok(())
     }
 
-    /// Packs every state not used since the previous call and starts a new round: a
-    /// subject that comes back unpacks from memory, without the inner store.
-    pub fn pack_idle(&self) {
+    /// Starts a new round; once more than `max_unpacked` states are held unpacked, packs
+    /// every one not used since the previous round. A subject that comes back unpacks
+    /// from memory, without the inner store.
+    pub fn pack_idle(&self, max_unpacked: usize) {
         let round = self.round.fetch_add(1, Ordering::Relaxed);
-        for e in self.lock().values_mut() {
+        let mut entries = self.lock();
+        let unpacked = entries
+            .values()
+            .filter(|e| matches!(e.slot, Slot::Hot(_)))
+            .count();
+        if unpacked <= max_unpacked {
+            return;
+        }
+        for e in entries.values_mut() {
             if e.used < round {
                 if let Slot::Hot(state) = &e.slot {
                     e.slot = Slot::Packed(compact::pack(state).into_boxed_slice());
@@ -421,11 +430,11 @@ mod packing {
         let idle_state = state_seen_at(idle, 1_000);
         cache.save(&state_seen_at(busy, 1_000), 0).await.unwrap();
         cache.save(&idle_state, 0).await.unwrap();
-        cache.pack_idle();
+        cache.pack_idle(0);
         // Only `busy` is used in the next round: `idle` is packed at its end.
         let lent = cache.load(&[busy.to_owned()]).await.unwrap();
         cache.give_back(lent.into_values().collect());
-        cache.pack_idle();
+        cache.pack_idle(0);
         {
             let entries = cache.lock();
             assert!(matches!(entries[idle].slot, Slot::Packed(_)));
@@ -437,8 +446,8 @@ mod packing {
             (&idle_state, 1)
         );
         cache.give_back(loaded.into_values().collect());
-        cache.pack_idle();
-        cache.pack_idle();
+        cache.pack_idle(0);
+        cache.pack_idle(0);
         assert_eq!(
             cache.flush().await.unwrap(),
             2,
