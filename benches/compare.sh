@@ -13,8 +13,16 @@
 # (user + sys, all threads) is printed too because it is what a busy machine distorts
 # least.
 #
+# `geotrail scan` runs twice: with `--no-state`, and with a state file that is deleted
+# before each run (so every run does the same work: a first scan into an empty file).
+#
 # Usage: benches/compare.sh [REPS]
-#   env: CORPUS_OBJECTS (200), CORPUS_MIB (400), BIG_MIB (100), CORPUS_SEED (1)
+#   env: CORPUS_OBJECTS (200), CORPUS_MIB (400), BIG_MIB (100), CORPUS_SEED (1),
+#        CORPUS_SUBJECTS (20000: access keys in the population; most of them show up)
+#
+# Many subjects, as in a large organisation's trail (600,000 events over about 46,000
+# keys, 2,000 events an object):
+#   CORPUS_OBJECTS=300 CORPUS_MIB=725 CORPUS_SUBJECTS=46000 benches/compare.sh 3
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -24,8 +32,11 @@ objects="${CORPUS_OBJECTS:-200}"
 total_mib="${CORPUS_MIB:-400}"
 big_mib="${BIG_MIB:-100}"
 seed="${CORPUS_SEED:-1}"
+subjects="${CORPUS_SUBJECTS:-20000}"
 geoip="geoip/dbip-city-lite.mmdb"
 corpus="target/bench-corpus/seed${seed}-${objects}x-${total_mib}mib-big${big_mib}mib"
+[[ "$subjects" == 20000 ]] || corpus+="-${subjects}subjects"
+state="target/bench-corpus/state.redb"
 geotrail="target/release/geotrail"
 
 # Arithmetic on decimals, without depending on bc.
@@ -39,7 +50,8 @@ if [[ ! -e "$corpus/.complete" ]]; then
     echo "== generating $corpus"
     rm -rf "$corpus"
     target/release/examples/gen_corpus --geoip "$geoip" --out "$corpus" \
-        --objects "$objects" --total-mib "$total_mib" --big-mib "$big_mib" --seed "$seed"
+        --objects "$objects" --total-mib "$total_mib" --big-mib "$big_mib" --seed "$seed" \
+        --subjects "$subjects"
     touch "$corpus/.complete"
 fi
 
@@ -65,6 +77,9 @@ fi
 names+=("geotrail scan --no-state")
 run_geotrail() { "$geotrail" scan --no-state --quiet --format jsonl --geoip "$geoip" "$corpus/trail"; }
 cmds+=(run_geotrail)
+names+=("geotrail scan --state")
+run_geotrail_state() { "$geotrail" scan --state "$state" --quiet --format jsonl --geoip "$geoip" "$corpus/trail"; }
+cmds+=(run_geotrail_state)
 
 # "wall user sys" in seconds, from bash's own `time`: no external tool needed.
 measure() {
@@ -75,11 +90,12 @@ measure() {
 median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 # One untimed round warms the page cache (corpus, database, binaries).
-for c in "${cmds[@]}"; do "$c" >/dev/null 2>&1; done
+for c in "${cmds[@]}"; do rm -f "$state" && "$c" >/dev/null 2>&1; done
 
 wall=() cpu=()
 for ((r = 1; r <= reps; r++)); do
     for i in "${!cmds[@]}"; do
+        rm -f "$state"
         read -r w u s < <(measure "${cmds[$i]}")
         wall[$i]+="$w "
         cpu[$i]+="$(calc "$u + $s") "
@@ -97,6 +113,19 @@ for i in "${!cmds[@]}"; do
     printf '%-26s %9.2f %9.2f %10.0f %10.2fx %9.2fx\n' "${names[$i]}" "$w" "$c" \
         "$(calc "$raw_bytes / 1048576 / $w")" "$(calc "$w / $base_wall")" "$(calc "$c / $base_cpu")"
 done
+
+if [[ -x /usr/bin/time ]]; then
+    echo
+    echo "== peak RSS of geotrail scan over the whole trail"
+    for mode in "--no-state" "--state $state"; do
+        rm -f "$state"
+        # shellcheck disable=SC2086 # $mode is two words on purpose
+        /usr/bin/time -f '%M' -o "$state.rss" "$geotrail" scan $mode --quiet --format jsonl \
+            --geoip "$geoip" "$corpus/trail" >/dev/null 2>&1 || true
+        printf '%-26s %6.0f MiB\n' "geotrail scan ${mode%% *}" "$(calc "$(tail -n 1 "$state.rss") / 1024")"
+    done
+    rm -f "$state" "$state.rss"
+fi
 
 echo
 big_raw=$(gzip -dc "${big[0]}" | wc -c)

@@ -25,10 +25,16 @@ use crate::state::{FileStateStore, MemoryStateStore, StateStore, WriteBackCache}
 pub const DEFAULT_GEOIP: &str = "geoip/dbip-city-lite.mmdb";
 pub const DEFAULT_STATE: &str = ".geotrail/state.redb";
 /// Subjects kept in memory between objects before they are written back and dropped.
-/// States of busy subjects run to several KB, so this bounds a long backfill to a couple
-/// of hundred MB; far fewer and a trail whose objects each touch thousands of subjects
-/// reloads them over and over (4x slower on the bench corpus at 5,000).
-const MAX_SUBJECTS_IN_MEMORY: usize = 20_000;
+/// Past `MAX_SUBJECTS_UNPACKED` the idle ones are packed (`state::compact`), under a KB
+/// for most subjects, so this bounds a long backfill to about a hundred MB; an
+/// organisation's trail touches tens of thousands of keys a day, and below that every
+/// object reloads most of its subjects from the store.
+const MAX_SUBJECTS_IN_MEMORY: usize = 100_000;
+/// Subjects kept unpacked, ready to judge: a few KB each. Past this, those the latest
+/// object did not touch are packed. Packing everything idle after each object saves
+/// about 100 MB on 46,000 keys but costs a pack and an unpack per subject per object,
+/// which makes trails of fewer subjects slower than keeping them.
+const MAX_SUBJECTS_UNPACKED: usize = 20_000;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -341,6 +347,7 @@ impl Run<'_> {
                 let committed =
                     runtime.block_on(commit_scan(&scan, self.policy, self.geoip, store, notifier));
                 self.account(&scan, committed, progress)?;
+                store.pack_idle(MAX_SUBJECTS_UNPACKED);
                 runtime.block_on(store.trim(MAX_SUBJECTS_IN_MEMORY))?;
             }
             Ok(())

@@ -4,29 +4,53 @@
 //! object.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use super::{SaveOutcome, StateError, StateStore, Versioned};
+use super::{compact, SaveOutcome, StateError, StateStore, Versioned};
 use crate::detect::SubjectState;
 
 /// Subjects written back per `save_many`.
 const FLUSH_BATCH: usize = 1_000;
 
 #[derive(Debug)]
+enum Slot {
+    /// Ready to lend.
+    Hot(SubjectState),
+    /// Not used lately: kept packed ([`compact`]), a fraction of the size.
+    Packed(Box<[u8]>),
+    /// Lent out to a commit.
+    Lent,
+}
+
+#[derive(Debug)]
 struct Entry {
-    /// `None` while lent out to a commit.
-    state: Option<SubjectState>,
+    slot: Slot,
     /// Version as this cache counts saves.
     version: u64,
     /// Version the inner store holds (0: never written there).
     inner_version: u64,
     dirty: bool,
+    /// The round ([`WriteBackCache::pack_idle`]) it was last used in.
+    used: u64,
+}
+
+impl Entry {
+    /// A copy of the state, unless it is lent out.
+    fn state(&self, subject: &str) -> Result<Option<SubjectState>, StateError> {
+        Ok(match &self.slot {
+            Slot::Hot(state) => Some(state.clone()),
+            Slot::Packed(bytes) => Some(unpack(subject, bytes)?),
+            Slot::Lent => None,
+        })
+    }
 }
 
 #[derive(Debug)]
 pub struct WriteBackCache<S> {
     inner: S,
     entries: Mutex<HashMap<String, Entry>>,
+    round: AtomicU64,
 }
 
 impl<S: StateStore> WriteBackCache<S> {
@@ -34,6 +58,7 @@ impl<S: StateStore> WriteBackCache<S> {
         WriteBackCache {
             inner,
             entries: Mutex::new(HashMap::new()),
+            round: AtomicU64::new(0),
         }
     }
 
@@ -57,7 +82,7 @@ impl<S: StateStore> WriteBackCache<S> {
         let dirty: Vec<String> = self
             .lock()
             .iter()
-            .filter(|(_, e)| e.dirty && e.state.is_some())
+            .filter(|(_, e)| e.dirty && !matches!(e.slot, Slot::Lent))
             .map(|(k, _)| k.clone())
             .collect();
         for batch in dirty.chunks(FLUSH_BATCH) {
@@ -67,26 +92,27 @@ impl<S: StateStore> WriteBackCache<S> {
     }
 
     async fn flush_batch(&self, subjects: &[String]) -> Result<(), StateError> {
-        let batch: Vec<(SubjectState, u64)> = {
+        // (state, version the inner store holds, version this cache holds)
+        let mut batch: Vec<(SubjectState, u64, u64)> = Vec::with_capacity(subjects.len());
+        {
             let entries = self.lock();
-            subjects
-                .iter()
-                .filter_map(|s| {
-                    let e = entries.get(s)?;
-                    Some((e.state.clone()?, e.inner_version))
-                })
-                .collect()
-        };
-        let items: Vec<(&SubjectState, u64)> = batch.iter().map(|(s, v)| (s, *v)).collect();
+            for s in subjects {
+                let Some(e) = entries.get(s) else { continue };
+                if let Some(state) = e.state(s)? {
+                    batch.push((state, e.inner_version, e.version));
+                }
+            }
+        }
+        let items: Vec<(&SubjectState, u64)> = batch.iter().map(|(s, v, _)| (s, *v)).collect();
         let outcomes = self.inner.save_many(&items).await?;
         let mut entries = self.lock();
-        for ((state, _), outcome) in batch.iter().zip(outcomes) {
+        for ((state, _, version), outcome) in batch.iter().zip(outcomes) {
             match outcome {
-                SaveOutcome::Saved { version } => {
+                SaveOutcome::Saved { version: inner } => {
                     if let Some(e) = entries.get_mut(&state.subject) {
-                        e.inner_version = version;
+                        e.inner_version = inner;
                         // A save after the snapshot was taken stays dirty.
-                        e.dirty = e.state.as_ref() != Some(state);
+                        e.dirty = e.version != *version;
                     }
                 }
                 SaveOutcome::Conflict => {
@@ -111,13 +137,40 @@ impl<S: StateStore> WriteBackCache<S> {
             return Ok(());
         }
         self.flush().await?;
-        self.lock().retain(|_, e| e.dirty || e.state.is_none());
+        self.lock()
+            .retain(|_, e| e.dirty || matches!(e.slot, Slot::Lent));
         Ok(())
+    }
+
+    /// Starts a new round; once more than `max_unpacked` states are held unpacked, packs
+    /// every one not used since the previous round. A subject that comes back unpacks
+    /// from memory, without the inner store.
+    pub fn pack_idle(&self, max_unpacked: usize) {
+        let round = self.round.fetch_add(1, Ordering::Relaxed);
+        let mut entries = self.lock();
+        let unpacked = entries
+            .values()
+            .filter(|e| matches!(e.slot, Slot::Hot(_)))
+            .count();
+        if unpacked <= max_unpacked {
+            return;
+        }
+        for e in entries.values_mut() {
+            if e.used < round {
+                if let Slot::Hot(state) = &e.slot {
+                    e.slot = Slot::Packed(compact::pack(state).into_boxed_slice());
+                }
+            }
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Entry>> {
         // Every update is a single insert or field write: a poisoned map is still sound.
         self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn round(&self) -> u64 {
+        self.round.load(Ordering::Relaxed)
     }
 }
 
@@ -131,22 +184,25 @@ impl<S: StateStore + Send> StateStore for WriteBackCache<S> {
                 .cloned()
                 .collect()
         };
+        let round = self.round();
         if !misses.is_empty() {
             let mut loaded = self.inner.load(&misses).await?;
             let mut entries = self.lock();
             for subject in misses {
                 let entry = match loaded.remove(&subject) {
                     Some(v) => Entry {
-                        state: Some(v.state),
+                        slot: Slot::Hot(v.state),
                         version: v.version,
                         inner_version: v.version,
                         dirty: false,
+                        used: round,
                     },
                     None => Entry {
-                        state: Some(SubjectState::new(subject.clone())),
+                        slot: Slot::Hot(SubjectState::new(subject.clone())),
                         version: 0,
                         inner_version: 0,
                         dirty: false,
+                        used: round,
                     },
                 };
                 entries.entry(subject).or_insert(entry);
@@ -158,16 +214,27 @@ impl<S: StateStore + Send> StateStore for WriteBackCache<S> {
             let Some(e) = entries.get_mut(subject) else {
                 continue;
             };
+            e.used = round;
             // Version 0 is "never saved": absent, as the port says.
             if e.version == 0 {
                 continue;
             }
-            let Some(state) = e.state.take() else {
-                return Err(StateError::Backend {
-                    store: "write-back cache".to_owned(),
-                    message: format!("subject {subject} is already lent to another commit"),
-                    source: None,
-                });
+            let state = match std::mem::replace(&mut e.slot, Slot::Lent) {
+                Slot::Hot(state) => state,
+                Slot::Packed(bytes) => match unpack(subject, &bytes) {
+                    Ok(state) => state,
+                    Err(err) => {
+                        e.slot = Slot::Packed(bytes);
+                        return Err(err);
+                    }
+                },
+                Slot::Lent => {
+                    return Err(StateError::Backend {
+                        store: "write-back cache".to_owned(),
+                        message: format!("subject {subject} is already lent to another commit"),
+                        source: None,
+                    })
+                }
             };
             lent.insert(
                 subject.clone(),
@@ -185,12 +252,13 @@ impl<S: StateStore + Send> StateStore for WriteBackCache<S> {
         state: &SubjectState,
         expected_version: u64,
     ) -> Result<SaveOutcome, StateError> {
+        let round = self.round();
         let mut entries = self.lock();
         let current = entries.get(&state.subject).map_or(0, |e| e.version);
         if current != expected_version {
             return Ok(SaveOutcome::Conflict);
         }
-        put(&mut entries, state.clone(), current + 1);
+        put(&mut entries, state.clone(), current + 1, round);
         Ok(SaveOutcome::Saved {
             version: current + 1,
         })
@@ -200,6 +268,7 @@ impl<S: StateStore + Send> StateStore for WriteBackCache<S> {
         &self,
         items: Vec<(SubjectState, u64)>,
     ) -> Result<Vec<SaveOutcome>, StateError> {
+        let round = self.round();
         let mut entries = self.lock();
         Ok(items
             .into_iter()
@@ -208,7 +277,7 @@ impl<S: StateStore + Send> StateStore for WriteBackCache<S> {
                 if current != expected_version {
                     return SaveOutcome::Conflict;
                 }
-                put(&mut entries, state, current + 1);
+                put(&mut entries, state, current + 1, round);
                 SaveOutcome::Saved {
                     version: current + 1,
                 }
@@ -217,36 +286,48 @@ impl<S: StateStore + Send> StateStore for WriteBackCache<S> {
     }
 
     fn give_back(&self, states: Vec<Versioned>) {
+        let round = self.round();
         let mut entries = self.lock();
         for Versioned { state, version } in states {
             if let Some(e) = entries.get_mut(&state.subject) {
-                if e.version == version && e.state.is_none() {
-                    e.state = Some(state);
+                if e.version == version && matches!(e.slot, Slot::Lent) {
+                    e.slot = Slot::Hot(state);
+                    e.used = round;
                 }
             }
         }
     }
 }
 
-fn put(entries: &mut HashMap<String, Entry>, state: SubjectState, version: u64) {
+fn put(entries: &mut HashMap<String, Entry>, state: SubjectState, version: u64, round: u64) {
     match entries.get_mut(&state.subject) {
         Some(e) => {
-            e.state = Some(state);
+            e.slot = Slot::Hot(state);
             e.version = version;
             e.dirty = true;
+            e.used = round;
         }
         None => {
             entries.insert(
                 state.subject.clone(),
                 Entry {
-                    state: Some(state),
+                    slot: Slot::Hot(state),
                     version,
                     inner_version: 0,
                     dirty: true,
+                    used: round,
                 },
             );
         }
     }
+}
+
+fn unpack(subject: &str, bytes: &[u8]) -> Result<SubjectState, StateError> {
+    compact::unpack(bytes).map_err(|message| StateError::Backend {
+        store: "write-back cache".to_owned(),
+        message: format!("packed state of subject {subject} is unreadable: {message}"),
+        source: None,
+    })
 }
 
 #[cfg(test)]
@@ -333,5 +414,45 @@ mod lending {
         let again = cache.load(&[a.to_owned(), b.to_owned()]).await.unwrap();
         assert_eq!((again[a].state.first_seen_ms, again[a].version), (1, 2));
         assert_eq!(again[b].version, 1);
+    }
+}
+
+#[cfg(test)]
+mod packing {
+    use super::*;
+    use crate::state::test_states::state_seen_at;
+    use crate::state::MemoryStateStore;
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn idle_states_are_packed_and_come_back_equal_and_still_dirty() {
+        let cache = WriteBackCache::new(MemoryStateStore::new());
+        let (busy, idle) = ("AKIABUSYBUSYBUSYBUSY", "AKIAIDLEIDLEIDLEIDLE");
+        let idle_state = state_seen_at(idle, 1_000);
+        cache.save(&state_seen_at(busy, 1_000), 0).await.unwrap();
+        cache.save(&idle_state, 0).await.unwrap();
+        cache.pack_idle(0);
+        // Only `busy` is used in the next round: `idle` is packed at its end.
+        let lent = cache.load(&[busy.to_owned()]).await.unwrap();
+        cache.give_back(lent.into_values().collect());
+        cache.pack_idle(0);
+        {
+            let entries = cache.lock();
+            assert!(matches!(entries[idle].slot, Slot::Packed(_)));
+            assert!(matches!(entries[busy].slot, Slot::Hot(_)));
+        }
+        let loaded = cache.load(&[idle.to_owned()]).await.unwrap();
+        assert_eq!(
+            (&loaded[idle].state, loaded[idle].version),
+            (&idle_state, 1)
+        );
+        cache.give_back(loaded.into_values().collect());
+        cache.pack_idle(0);
+        cache.pack_idle(0);
+        assert_eq!(
+            cache.flush().await.unwrap(),
+            2,
+            "packing writes nothing back"
+        );
+        assert_eq!(cache.inner().snapshot(idle).unwrap().state, idle_state);
     }
 }

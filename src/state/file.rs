@@ -25,6 +25,8 @@ const SUBJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("subjects");
 
 const VERSION_BYTES: usize = std::mem::size_of::<u64>();
 
+const REDB_CACHE_BYTES: usize = 16 << 20;
+
 pub struct FileStateStore {
     db: Database,
     path: PathBuf,
@@ -50,7 +52,12 @@ impl FileStateStore {
                 )
             })?;
         }
-        let db = Database::create(path).map_err(|e| {
+        // redb's page cache defaults to 1 GiB; the CLI keeps its subjects in memory
+        // itself (the write-back cache) and mostly writes, so a small cache does.
+        let db = redb::Builder::new()
+            .set_cache_size(REDB_CACHE_BYTES)
+            .create(path)
+            .map_err(|e| {
             let message = match e {
                 DatabaseError::DatabaseAlreadyOpen => {
                     format!("state file {} is in use by another geotrail process", path.display())

@@ -105,6 +105,7 @@ pub trait StateStore: Sync {
 }
 
 pub mod cache;
+pub mod compact;
 
 /// States for the stores' tests.
 #[cfg(test)]
