@@ -810,13 +810,7 @@ mod tests {
     fn frame(data: &[u8], step: usize) -> Vec<String> {
         let mut seen = Vec::new();
         let mut on_record = |r: Result<Event<'_>, RecordError>| seen.push(format!("{r:?}"));
-        let mut framer = Framer::new(
-            Vec::new(),
-            0,
-            Drip { data, step },
-            u64::MAX,
-            &mut on_record,
-        );
+        let mut framer = Framer::new(Vec::new(), 0, Drip { data, step }, u64::MAX, &mut on_record);
         let result = framer.run().map(|stats| {
             format!(
                 "records={} bad={} bytes={} array={} line={} digest={}",

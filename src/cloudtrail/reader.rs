@@ -1005,7 +1005,11 @@ mod tests {
                     let outcome = read_with(&bytes, &options);
                     let summary = ok_summary(&case, &outcome);
                     assert_eq!(
-                        (summary.records, summary.bad_records, summary.oversized_records),
+                        (
+                            summary.records,
+                            summary.bad_records,
+                            summary.oversized_records
+                        ),
                         (3, 1, 1),
                         "case {case}"
                     );
@@ -1090,7 +1094,9 @@ mod tests {
         let mut input: Box<dyn Read + Send> = Box::new(io::Cursor::new(gzip(head.as_bytes())));
         for &(byte, mib) in parts {
             let mut encoder = GzEncoder::new(Vec::new(), Compression::best());
-            encoder.write_all(&vec![byte; 1 << 20]).expect("write to memory");
+            encoder
+                .write_all(&vec![byte; 1 << 20])
+                .expect("write to memory");
             let member = encoder.finish().expect("write to memory");
             input = Box::new(input.chain(Repeated {
                 unit: member,
