@@ -570,6 +570,7 @@ async fn a_malformed_object_is_named_and_the_other_objects_of_the_event_are_proc
             &[&good_1, &truncated, &bomb, &good_2],
         ))
         .await;
+    let report_metrics = report.metrics.clone();
     let response = report
         .into_response()
         .expect("malformed objects are not retried");
@@ -598,6 +599,17 @@ async fn a_malformed_object_is_named_and_the_other_objects_of_the_event_are_proc
             o.faults
         );
     }
+    let o = outcome(&objects, &bomb);
+    let error = o.error.as_deref().unwrap_or_default();
+    assert!(o.too_large, "{o:#?}");
+    assert!(
+        error.starts_with(&format!(
+            "s3://{}/{bomb} decodes to more than 1 MiB",
+            stack.bucket
+        )) && error.contains("GEOTRAIL_MAX_OBJECT_MIB=1"),
+        "{error}"
+    );
+    assert_eq!(report_metrics.objects_too_large, 1);
     assert_eq!(
         receive(&stack.sqs, &stack.raw_queue, 2, Duration::from_secs(10))
             .await

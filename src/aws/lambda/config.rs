@@ -21,6 +21,8 @@ pub const MAX_OBJECT_MIB: &str = "GEOTRAIL_MAX_OBJECT_MIB";
 pub const STATE_TTL_DAYS: &str = "GEOTRAIL_STATE_TTL_DAYS";
 /// Set by Lambda; the dimension of the function's metrics.
 pub const FUNCTION_NAME: &str = "AWS_LAMBDA_FUNCTION_NAME";
+/// Set by Lambda: the function's memory in MB, which the object limit is derived from.
+pub const MEMORY_SIZE: &str = "AWS_LAMBDA_FUNCTION_MEMORY_SIZE";
 
 pub const SUBJECT: &str = "GEOTRAIL_SUBJECT";
 pub const MIN_DISTANCE_KM: &str = "GEOTRAIL_MIN_DISTANCE_KM";
@@ -34,10 +36,14 @@ pub const FORGET_AFTER_DAYS: &str = "GEOTRAIL_FORGET_AFTER_DAYS";
 pub const DEDUP_MINUTES: &str = "GEOTRAIL_DEDUP_MINUTES";
 pub const FUTURE_TOLERANCE_MINUTES: &str = "GEOTRAIL_FUTURE_TOLERANCE_MINUTES";
 
-/// The gzip-bomb guard when `GEOTRAIL_MAX_OBJECT_MIB` is unset: CloudTrail objects are
-/// a few MiB decompressed; 1 GiB is far past any real one and still fits in memory-free
-/// streaming time on a Lambda.
+/// The gzip-bomb guard when neither `GEOTRAIL_MAX_OBJECT_MIB` nor the function's memory
+/// is known (outside Lambda): CloudTrail objects are a few MiB decompressed.
 pub const DEFAULT_MAX_OBJECT_MIB: u64 = 1024;
+/// Function memory not available to objects: the runtime, the binary, and the GeoIP
+/// database's pages (DB-IP City Lite is ~104 MB, all of it touched in time).
+const RESERVED_MEMORY_MB: u64 = 192;
+/// The smallest derived object limit: a large hour of a busy account's logs.
+const MIN_DERIVED_OBJECT_MIB: u64 = 16;
 /// State kept this many days after a subject's last sighting beyond what detection still
 /// reads (history window, baseline memory), when `GEOTRAIL_STATE_TTL_DAYS` is unset: a
 /// margin for late-delivered logs.
@@ -89,6 +95,8 @@ pub struct LambdaConfig {
     pub geoip: PathBuf,
     pub geoip_asn: Option<PathBuf>,
     pub max_object_mib: u64,
+    /// Where `max_object_mib` came from, for the message that refuses an object.
+    pub max_object_origin: String,
     pub state_ttl_days: u32,
     /// The metrics' `FunctionName` dimension: Lambda's name for the function, or
     /// `geotrail` outside Lambda.
@@ -124,12 +132,25 @@ impl LambdaConfig {
             "the path of the GeoIP City database (.mmdb)",
         )?);
         let geoip_asn = get(GEOIP_ASN).map(PathBuf::from);
-        let max_object_mib = match get(MAX_OBJECT_MIB) {
-            None => DEFAULT_MAX_OBJECT_MIB,
-            Some(v) => parse::<u64>(MAX_OBJECT_MIB, &v, "a whole number of MiB, 1 or more")
-                .and_then(|n| {
-                    positive(MAX_OBJECT_MIB, &v, n, "a whole number of MiB, 1 or more")
-                })?,
+        let (max_object_mib, max_object_origin) = match (get(MAX_OBJECT_MIB), get(MEMORY_SIZE)) {
+            (Some(v), _) => {
+                let mib = parse::<u64>(MAX_OBJECT_MIB, &v, "a whole number of MiB, 1 or more")
+                    .and_then(|n| {
+                        positive(MAX_OBJECT_MIB, &v, n, "a whole number of MiB, 1 or more")
+                    })?;
+                (mib, format!("{MAX_OBJECT_MIB}={mib}"))
+            }
+            (None, Some(v)) => {
+                let mb = parse::<u64>(MEMORY_SIZE, &v, "the function's memory in MB")?;
+                (
+                    max_object_mib_for_memory(mb),
+                    format!("derived from {mb} MB of function memory; {MAX_OBJECT_MIB} sets it"),
+                )
+            }
+            (None, None) => (
+                DEFAULT_MAX_OBJECT_MIB,
+                format!("the default; {MAX_OBJECT_MIB} sets it"),
+            ),
         };
 
         let (settings, given) = policy_settings(&get)?;
@@ -172,6 +193,7 @@ impl LambdaConfig {
             geoip,
             geoip_asn,
             max_object_mib,
+            max_object_origin,
             state_ttl_days,
             function_name,
             settings,
@@ -185,6 +207,18 @@ impl LambdaConfig {
             ..ReadOptions::default()
         }
     }
+}
+
+/// The largest decoded object a function of `memory_mb` reads without running out of
+/// memory with [`OBJECTS_IN_FLIGHT`](super::OBJECTS_IN_FLIGHT) such objects at once.
+///
+/// Streaming keeps the bytes out of memory, but not what they turn into: a scan holds
+/// about 2/3 of a byte of sightings per decoded byte (66 MiB of heap for a 100 MiB
+/// object, measured; see the README's "Speed and memory"). Equal to the memory, as the
+/// limit once was by default, four such objects would need 2.6 times what there is.
+pub fn max_object_mib_for_memory(memory_mb: u64) -> u64 {
+    let per_object = memory_mb.saturating_sub(RESERVED_MEMORY_MB) / super::OBJECTS_IN_FLIGHT as u64;
+    (per_object * 3 / 2).max(MIN_DERIVED_OBJECT_MIB)
 }
 
 /// Sets one detection option from its variable's value.
@@ -361,6 +395,38 @@ mod tests {
     }
 
     #[test]
+    fn the_object_limit_follows_the_function_memory_unless_set() {
+        /// (case, variables, limit in MiB, what the origin says)
+        type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], u64, &'a str);
+        let cases: &[Case] = &[
+            ("outside Lambda", &[], 1024, "default"),
+            ("1024 MB", &[(MEMORY_SIZE, "1024")], 312, "1024 MB"),
+            ("256 MB", &[(MEMORY_SIZE, "256")], 24, "256 MB"),
+            ("128 MB", &[(MEMORY_SIZE, "128")], 16, "128 MB"),
+            ("10240 MB", &[(MEMORY_SIZE, "10240")], 3768, "10240 MB"),
+            (
+                "override",
+                &[(MEMORY_SIZE, "1024"), (MAX_OBJECT_MIB, "2048")],
+                2048,
+                "GEOTRAIL_MAX_OBJECT_MIB=2048",
+            ),
+        ];
+        for (case, vars, mib, origin) in cases {
+            let c = config(vars).unwrap_or_else(|e| panic!("case {case}: {e}"));
+            assert_eq!(c.max_object_mib, *mib, "case {case}");
+            assert!(
+                c.max_object_origin.contains(origin),
+                "case {case}: {}",
+                c.max_object_origin
+            );
+        }
+        for mb in [256, 1024, 1769, 10240] {
+            let objects = max_object_mib_for_memory(mb) * 2 / 3 * 4;
+            assert!(objects < mb, "{mb} MB: four objects' sightings fit");
+        }
+    }
+
+    #[test]
     fn each_missing_required_variable_is_named() {
         for (missing, _) in REQUIRED {
             let vars: HashMap<&str, &str> = REQUIRED
@@ -443,6 +509,7 @@ mod tests {
             (DEDUP_MINUTES, "1.5"),
             (MAX_OBJECT_MIB, "0"),
             (MAX_OBJECT_MIB, "1GiB"),
+            (MEMORY_SIZE, "1 GB"),
             (STATE_TTL_DAYS, "soon"),
         ];
         for (name, value) in cases {

@@ -24,6 +24,10 @@ pub struct InvocationMetrics {
     pub objects_failed: u64,
     /// Failed in a way a retry can fix: left for Lambda or SQS to redeliver.
     pub objects_retried: u64,
+    /// Refused past the decoded-size limit (also in `objects_failed`).
+    pub objects_too_large: u64,
+    /// Records refused for their size (the object is in `objects_failed`).
+    pub records_too_large: u64,
     pub events: u64,
     pub skipped: SkipCounts,
     pub findings: u64,
@@ -81,6 +85,8 @@ impl InvocationMetrics {
         put("ObjectsSkipped".into(), "Count", self.objects_skipped);
         put("ObjectsFailed".into(), "Count", self.objects_failed);
         put("ObjectsRetried".into(), "Count", self.objects_retried);
+        put("ObjectsTooLarge".into(), "Count", self.objects_too_large);
+        put("RecordsTooLarge".into(), "Count", self.records_too_large);
         put("Events".into(), "Count", self.events);
         put("Skipped".into(), "Count", self.skipped.total());
         for (reason, n) in self.skipped.iter() {

@@ -37,7 +37,7 @@ use self::event::{Decoded, Invocation, Notification, ObjectRef};
 use self::metrics::InvocationMetrics;
 use super::s3::{S3ObjectSource, S3SourceError};
 use super::{DynamoStateStore, SnsNotifier};
-use crate::cloudtrail::{self, ObjectSkip, ReadOptions};
+use crate::cloudtrail::{self, ObjectError, ObjectSkip, ReadOptions};
 use crate::detect::Policy;
 use crate::geo::{GeoCache, GeoDb};
 use crate::pipeline::{commit_scan, scan_object, ObjectScan, SkipCounts};
@@ -45,7 +45,7 @@ use crate::pipeline::{commit_scan, scan_object, ObjectScan, SkipCounts};
 /// Objects of one invocation read at once. Most of an object's time is waiting on S3,
 /// DynamoDB and SNS; a few in flight keep one vCPU busy without piling up memory (each
 /// holds one decoder's buffers and its sightings).
-const OBJECTS_IN_FLIGHT: usize = 4;
+pub(crate) const OBJECTS_IN_FLIGHT: usize = 4;
 /// Fault lines logged per object; the summary line counts them all.
 const MAX_FAULTS_LOGGED: usize = 10;
 
@@ -79,6 +79,8 @@ pub struct Handler {
     geo: Arc<GeoDb>,
     policy: Arc<Policy>,
     read_options: ReadOptions,
+    /// Where the decoded-size limit came from, for the message that refuses an object.
+    max_object_origin: String,
     function_name: String,
 }
 
@@ -101,6 +103,7 @@ impl Handler {
             geo,
             policy: Arc::new(config.policy.clone()),
             read_options: config.read_options(),
+            max_object_origin: config.max_object_origin.clone(),
             function_name: config.function_name.clone(),
         }
     }
@@ -259,7 +262,7 @@ impl Handler {
             // A panic in the scan is a bug that a retry would only repeat.
             Err(join) => return outcome.fail(&join, false),
         };
-        outcome.record_scan(&scan);
+        outcome.record_scan(&scan, &self.max_object_origin);
 
         match commit_scan(
             &scan,
@@ -307,6 +310,10 @@ fn metrics_of(objects: &[ObjectOutcome], started: Instant) -> InvocationMetrics 
         if o.retry() {
             m.objects_retried += 1;
         }
+        if o.too_large {
+            m.objects_too_large += 1;
+        }
+        m.records_too_large += o.records_too_large;
         m.events += o.events;
         m.skipped.merge(&o.skipped);
         m.findings += o.findings.len() as u64;
@@ -348,6 +355,12 @@ pub struct ObjectOutcome {
     /// Ids of the findings this processing published.
     pub findings: Vec<String>,
     pub conflicts: u64,
+    /// Decoded past the object limit: refused from there on.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub too_large: bool,
+    /// Records over the record limit, refused unread.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub records_too_large: u64,
     /// Faults in the object's bytes, each naming the object.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub faults: Vec<String>,
@@ -372,6 +385,8 @@ impl ObjectOutcome {
             skipped: SkipCounts::default(),
             findings: Vec::new(),
             conflicts: 0,
+            too_large: false,
+            records_too_large: 0,
             faults: Vec::new(),
             error: None,
             duration_ms: 0,
@@ -396,7 +411,7 @@ impl ObjectOutcome {
         self.status = ObjectStatus::Failed { retry };
     }
 
-    fn record_scan(&mut self, scan: &ObjectScan) {
+    fn record_scan(&mut self, scan: &ObjectScan, max_object_origin: &str) {
         self.events = scan.events;
         self.sightings = scan.sighting_count() as u64;
         self.subjects = scan.subjects.len() as u64;
@@ -407,6 +422,18 @@ impl ObjectOutcome {
         if scan.has_faults() {
             self.faults = scan.fault_messages();
             self.status = ObjectStatus::Malformed;
+        }
+        self.records_too_large = scan.summary.as_ref().map_or(0, |s| s.oversized_records);
+        if let Some(ObjectError::TooLarge { limit }) = &scan.error {
+            // Refused, not failed for a retry: the same bytes would be refused again.
+            self.too_large = true;
+            self.error = Some(format!(
+                "{} decodes to more than {} MiB, the object limit ({max_object_origin}): \
+                 refused after its first {} events",
+                self.object,
+                limit >> 20,
+                scan.events
+            ));
         }
     }
 
@@ -469,6 +496,10 @@ impl ObjectOutcome {
             ),
         }
     }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// `err: cause: cause`, as `{:#}` would with anyhow.
@@ -647,7 +678,11 @@ mod tests {
                     reason: "object_deleted",
                 },
             ),
-            outcome("c", ObjectStatus::Malformed),
+            ObjectOutcome {
+                too_large: true,
+                records_too_large: 3,
+                ..outcome("c", ObjectStatus::Malformed)
+            },
             outcome("d", ObjectStatus::Failed { retry: true }),
         ];
         let m = metrics_of(&objects, Instant::now());
@@ -663,5 +698,6 @@ mod tests {
             ),
             (4, 1, 2, 1, 10, 1, 2)
         );
+        assert_eq!((m.objects_too_large, m.records_too_large), (1, 3));
     }
 }
