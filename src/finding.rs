@@ -45,6 +45,12 @@ pub enum Rule {
     ImpossibleTravel,
     /// A record stamped after its log object was written: forged, or a broken clock.
     FutureEventTime,
+    /// An API call from a city the account has not seen making it.
+    UnusualCityForCommand,
+    /// An error code the account has not seen returned.
+    UnusualErrorCode,
+    /// A successful call signed with a long-term IAM user key (`AKIA...`).
+    LongTermAccessKeyAuth,
 }
 
 impl Rule {
@@ -52,7 +58,60 @@ impl Rule {
         match self {
             Rule::ImpossibleTravel => "impossible_travel",
             Rule::FutureEventTime => "future_event_time",
+            Rule::UnusualCityForCommand => "unusual_city_for_command",
+            Rule::UnusualErrorCode => "unusual_error_code",
+            Rule::LongTermAccessKeyAuth => "long_term_access_key_auth",
         }
+    }
+
+    /// Every rule, in the order `geotrail rules` lists them.
+    pub const ALL: [Rule; 5] = [
+        Rule::ImpossibleTravel,
+        Rule::UnusualCityForCommand,
+        Rule::UnusualErrorCode,
+        Rule::LongTermAccessKeyAuth,
+        Rule::FutureEventTime,
+    ];
+
+    pub fn parse(s: &str) -> Option<Rule> {
+        Rule::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+
+    /// The public rules this one answers to, for a finding's `references`.
+    pub fn references(self) -> &'static [&'static str] {
+        match self {
+            Rule::ImpossibleTravel => &[
+                "Datadog: User travel was impossible in AWS CloudTrail IAM log (fc6-4t7-vx9), with baseline user locations",
+            ],
+            Rule::FutureEventTime => &[],
+            Rule::UnusualCityForCommand => &[
+                "Elastic: Unusual City For an AWS Command (machine learning job rare_method_for_a_city)",
+            ],
+            Rule::UnusualErrorCode => &[
+                "Elastic: Unusual error in a CloudTrail message (machine learning job rare_error_code)",
+            ],
+            Rule::LongTermAccessKeyAuth => &[
+                "Panther: AWS.CloudTrail.UserAccessKeyAuth",
+                "Elastic: AWS long-term access key first seen from source IP",
+            ],
+        }
+    }
+}
+
+impl std::str::FromStr for Severity {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Severity, String> {
+        [
+            Severity::Info,
+            Severity::Low,
+            Severity::Medium,
+            Severity::High,
+            Severity::Critical,
+        ]
+        .into_iter()
+        .find(|v| v.as_str() == s.to_ascii_lowercase())
+        .ok_or_else(|| format!("unknown severity {s:?}: one of info, low, medium, high, critical"))
     }
 }
 
@@ -184,6 +243,142 @@ pub struct FutureEvent {
     pub source_ip_address: String,
 }
 
+/// One call a rarity finding lists.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallRef {
+    pub event_id: String,
+    /// RFC 3339, UTC.
+    pub event_time: String,
+    pub event_name: String,
+    pub event_source: String,
+    pub aws_region: String,
+    pub source_ip_address: String,
+    /// "Sydney, Australia", when the address was placed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub place: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+}
+
+/// Where a city is, as the GeoIP database placed the caller.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlaceRef {
+    /// "Sydney, Australia".
+    pub name: String,
+    pub city: Option<String>,
+    pub subdivision: Option<String>,
+    pub country: Option<String>,
+    pub country_code: Option<String>,
+    pub latitude: f64,
+    pub longitude: f64,
+    pub accuracy_radius_km: Option<u16>,
+    pub asn: Option<u32>,
+    pub as_org: Option<String>,
+}
+
+impl PlaceRef {
+    pub fn from_location(location: &Location) -> PlaceRef {
+        PlaceRef {
+            name: location.display_name(),
+            city: location.city.clone(),
+            subdivision: location.subdivision.clone(),
+            country: location.country.clone(),
+            country_code: location.country_code.clone(),
+            latitude: location.latitude,
+            longitude: location.longitude,
+            accuracy_radius_km: location.accuracy_radius_km,
+            asn: location.asn,
+            as_org: location.as_org.clone(),
+        }
+    }
+}
+
+/// How often something was seen from one place within the lookback.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlaceCount {
+    pub place: String,
+    pub count: u64,
+    /// The earliest sighting still within the lookback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_seen: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seen: Option<String>,
+}
+
+/// The evidence for one call that was unusual from the finding's city.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandEvidence {
+    pub event_source: String,
+    pub event_name: String,
+    /// Calls of this API from the city in this finding's events.
+    pub calls_from_city: u64,
+    /// Calls of this API from the city before the first of them, within the lookback.
+    pub seen_from_city_before: u64,
+    /// Calls of this API in the account from anywhere, within the lookback.
+    pub seen_in_account: u64,
+    /// The earliest call of this API in the account still within the lookback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_seen_in_account: Option<String>,
+    /// The cities this API is usually called from, most calls first.
+    pub usual_places: Vec<PlaceCount>,
+}
+
+/// `unusual_city_for_command`: calls a principal made from a city the account has not
+/// seen making them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UnusualCityForCommand {
+    pub place: PlaceRef,
+    pub commands: Vec<CommandEvidence>,
+    /// The unusual calls, in event time (the first few).
+    pub calls: Vec<CallRef>,
+    pub lookback_days: i64,
+    pub min_seen: u32,
+}
+
+/// `unusual_error_code`: an error code the account has not seen returned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnusualErrorCode {
+    pub error_code: String,
+    /// The calls that got it, in event time (the first few).
+    pub calls: Vec<CallRef>,
+    /// Returned before the first of these calls, within the lookback.
+    pub seen_before: u64,
+    /// Days within the lookback on which it was returned (a cadence: weekly jobs).
+    pub days_seen: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_seen: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seen: Option<String>,
+    pub lookback_days: i64,
+    pub min_seen: u32,
+}
+
+/// `long_term_access_key_auth`: a successful call signed with a long-term key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LongTermAccessKeyAuth {
+    pub access_key_id: String,
+    pub source_ip_address: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub place: Option<String>,
+    /// The key was not used from this address within `new_address_days` before.
+    pub new_address: bool,
+    pub new_address_days: i64,
+    /// The last use of the key from this address before this window, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address_last_seen: Option<String>,
+    /// Other addresses the key was used from within `new_address_days` (the first few).
+    pub known_addresses: Vec<String>,
+    /// The first call of the key from this address in the dedup window.
+    pub calls: Vec<CallRef>,
+    /// Calls of the key from this address in the window, as far as this object shows.
+    pub calls_in_window: u64,
+    pub dedup_minutes: i64,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Finding {
     pub finding_id: String,
@@ -201,6 +396,15 @@ pub struct Finding {
     pub impossible_travel: Option<ImpossibleTravel>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub future_event_time: Option<FutureEventTime>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unusual_city_for_command: Option<UnusualCityForCommand>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unusual_error_code: Option<UnusualErrorCode>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub long_term_access_key_auth: Option<LongTermAccessKeyAuth>,
+    /// The public rules this finding's rule answers to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub references: Vec<String>,
     pub geoip: GeoDbInfo,
     /// The log object whose event raised the finding (`s3://bucket/key` or a path).
     pub source_object: String,

@@ -33,11 +33,13 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Read;
 
 use crate::cloudtrail::{self, Event, ObjectError, ObjectSummary, ReadOptions, RecordError};
+use crate::detect::rarity::{self, RuleBatch, RuleEvent};
+use crate::detect::tally::{Tally, TallyKey};
 use crate::detect::{
     future_time_finding, Effect, FindingContext, FutureRecords, Point, Policy, Sighting,
     SubjectKind, SubjectState,
 };
-use crate::finding::{Finding, FutureEvent, UserIdentitySummary};
+use crate::finding::{Finding, FutureEvent, Rule, UserIdentitySummary};
 use crate::geo::{classify_source, GeoCache, GeoDbInfo};
 use crate::notify::{Notifier, NotifyError};
 use crate::state::{SaveOutcome, StateError, StateStore, Versioned};
@@ -111,6 +113,8 @@ pub struct ObjectScan {
     pub skipped: SkipCounts,
     /// Sorted by subject.
     pub subjects: Vec<SubjectSightings>,
+    /// What the account-level rules read from the object.
+    pub rules: RuleBatch,
     /// The first few bad records; `bad_records` counts them all.
     pub record_errors: Vec<RecordError>,
     pub bad_records: u64,
@@ -183,6 +187,7 @@ pub fn scan_object<R: Read + Send>(
         events: 0,
         skipped: SkipCounts::default(),
         subjects: Vec::new(),
+        rules: RuleBatch::default(),
         record_errors: Vec::new(),
         bad_records: 0,
         error: None,
@@ -206,6 +211,7 @@ pub fn scan_object<R: Read + Send>(
                 geo,
                 policy,
                 &mut by_subject,
+                &mut scan.rules,
                 &mut names,
             );
             if let Err(reason) = collected {
@@ -240,22 +246,29 @@ pub fn scan_object<R: Read + Send>(
     scan
 }
 
-/// Turns one event into a sighting of its subject, or says why not.
+/// Turns one event into a sighting of its subject, or says why not, and hands it to the
+/// account-level rules.
 fn collect(
     event: &Event<'_>,
     not_after_ms: i64,
     geo: &mut GeoCache<'_>,
     policy: &Policy,
     by_subject: &mut HashMap<String, SubjectSightings>,
+    rules: &mut RuleBatch,
     names: &mut Interner,
 ) -> Result<(), &'static str> {
     let identity = event.user_identity.as_ref().ok_or("no_user_identity")?;
     let subject = match policy.subject {
         SubjectKind::AccessKey => identity.access_key_id.as_deref().filter(|k| !k.is_empty()),
         SubjectKind::Principal => principal_of(event),
+    };
+    // No access key id or ARN has a '#', and tally items are keyed with one: a forged
+    // subject must not name a tally.
+    if subject.is_some_and(|s| s.contains('#')) {
+        return Err("invalid_subject");
     }
-    .ok_or("no_subject")?;
     if event.event_time_ms > not_after_ms {
+        let subject = subject.ok_or("no_subject")?;
         // Before the address is looked at: a forged record need not carry a real one.
         let entry = by_subject
             .entry(subject.to_owned())
@@ -277,9 +290,36 @@ fn collect(
         );
         return Err("future_time");
     }
-    let ip = classify_source(event.source_ip_address.as_deref().unwrap_or(""))
-        .map_err(|skip| skip.as_str())?;
-    let location = match geo.lookup(ip) {
+    let source_ip = event.source_ip_address.as_deref().unwrap_or("");
+    let ip = classify_source(source_ip);
+    let travel = policy.rules.enabled.contains(Rule::ImpossibleTravel) && subject.is_some();
+    let tallied = policy.rules.enabled.any_tallied();
+    let looked_up = match &ip {
+        Ok(ip) if travel || tallied => Some(geo.lookup(*ip)),
+        _ => None,
+    };
+    if tallied {
+        let location = match &looked_up {
+            Some(Ok(Some(l))) => Some(l),
+            _ => None,
+        };
+        add_to_rules(
+            event,
+            identity,
+            source_ip,
+            ip.as_ref().ok().copied(),
+            location,
+            policy,
+            rules,
+        );
+    }
+    let subject = subject.ok_or("no_subject")?;
+    if !travel {
+        // Only what the subject path would have judged is counted as skipped by it.
+        return Ok(());
+    }
+    let ip = ip.map_err(|skip| skip.as_str())?;
+    let location = match looked_up.expect("looked up whenever travel is judged") {
         Ok(Some(location)) => location,
         Ok(None) => return Err("not_in_geoip"),
         Err(_) => return Err("geoip_error"),
@@ -327,6 +367,54 @@ fn collect(
     };
     entry.sightings.push(Sighting::from_point(point, location));
     Ok(())
+}
+
+/// Hands one trusted event to the account-level rules.
+fn add_to_rules(
+    event: &Event<'_>,
+    identity: &crate::cloudtrail::UserIdentity<'_>,
+    source_ip: &str,
+    ip: Option<std::net::IpAddr>,
+    location: Option<&std::sync::Arc<crate::geo::Location>>,
+    policy: &Policy,
+    rules: &mut RuleBatch,
+) {
+    let Some(account) = event
+        .recipient_account_id
+        .as_deref()
+        .or(identity.account_id.as_deref())
+        .filter(|a| !a.is_empty())
+    else {
+        return;
+    };
+    let principal = identity
+        .arn
+        .as_deref()
+        .or(identity.invoked_by.as_deref())
+        .or(identity.access_key_id.as_deref())
+        .or(identity.principal_id.as_deref())
+        .filter(|p| !p.is_empty())
+        .unwrap_or("unknown");
+    fn text<'a>(v: &'a Option<std::borrow::Cow<'_, str>>) -> &'a str {
+        v.as_deref().unwrap_or("")
+    }
+    let e = RuleEvent {
+        t: event.event_time_ms,
+        id: text(&event.event_id),
+        name: text(&event.event_name),
+        source: text(&event.event_source),
+        region: text(&event.aws_region),
+        source_ip,
+        ip,
+        account,
+        principal,
+        access_key_id: identity.access_key_id.as_deref().filter(|k| !k.is_empty()),
+        location,
+        error_code: event.error_code.as_deref(),
+        error_message: event.error_message.as_deref(),
+        user_agent: event.user_agent.as_deref(),
+    };
+    rules.add(&e, &policy.rules, || identity_summary(event));
 }
 
 /// One shared copy of each event name, service and region seen in an object.
@@ -416,6 +504,8 @@ pub struct CommitReport {
     pub findings: Vec<Finding>,
     pub subjects: usize,
     pub subjects_saved: usize,
+    /// Account-level tallies written.
+    pub tallies_saved: usize,
     /// Saves that lost a race and were redone.
     pub conflicts: u64,
     /// Sightings older than a subject's history window.
@@ -437,7 +527,7 @@ pub async fn commit_scan<S: StateStore + Sync, N: Notifier + Sync>(
         subjects: scan.subjects.len(),
         ..CommitReport::default()
     };
-    if scan.subjects.is_empty() {
+    if scan.subjects.is_empty() && scan.rules.is_empty() {
         return Ok(report);
     }
     let state_err = |source| PipelineError::State {
@@ -454,7 +544,11 @@ pub async fn commit_scan<S: StateStore + Sync, N: Notifier + Sync>(
     // (covered, stale) per subject, from the attempt that was saved.
     let mut effects: HashMap<&str, (u64, u64)> = HashMap::new();
 
+    let mut settled = pending.is_empty();
     for _attempt in 1..=MAX_SAVE_ATTEMPTS {
+        if settled {
+            break;
+        }
         let mut loaded = store.load(&pending).await.map_err(state_err)?;
         let mut to_save: Vec<(SubjectState, u64)> = Vec::new();
         let mut unchanged: Vec<Versioned> = Vec::new();
@@ -540,11 +634,93 @@ pub async fn commit_scan<S: StateStore + Sync, N: Notifier + Sync>(
         if pending.is_empty() {
             report.covered = effects.values().map(|c| c.0).sum();
             report.stale = effects.values().map(|c| c.1).sum();
-            return Ok(report);
+            settled = true;
         }
+    }
+    if !settled {
+        return Err(PipelineError::Contention {
+            object: scan.name.clone(),
+            subject: pending[0].clone(),
+        });
+    }
+    commit_tallies(
+        scan,
+        policy,
+        geoip,
+        store,
+        notifier,
+        &mut published,
+        &mut report,
+    )
+    .await?;
+    Ok(report)
+}
+
+/// The account-level rules' half of a commit, in the same order: load the tallies the
+/// object touches (batched), judge, publish, save each changed tally on its version. A
+/// lost race reloads every tally and judges again; tallies that did save carry the
+/// object's tag, so its events are not counted twice.
+async fn commit_tallies<S: StateStore + Sync, N: Notifier + Sync>(
+    scan: &ObjectScan,
+    policy: &Policy,
+    geoip: &GeoDbInfo,
+    store: &S,
+    notifier: &N,
+    published: &mut HashSet<String>,
+    report: &mut CommitReport,
+) -> Result<(), PipelineError> {
+    if scan.rules.is_empty() {
+        return Ok(());
+    }
+    let state_err = |source| PipelineError::State {
+        object: scan.name.clone(),
+        source,
+    };
+    let keys = scan.rules.tally_keys();
+    for _attempt in 1..=MAX_SAVE_ATTEMPTS {
+        let loaded = store.load_tallies(&keys).await.map_err(state_err)?;
+        let mut versions: HashMap<TallyKey, u64> = HashMap::with_capacity(loaded.len());
+        let mut tallies: HashMap<TallyKey, Tally> = HashMap::with_capacity(keys.len());
+        for (key, v) in loaded {
+            versions.insert(key.clone(), v.version);
+            tallies.insert(key, v.tally);
+        }
+        let before = tallies.clone();
+        let findings = rarity::judge(&scan.rules, &mut tallies, &policy.rules, geoip, &scan.name);
+        let fresh: Vec<Finding> = findings
+            .into_iter()
+            .filter(|f| !published.contains(&f.finding_id))
+            .collect();
+        if !fresh.is_empty() {
+            notifier
+                .publish(&fresh)
+                .await
+                .map_err(|source| PipelineError::Notify {
+                    object: scan.name.clone(),
+                    source,
+                })?;
+            published.extend(fresh.iter().map(|f| f.finding_id.clone()));
+            report.findings.extend(fresh);
+        }
+        let mut changed: Vec<(&Tally, u64)> = tallies
+            .iter()
+            .filter(|(k, t)| before.get(*k) != Some(*t))
+            .map(|(k, t)| (t, versions.get(k).copied().unwrap_or(0)))
+            .collect();
+        changed.sort_by_key(|(t, _)| t.key());
+        let outcomes = store.save_tallies(&changed).await.map_err(state_err)?;
+        let conflicts = outcomes
+            .iter()
+            .filter(|o| matches!(o, SaveOutcome::Conflict))
+            .count();
+        report.tallies_saved += outcomes.len() - conflicts;
+        if conflicts == 0 {
+            return Ok(());
+        }
+        report.conflicts += conflicts as u64;
     }
     Err(PipelineError::Contention {
         object: scan.name.clone(),
-        subject: pending[0].clone(),
+        subject: "the account-level tallies".to_owned(),
     })
 }

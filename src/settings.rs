@@ -4,7 +4,7 @@
 use clap::{Args, ValueEnum};
 
 use crate::detect::policy_units::{DAY_MS, HOUR_MS, MINUTE_MS};
-use crate::detect::{BaselinePolicy, Policy, PolicyError, SubjectKind};
+use crate::detect::{BaselinePolicy, Policy, PolicyError, RulePolicy, RuleSet, SubjectKind};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum SubjectArg {
@@ -95,6 +95,68 @@ pub struct PolicySettings {
         value_name = "MINUTES"
     )]
     pub future_tolerance_minutes: u32,
+    /// The rules to run, comma-separated ids or `all` (see `geotrail rules`).
+    #[arg(
+        long,
+        default_value = "all",
+        env = "GEOTRAIL_RULES",
+        value_name = "IDS"
+    )]
+    pub rules: String,
+    /// unusual_city_for_command, unusual_error_code, and the new-address judgement of
+    /// long_term_access_key_auth stay silent this many hours after an account's first
+    /// event (0 to 720).
+    #[arg(
+        long,
+        default_value_t = 48,
+        env = "GEOTRAIL_RARE_LEARNING_HOURS",
+        value_name = "HOURS"
+    )]
+    pub rare_learning_hours: u32,
+    /// How many days back "seen before" looks for the rarity rules (1 to 366).
+    #[arg(
+        long,
+        default_value_t = 30,
+        env = "GEOTRAIL_RARE_LOOKBACK_DAYS",
+        value_name = "DAYS"
+    )]
+    pub rare_lookback_days: u32,
+    /// A call from a city, or an error code, seen fewer times than this within the
+    /// lookback is rare (1 to 16).
+    #[arg(
+        long,
+        default_value_t = 1,
+        env = "GEOTRAIL_RARE_MIN_SEEN",
+        value_name = "N"
+    )]
+    pub rare_min_seen: u32,
+    /// Rare calls of one principal from one city, or with one error code, within this
+    /// many minutes are one finding.
+    #[arg(
+        long,
+        default_value_t = 60,
+        env = "GEOTRAIL_RARE_GROUP_MINUTES",
+        value_name = "MINUTES"
+    )]
+    pub rare_group_minutes: u32,
+    /// One long_term_access_key_auth finding per key and source address per this many
+    /// minutes (Panther's dedup period).
+    #[arg(
+        long,
+        default_value_t = 60,
+        env = "GEOTRAIL_KEY_AUTH_DEDUP_MINUTES",
+        value_name = "MINUTES"
+    )]
+    pub key_auth_dedup_minutes: u32,
+    /// A long-term key's source address is new when the key was not used from it this
+    /// many days before.
+    #[arg(
+        long,
+        default_value_t = 10,
+        env = "GEOTRAIL_NEW_ADDRESS_DAYS",
+        value_name = "DAYS"
+    )]
+    pub new_address_days: u32,
 }
 
 impl Default for PolicySettings {
@@ -111,6 +173,13 @@ impl Default for PolicySettings {
             forget_after_days: 30,
             dedup_minutes: 60,
             future_tolerance_minutes: 60,
+            rules: "all".to_owned(),
+            rare_learning_hours: 48,
+            rare_lookback_days: 30,
+            rare_min_seen: 1,
+            rare_group_minutes: 60,
+            key_auth_dedup_minutes: 60,
+            new_address_days: 10,
         }
     }
 }
@@ -135,6 +204,19 @@ impl PolicySettings {
                 forget_after_ms: i64::from(self.forget_after_days) * DAY_MS,
             }),
             dedup_window_ms: i64::from(self.dedup_minutes) * MINUTE_MS,
+            rules: RulePolicy {
+                enabled: RuleSet::parse(&self.rules).map_err(|e| PolicyError::OutOfRange {
+                    name: "rules",
+                    expected: "comma-separated rule ids or all",
+                    value: e,
+                })?,
+                learning_ms: i64::from(self.rare_learning_hours) * HOUR_MS,
+                lookback_days: i64::from(self.rare_lookback_days),
+                min_seen: self.rare_min_seen,
+                group_window_ms: i64::from(self.rare_group_minutes) * MINUTE_MS,
+                key_auth_window_ms: i64::from(self.key_auth_dedup_minutes) * MINUTE_MS,
+                new_address_days: i64::from(self.new_address_days),
+            },
         };
         if !self.learning_hours.is_finite() {
             return Err(PolicyError::OutOfRange {

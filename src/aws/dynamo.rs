@@ -29,8 +29,9 @@ use futures_util::{StreamExt, TryStreamExt};
 use serde::de::Error as _;
 
 use super::backoff::Backoff;
+use crate::detect::tally::{Tally, TallyKey};
 use crate::detect::SubjectState;
-use crate::state::{SaveOutcome, StateError, StateStore, Versioned};
+use crate::state::{SaveOutcome, StateError, StateStore, Versioned, VersionedTally};
 
 /// BatchGetItem takes at most 100 keys per call.
 pub const BATCH_GET_MAX_KEYS: usize = 100;
@@ -48,6 +49,8 @@ const PARALLEL_WRITES: usize = 16;
 const PK: &str = "pk";
 const VERSION: &str = "version";
 const STATE: &str = "state";
+/// The attribute of a tally item holding its JSON (a subject item has `state`).
+const TALLY: &str = "tally";
 const EXPIRES_AT: &str = "expires_at";
 const UPDATED_AT: &str = "updated_at";
 
@@ -288,6 +291,147 @@ impl StateStore for DynamoStateStore {
             .try_collect()
             .await
     }
+
+    /// The same batched reads as subjects: ceil(n / 100) BatchGetItem calls for n keys.
+    async fn load_tallies(
+        &self,
+        keys: &[TallyKey],
+    ) -> Result<HashMap<TallyKey, VersionedTally>, StateError> {
+        let mut by_item: HashMap<String, TallyKey> =
+            keys.iter().map(|k| (k.item_key(), k.clone())).collect();
+        let unique: Vec<String> = by_item.keys().cloned().collect();
+        let chunks: Vec<Vec<String>> = unique
+            .chunks(BATCH_GET_MAX_KEYS)
+            .map(<[String]>::to_vec)
+            .collect();
+        let pages: Vec<Vec<Item>> = futures_util::stream::iter(chunks)
+            .map(|chunk| self.load_chunk(chunk))
+            .buffer_unordered(PARALLEL_BATCHES)
+            .try_collect()
+            .await?;
+        let mut loaded = HashMap::with_capacity(unique.len());
+        for item in pages.into_iter().flatten() {
+            let (item_key, versioned) = parse_tally_item(&item)?;
+            if let Some(key) = by_item.remove(&item_key) {
+                loaded.insert(key, versioned);
+            }
+        }
+        Ok(loaded)
+    }
+
+    /// One conditional PutItem per tally, several in flight.
+    async fn save_tallies(&self, items: &[(&Tally, u64)]) -> Result<Vec<SaveOutcome>, StateError> {
+        let saves: Vec<_> = items
+            .iter()
+            .map(|(tally, version)| self.save_tally(tally, *version))
+            .collect();
+        futures_util::stream::iter(saves)
+            .buffered(PARALLEL_WRITES)
+            .try_collect()
+            .await
+    }
+}
+
+impl DynamoStateStore {
+    async fn save_tally(
+        &self,
+        tally: &Tally,
+        expected_version: u64,
+    ) -> Result<SaveOutcome, StateError> {
+        let key = tally.item_key();
+        let now = epoch_seconds_now();
+        // Like subjects, the TTL runs from the tally's latest event time.
+        let latest = if tally.latest_ms() == i64::MIN {
+            now
+        } else {
+            tally.latest_ms().div_euclid(1000)
+        };
+        let expires_at = latest.saturating_add(self.ttl_days.saturating_mul(86_400));
+        let new_version = expected_version.saturating_add(1);
+        let item: Item = HashMap::from([
+            (PK.to_owned(), AttributeValue::S(key.clone())),
+            (
+                VERSION.to_owned(),
+                AttributeValue::N(new_version.to_string()),
+            ),
+            (TALLY.to_owned(), AttributeValue::S(tally.to_json())),
+            (
+                EXPIRES_AT.to_owned(),
+                AttributeValue::N(expires_at.to_string()),
+            ),
+            (UPDATED_AT.to_owned(), AttributeValue::N(now.to_string())),
+        ]);
+        let bytes = item_size(&item);
+        if bytes > MAX_ITEM_BYTES {
+            return Err(StateError::TooLarge {
+                subject: key,
+                bytes,
+                limit: MAX_ITEM_BYTES,
+            });
+        }
+        let request = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item));
+        let request = if expected_version == 0 {
+            request
+                .condition_expression("attribute_not_exists(#pk)")
+                .expression_attribute_names("#pk", PK)
+        } else {
+            request
+                .condition_expression("#v = :expected")
+                .expression_attribute_names("#v", VERSION)
+                .expression_attribute_values(
+                    ":expected",
+                    AttributeValue::N(expected_version.to_string()),
+                )
+        };
+        match request.send().await {
+            Ok(_) => Ok(SaveOutcome::Saved {
+                version: new_version,
+            }),
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(SaveOutcome::Conflict)
+            }
+            Err(err) => Err(self.backend_error(
+                format!("PutItem of tally {key} (expected version {expected_version}) failed"),
+                err,
+            )),
+        }
+    }
+}
+
+fn parse_tally_item(item: &Item) -> Result<(String, VersionedTally), StateError> {
+    let key = match item.get(PK) {
+        Some(AttributeValue::S(pk)) => pk.clone(),
+        _ => "<item without a string pk>".to_owned(),
+    };
+    let corrupt = |message: String| StateError::CorruptTally {
+        key: key.clone(),
+        message,
+    };
+    let version = match item.get(VERSION) {
+        Some(AttributeValue::N(n)) => n
+            .parse::<u64>()
+            .map_err(|e| corrupt(format!("attribute {VERSION} {n:?} is not a version: {e}")))?,
+        _ => {
+            return Err(corrupt(format!(
+                "attribute {VERSION} is missing or not a number"
+            )))
+        }
+    };
+    let Some(AttributeValue::S(json)) = item.get(TALLY) else {
+        return Err(corrupt(format!(
+            "attribute {TALLY} is missing or not a string"
+        )));
+    };
+    let tally = Tally::from_json(&key, json.as_bytes()).map_err(corrupt)?;
+    Ok((key, VersionedTally { tally, version }))
 }
 
 /// What one BatchGetItem call returned, as the retry loop sees it.

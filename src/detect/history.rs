@@ -196,7 +196,7 @@ pub struct Transition {
 
 /// A finding already raised, so that replays and neighbouring pairs stay quiet. Marks of
 /// findings that are not about a place pair leave `a` and `b` empty.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AlertMark {
     pub id: String,
     pub a: String,
@@ -289,6 +289,10 @@ impl FindingContext<'_> {
             user_identity: self.identity.clone(),
             impossible_travel: None,
             future_event_time: None,
+            unusual_city_for_command: None,
+            unusual_error_code: None,
+            long_term_access_key_auth: None,
+            references: rule.references().iter().map(|r| (*r).to_owned()).collect(),
             geoip: self.geoip.clone(),
             source_object: self.source_object.to_owned(),
             event_time,

@@ -7,6 +7,8 @@ mod explain;
 mod future;
 mod history;
 mod policy;
+pub mod rarity;
+pub mod tally;
 
 pub use explain::{AlertExplained, Explanation, HabitExplained, PlaceExplained, StayExplained};
 pub use future::{future_time_finding, FutureRecords, MAX_FUTURE_EVENTS_LISTED};
@@ -14,7 +16,7 @@ pub use history::{
     AlertMark, Effect, FindingContext, Observation, Place, Point, Sighting, Stay, SubjectState,
     Transition, STATE_VERSION,
 };
-pub use policy::{BaselinePolicy, Policy, PolicyError, SubjectKind};
+pub use policy::{BaselinePolicy, Policy, PolicyError, RulePolicy, RuleSet, SubjectKind};
 
 /// Millisecond lengths of the units policies are written in.
 pub mod policy_units {

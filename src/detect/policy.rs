@@ -1,5 +1,7 @@
 use serde::{Deserialize, Serialize};
 
+use crate::finding::Rule;
+
 /// What a traveller is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -61,6 +63,129 @@ pub struct Policy {
     pub baseline: Option<BaselinePolicy>,
     /// One finding per subject and place pair within this window.
     pub dedup_window_ms: i64,
+    /// Which rules run, and the knobs of the account-level ones.
+    pub rules: RulePolicy,
+}
+
+/// A set of [`Rule`]s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RuleSet(u8);
+
+impl RuleSet {
+    pub const fn all() -> RuleSet {
+        RuleSet(0b1_1111)
+    }
+
+    pub const fn none() -> RuleSet {
+        RuleSet(0)
+    }
+
+    fn bit(rule: Rule) -> u8 {
+        1 << Rule::ALL
+            .iter()
+            .position(|r| *r == rule)
+            .expect("every rule is in Rule::ALL")
+    }
+
+    pub fn with(mut self, rule: Rule) -> RuleSet {
+        self.0 |= RuleSet::bit(rule);
+        self
+    }
+
+    pub fn contains(self, rule: Rule) -> bool {
+        self.0 & RuleSet::bit(rule) != 0
+    }
+
+    /// The account-level rules, which read and write tallies.
+    pub fn any_tallied(self) -> bool {
+        TALLIED.iter().any(|r| self.contains(*r))
+    }
+
+    pub fn iter(self) -> impl Iterator<Item = Rule> {
+        Rule::ALL.into_iter().filter(move |r| self.contains(*r))
+    }
+
+    /// `impossible_travel,unusual_error_code` (also `all`), naming a bad id.
+    pub fn parse(list: &str) -> Result<RuleSet, String> {
+        let mut set = RuleSet::none();
+        for id in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            if id == "all" {
+                set = RuleSet::all();
+                continue;
+            }
+            let rule = Rule::parse(id).ok_or_else(|| {
+                let known: Vec<&str> = Rule::ALL.iter().map(|r| r.as_str()).collect();
+                format!("unknown rule {id:?}: known rules are {}", known.join(", "))
+            })?;
+            set = set.with(rule);
+        }
+        if set == RuleSet::none() {
+            return Err("no rule selected".to_owned());
+        }
+        Ok(set)
+    }
+}
+
+impl Default for RuleSet {
+    fn default() -> RuleSet {
+        RuleSet::all()
+    }
+}
+
+impl std::fmt::Display for RuleSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ids: Vec<&str> = self.iter().map(|r| r.as_str()).collect();
+        f.write_str(&ids.join(","))
+    }
+}
+
+const TALLIED: [Rule; 3] = [
+    Rule::UnusualCityForCommand,
+    Rule::UnusualErrorCode,
+    Rule::LongTermAccessKeyAuth,
+];
+
+/// The knobs of the account-level rules. Every time is event time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RulePolicy {
+    pub enabled: RuleSet,
+    /// Nothing rare is reported until this long after an account's first event.
+    pub learning_ms: i64,
+    /// How far back "seen before" looks, in whole UTC days.
+    pub lookback_days: i64,
+    /// A call from a city, or an error code, seen fewer times than this within the
+    /// lookback is rare.
+    pub min_seen: u32,
+    /// Rare calls of one principal from one city (or with one error code) within one
+    /// such window are one finding.
+    pub group_window_ms: i64,
+    /// One `long_term_access_key_auth` finding per key and source address per window
+    /// (Panther's dedup period).
+    pub key_auth_window_ms: i64,
+    /// A long-term key's address is new when the key was not used from it this many
+    /// days before (Elastic's new-terms window).
+    pub new_address_days: i64,
+}
+
+impl Default for RulePolicy {
+    fn default() -> RulePolicy {
+        RulePolicy {
+            enabled: RuleSet::all(),
+            learning_ms: 48 * HOUR_MS,
+            lookback_days: 30,
+            min_seen: 1,
+            group_window_ms: 60 * MINUTE_MS,
+            key_auth_window_ms: 60 * MINUTE_MS,
+            new_address_days: 10,
+        }
+    }
+}
+
+impl RulePolicy {
+    /// How many of each day's earliest times a tally keeps: enough for `min_seen`.
+    pub fn keep_times(&self) -> usize {
+        self.min_seen.clamp(1, 16) as usize
+    }
 }
 
 pub const MINUTE_MS: i64 = 60_000;
@@ -84,6 +209,7 @@ impl Default for Policy {
                 forget_after_ms: 30 * DAY_MS,
             }),
             dedup_window_ms: 60 * MINUTE_MS,
+            rules: RulePolicy::default(),
         }
     }
 }
@@ -169,6 +295,39 @@ impl Policy {
                 "max stays",
                 "between 2 and 1000",
                 self.max_stays.to_string(),
+            );
+        }
+        let r = &self.rules;
+        if !(0..=30 * DAY_MS).contains(&r.learning_ms) {
+            return bad(
+                "rules' learning period",
+                "between 0 and 30 days",
+                format!("{} ms", r.learning_ms),
+            );
+        }
+        if !(1..=366).contains(&r.lookback_days) {
+            return bad(
+                "rules' lookback",
+                "between 1 and 366 days",
+                format!("{} days", r.lookback_days),
+            );
+        }
+        if !(1..=16).contains(&r.min_seen) {
+            return bad("min seen", "between 1 and 16", r.min_seen.to_string());
+        }
+        for (name, window) in [
+            ("rules' grouping window", r.group_window_ms),
+            ("access key dedup window", r.key_auth_window_ms),
+        ] {
+            if !(MINUTE_MS..=DAY_MS).contains(&window) {
+                return bad(name, "between 1 minute and 1 day", format!("{window} ms"));
+            }
+        }
+        if !(1..=r.lookback_days).contains(&r.new_address_days) {
+            return bad(
+                "new address window",
+                "between 1 day and the rules' lookback",
+                format!("{} days", r.new_address_days),
             );
         }
         if let Some(b) = &self.baseline {

@@ -30,6 +30,7 @@ use crate::finding::{format_rfc3339_ms, Finding, Rule, Severity};
 mod escape;
 mod future_event_time;
 mod impossible_travel;
+mod rarity;
 
 use escape::ascii_line;
 pub use escape::{escape_for_chat, escape_for_email, sanitize_plain};
@@ -110,6 +111,9 @@ fn rule_rendering(finding: &Finding) -> &dyn RuleRendering {
     match finding.rule {
         Rule::ImpossibleTravel => block(&finding.impossible_travel),
         Rule::FutureEventTime => block(&finding.future_event_time),
+        Rule::UnusualCityForCommand => block(&finding.unusual_city_for_command),
+        Rule::UnusualErrorCode => block(&finding.unusual_error_code),
+        Rule::LongTermAccessKeyAuth => block(&finding.long_term_access_key_auth),
     }
 }
 
@@ -570,6 +574,10 @@ pub(crate) mod samples {
                 concurrent_use: false,
             }),
             future_event_time: None,
+            unusual_city_for_command: None,
+            unusual_error_code: None,
+            long_term_access_key_auth: None,
+            references: Vec::new(),
             geoip: GeoDbInfo { database_type: "GeoLite2-City".to_owned(), build_epoch: 1_688_000_000, ..GeoDbInfo::default() },
             source_object: "s3://trail-bucket/AWSLogs/123456789012/CloudTrail/eu-central-1/2023/07/10/x.json.gz".to_owned(),
             event_time: "2023-07-10T11:00:00Z".to_owned(),

@@ -7,7 +7,8 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use super::{compact, SaveOutcome, StateError, StateStore, Versioned};
+use super::{compact, SaveOutcome, StateError, StateStore, Versioned, VersionedTally};
+use crate::detect::tally::{Tally, TallyKey};
 use crate::detect::SubjectState;
 
 /// Subjects written back per `save_many`.
@@ -46,10 +47,20 @@ impl Entry {
     }
 }
 
+/// A cached tally; `tally` is `None` while the inner store has none and none was saved.
+#[derive(Debug)]
+struct TallyEntry {
+    tally: Option<Tally>,
+    version: u64,
+    inner_version: u64,
+    dirty: bool,
+}
+
 #[derive(Debug)]
 pub struct WriteBackCache<S> {
     inner: S,
     entries: Mutex<HashMap<String, Entry>>,
+    tallies: Mutex<HashMap<TallyKey, TallyEntry>>,
     round: AtomicU64,
 }
 
@@ -58,6 +69,7 @@ impl<S: StateStore> WriteBackCache<S> {
         WriteBackCache {
             inner,
             entries: Mutex::new(HashMap::new()),
+            tallies: Mutex::new(HashMap::new()),
             round: AtomicU64::new(0),
         }
     }
@@ -88,7 +100,43 @@ impl<S: StateStore> WriteBackCache<S> {
         for batch in dirty.chunks(FLUSH_BATCH) {
             self.flush_batch(batch).await?;
         }
+        self.flush_tallies().await?;
         Ok(dirty.len())
+    }
+
+    async fn flush_tallies(&self) -> Result<(), StateError> {
+        let batch: Vec<(Tally, u64, u64)> = self
+            .lock_tallies()
+            .values()
+            .filter(|e| e.dirty)
+            .filter_map(|e| Some((e.tally.clone()?, e.inner_version, e.version)))
+            .collect();
+        for chunk in batch.chunks(FLUSH_BATCH) {
+            let items: Vec<(&Tally, u64)> = chunk.iter().map(|(t, v, _)| (t, *v)).collect();
+            let outcomes = self.inner.save_tallies(&items).await?;
+            let mut tallies = self.lock_tallies();
+            for ((tally, _, version), outcome) in chunk.iter().zip(outcomes) {
+                let SaveOutcome::Saved { version: inner } = outcome else {
+                    return Err(StateError::Backend {
+                        store: "write-back cache".to_owned(),
+                        message: format!(
+                            "tally {} was changed in the state store by another writer during the scan",
+                            tally.item_key()
+                        ),
+                        source: None,
+                    });
+                };
+                if let Some(e) = tallies.get_mut(&tally.key()) {
+                    e.inner_version = inner;
+                    e.dirty = e.version != *version;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn lock_tallies(&self) -> MutexGuard<'_, HashMap<TallyKey, TallyEntry>> {
+        self.tallies.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     async fn flush_batch(&self, subjects: &[String]) -> Result<(), StateError> {
@@ -139,6 +187,7 @@ impl<S: StateStore> WriteBackCache<S> {
         self.flush().await?;
         self.lock()
             .retain(|_, e| e.dirty || matches!(e.slot, Slot::Lent));
+        self.lock_tallies().retain(|_, e| e.dirty);
         Ok(())
     }
 
@@ -278,6 +327,81 @@ impl<S: StateStore + Send> StateStore for WriteBackCache<S> {
                     return SaveOutcome::Conflict;
                 }
                 put(&mut entries, state, current + 1, round);
+                SaveOutcome::Saved {
+                    version: current + 1,
+                }
+            })
+            .collect())
+    }
+
+    async fn load_tallies(
+        &self,
+        keys: &[TallyKey],
+    ) -> Result<HashMap<TallyKey, VersionedTally>, StateError> {
+        let misses: Vec<TallyKey> = {
+            let tallies = self.lock_tallies();
+            keys.iter()
+                .filter(|k| !tallies.contains_key(*k))
+                .cloned()
+                .collect()
+        };
+        if !misses.is_empty() {
+            let mut loaded = self.inner.load_tallies(&misses).await?;
+            let mut tallies = self.lock_tallies();
+            for key in misses {
+                let entry = match loaded.remove(&key) {
+                    Some(v) => TallyEntry {
+                        tally: Some(v.tally),
+                        version: v.version,
+                        inner_version: v.version,
+                        dirty: false,
+                    },
+                    None => TallyEntry {
+                        tally: None,
+                        version: 0,
+                        inner_version: 0,
+                        dirty: false,
+                    },
+                };
+                tallies.entry(key).or_insert(entry);
+            }
+        }
+        let tallies = self.lock_tallies();
+        Ok(keys
+            .iter()
+            .filter_map(|k| {
+                let e = tallies.get(k)?;
+                Some((
+                    k.clone(),
+                    VersionedTally {
+                        tally: e.tally.clone()?,
+                        version: e.version,
+                    },
+                ))
+            })
+            .collect())
+    }
+
+    async fn save_tallies(&self, items: &[(&Tally, u64)]) -> Result<Vec<SaveOutcome>, StateError> {
+        let mut tallies = self.lock_tallies();
+        Ok(items
+            .iter()
+            .map(|(tally, expected)| {
+                let key = tally.key();
+                let current = tallies.get(&key).map_or(0, |e| e.version);
+                if current != *expected {
+                    return SaveOutcome::Conflict;
+                }
+                let inner_version = tallies.get(&key).map_or(0, |e| e.inner_version);
+                tallies.insert(
+                    key,
+                    TallyEntry {
+                        tally: Some((*tally).clone()),
+                        version: current + 1,
+                        inner_version,
+                        dirty: true,
+                    },
+                );
                 SaveOutcome::Saved {
                     version: current + 1,
                 }

@@ -18,10 +18,13 @@ use redb::{
     TableDefinition,
 };
 
-use super::{SaveOutcome, StateError, StateStore, Versioned};
+use super::{SaveOutcome, StateError, StateStore, Versioned, VersionedTally};
+use crate::detect::tally::{Tally, TallyKey};
 use crate::detect::SubjectState;
 
 const SUBJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("subjects");
+/// Account-level tallies by item key: the same version header, then the tally's JSON.
+const TALLIES: TableDefinition<&str, &[u8]> = TableDefinition::new("tallies");
 
 const VERSION_BYTES: usize = std::mem::size_of::<u64>();
 
@@ -81,6 +84,8 @@ impl FileStateStore {
             .map_err(|e| store.backend("cannot begin a write transaction", e))?;
         txn.open_table(SUBJECTS)
             .map_err(|e| store.backend("cannot create the subjects table", e))?;
+        txn.open_table(TALLIES)
+            .map_err(|e| store.backend("cannot create the tallies table", e))?;
         txn.commit()
             .map_err(|e| store.backend("cannot commit", e))?;
         Ok(store)
@@ -251,6 +256,86 @@ impl StateStore for FileStateStore {
         items: &[(&SubjectState, u64)],
     ) -> Result<Vec<SaveOutcome>, StateError> {
         self.save_all(items)
+    }
+
+    async fn load_tallies(
+        &self,
+        keys: &[TallyKey],
+    ) -> Result<HashMap<TallyKey, VersionedTally>, StateError> {
+        let txn = self
+            .db
+            .begin_read()
+            .map_err(|e| self.backend("cannot begin a read transaction", e))?;
+        let table = txn
+            .open_table(TALLIES)
+            .map_err(|e| self.backend("cannot open the tallies table", e))?;
+        let mut loaded = HashMap::with_capacity(keys.len());
+        for key in keys {
+            let item_key = key.item_key();
+            let stored = table
+                .get(item_key.as_str())
+                .map_err(|e| self.backend(format!("cannot read tally {item_key}"), e))?;
+            if let Some(stored) = stored {
+                let value = stored.value();
+                let corrupt = |message: String| StateError::CorruptTally {
+                    key: item_key.clone(),
+                    message,
+                };
+                let header = value
+                    .first_chunk::<VERSION_BYTES>()
+                    .ok_or_else(|| corrupt("shorter than its version header".to_owned()))?;
+                let tally =
+                    Tally::from_json(&item_key, &value[VERSION_BYTES..]).map_err(corrupt)?;
+                loaded.insert(
+                    key.clone(),
+                    VersionedTally {
+                        tally,
+                        version: u64::from_le_bytes(*header),
+                    },
+                );
+            }
+        }
+        Ok(loaded)
+    }
+
+    /// All in one write transaction, like subjects.
+    async fn save_tallies(&self, items: &[(&Tally, u64)]) -> Result<Vec<SaveOutcome>, StateError> {
+        let txn = self
+            .db
+            .begin_write()
+            .map_err(|e| self.backend("cannot begin a write transaction", e))?;
+        let mut outcomes = Vec::with_capacity(items.len());
+        {
+            let mut table = txn
+                .open_table(TALLIES)
+                .map_err(|e| self.backend("cannot open the tallies table", e))?;
+            for (tally, expected) in items {
+                let key = tally.item_key();
+                let current = match table
+                    .get(key.as_str())
+                    .map_err(|e| self.backend(format!("cannot read tally {key}"), e))?
+                {
+                    Some(stored) => stored
+                        .value()
+                        .first_chunk::<VERSION_BYTES>()
+                        .map_or(0, |h| u64::from_le_bytes(*h)),
+                    None => 0,
+                };
+                if current != *expected {
+                    outcomes.push(SaveOutcome::Conflict);
+                    continue;
+                }
+                let version = current + 1;
+                let mut value = version.to_le_bytes().to_vec();
+                value.extend_from_slice(tally.to_json().as_bytes());
+                table
+                    .insert(key.as_str(), value.as_slice())
+                    .map_err(|e| self.backend(format!("cannot write tally {key}"), e))?;
+                outcomes.push(SaveOutcome::Saved { version });
+            }
+        }
+        txn.commit().map_err(|e| self.backend("cannot commit", e))?;
+        Ok(outcomes)
     }
 }
 

@@ -6,13 +6,16 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use super::{SaveOutcome, StateError, StateStore, Versioned};
+use super::{SaveOutcome, StateError, StateStore, Versioned, VersionedTally};
+use crate::detect::tally::{Tally, TallyKey};
 use crate::detect::SubjectState;
 
 /// Subject -> (version, JSON of its `SubjectState`).
 #[derive(Debug, Default)]
 pub struct MemoryStateStore {
     subjects: Mutex<HashMap<String, (u64, Vec<u8>)>>,
+    /// Tally item key -> (version, JSON of its `Tally`).
+    tallies: Mutex<HashMap<String, (u64, Vec<u8>)>>,
 }
 
 impl MemoryStateStore {
@@ -86,6 +89,51 @@ impl StateStore for MemoryStateStore {
         let version = current + 1;
         stored.insert(state.subject.clone(), (version, bytes));
         Ok(SaveOutcome::Saved { version })
+    }
+
+    async fn load_tallies(
+        &self,
+        keys: &[TallyKey],
+    ) -> Result<HashMap<TallyKey, VersionedTally>, StateError> {
+        let stored = self.tallies.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut loaded = HashMap::with_capacity(keys.len());
+        for key in keys {
+            let item_key = key.item_key();
+            if let Some((version, bytes)) = stored.get(&item_key) {
+                let tally = Tally::from_json(&item_key, bytes).map_err(|message| {
+                    StateError::CorruptTally {
+                        key: item_key.clone(),
+                        message,
+                    }
+                })?;
+                loaded.insert(
+                    key.clone(),
+                    VersionedTally {
+                        tally,
+                        version: *version,
+                    },
+                );
+            }
+        }
+        Ok(loaded)
+    }
+
+    async fn save_tallies(&self, items: &[(&Tally, u64)]) -> Result<Vec<SaveOutcome>, StateError> {
+        let mut stored = self.tallies.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut outcomes = Vec::with_capacity(items.len());
+        for (tally, expected) in items {
+            let key = tally.item_key();
+            let current = stored.get(&key).map_or(0, |(v, _)| *v);
+            if current != *expected {
+                outcomes.push(SaveOutcome::Conflict);
+                continue;
+            }
+            stored.insert(key, (current + 1, tally.to_json().into_bytes()));
+            outcomes.push(SaveOutcome::Saved {
+                version: current + 1,
+            });
+        }
+        Ok(outcomes)
     }
 }
 

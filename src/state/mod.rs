@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 
+use crate::detect::tally::{Tally, TallyKey};
 use crate::detect::SubjectState;
 
 /// A subject's state as loaded, with the version a save must match.
@@ -14,6 +15,13 @@ use crate::detect::SubjectState;
 pub struct Versioned {
     pub state: SubjectState,
     /// 0 when the subject has never been saved.
+    pub version: u64,
+}
+
+/// An account-level tally as loaded, with the version a save must match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionedTally {
+    pub tally: Tally,
     pub version: u64,
 }
 
@@ -41,6 +49,8 @@ pub enum StateError {
         #[source]
         source: serde_json::Error,
     },
+    #[error("tally {key} is corrupt: {message}")]
+    CorruptTally { key: String, message: String },
     #[error("state of subject {subject} is {bytes} bytes, over the {limit}-byte item limit")]
     TooLarge {
         subject: String,
@@ -96,6 +106,19 @@ pub trait StateStore: Sync {
             self.save_many(&refs).await
         }
     }
+
+    /// Loads the named account-level tallies; tallies never saved are absent.
+    fn load_tallies(
+        &self,
+        keys: &[TallyKey],
+    ) -> impl Future<Output = Result<HashMap<TallyKey, VersionedTally>, StateError>> + Send;
+
+    /// Saves each tally if its stored version is still the one given (0: absent);
+    /// outcomes in input order.
+    fn save_tallies(
+        &self,
+        items: &[(&Tally, u64)],
+    ) -> impl Future<Output = Result<Vec<SaveOutcome>, StateError>> + Send;
 
     /// Hands back states that were loaded and not changed. Stores that lend their
     /// in-memory states out on `load` take them back here; others drop them.

@@ -35,6 +35,13 @@ pub const LEARNING_HOURS: &str = "GEOTRAIL_LEARNING_HOURS";
 pub const FORGET_AFTER_DAYS: &str = "GEOTRAIL_FORGET_AFTER_DAYS";
 pub const DEDUP_MINUTES: &str = "GEOTRAIL_DEDUP_MINUTES";
 pub const FUTURE_TOLERANCE_MINUTES: &str = "GEOTRAIL_FUTURE_TOLERANCE_MINUTES";
+pub const RULES: &str = "GEOTRAIL_RULES";
+pub const RARE_LEARNING_HOURS: &str = "GEOTRAIL_RARE_LEARNING_HOURS";
+pub const RARE_LOOKBACK_DAYS: &str = "GEOTRAIL_RARE_LOOKBACK_DAYS";
+pub const RARE_MIN_SEEN: &str = "GEOTRAIL_RARE_MIN_SEEN";
+pub const RARE_GROUP_MINUTES: &str = "GEOTRAIL_RARE_GROUP_MINUTES";
+pub const KEY_AUTH_DEDUP_MINUTES: &str = "GEOTRAIL_KEY_AUTH_DEDUP_MINUTES";
+pub const NEW_ADDRESS_DAYS: &str = "GEOTRAIL_NEW_ADDRESS_DAYS";
 
 /// The gzip-bomb guard when neither `GEOTRAIL_MAX_OBJECT_MIB` nor the function's memory
 /// is known (outside Lambda): CloudTrail objects are a few MiB decompressed.
@@ -275,6 +282,34 @@ fn policy_settings(
         }),
         (FUTURE_TOLERANCE_MINUTES, |s, n, v| {
             s.future_tolerance_minutes = parse(n, v, "a whole number of minutes")?;
+            Ok(())
+        }),
+        (RULES, |s, _, v| {
+            s.rules = v.to_owned();
+            Ok(())
+        }),
+        (RARE_LEARNING_HOURS, |s, n, v| {
+            s.rare_learning_hours = parse(n, v, "a whole number of hours")?;
+            Ok(())
+        }),
+        (RARE_LOOKBACK_DAYS, |s, n, v| {
+            s.rare_lookback_days = parse(n, v, "a whole number of days")?;
+            Ok(())
+        }),
+        (RARE_MIN_SEEN, |s, n, v| {
+            s.rare_min_seen = parse(n, v, "a whole number")?;
+            Ok(())
+        }),
+        (RARE_GROUP_MINUTES, |s, n, v| {
+            s.rare_group_minutes = parse(n, v, "a whole number of minutes")?;
+            Ok(())
+        }),
+        (KEY_AUTH_DEDUP_MINUTES, |s, n, v| {
+            s.key_auth_dedup_minutes = parse(n, v, "a whole number of minutes")?;
+            Ok(())
+        }),
+        (NEW_ADDRESS_DAYS, |s, n, v| {
+            s.new_address_days = parse(n, v, "a whole number of days")?;
             Ok(())
         }),
     ];

@@ -1,0 +1,1004 @@
+//! The account-level rules: `unusual_city_for_command`, `unusual_error_code` and
+//! `long_term_access_key_auth`.
+//!
+//! Reading an object gathers a [`RuleBatch`]: per (account, call, city, day), per
+//! (account, error code, day) and per (long-term key, source address, window), how many
+//! events there were and the earliest few of them. [`judge`] then weighs the batch
+//! against the tallies the store holds ([`super::tally`]) and adds it to them.
+//!
+//! # What is rare, in event time
+//!
+//! - A call (`eventSource` + `eventName`) from a city is rare when the account made it
+//!   from that city fewer than `min_seen` times before the call, counting whole UTC days
+//!   back to `lookback_days` before the call's day and, on the call's own day, the
+//!   sightings earlier than it. An error code the same way, per account.
+//! - Nothing is rare during the account's learning period: the first `learning` of event
+//!   time from the account's earliest event.
+//! - A long-term key's source address is new when the key was not used from it on the
+//!   `new_address_days` days before the call's day, nor earlier that day, and the
+//!   account is out of learning.
+//!
+//! # What arrival order can and cannot change
+//!
+//! Tallies add up counts, which commutes: the same objects in any order end in the same
+//! tallies. A verdict is taken when its event is read, against the events read so far;
+//! it is the verdict of the whole trail whenever every earlier sighting of the same pair
+//! arrived first. When a late object brings an *earlier* sighting of a pair whose later
+//! sighting was already reported, the earlier one is judged rare too (nothing came before
+//! it) and may be reported as well. So order can add a report of the first sighting of a
+//! pair, at most `min_seen` per pair and day, and never takes one away. Likewise a
+//! backfill older than an account's first event moves its learning period back, which
+//! can only make later events judged already judged.
+//!
+//! Replays (S3 delivers at least once, Lambda retries) add their counts again. That only
+//! raises counts of pairs already seen, so it can hide a repeat of something already
+//! known, never invent a rare one; finding ids and alert marks keep replays quiet.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use super::history::{containment_step, hash_id, AlertMark, FindingContext, FindingText};
+use super::policy::{RulePolicy, SubjectKind, HOUR_MS, MINUTE_MS};
+use super::tally::{
+    day_of, prune_alerts, AddressSeen, PlaceSeen, Seen, Tally, TallyKey, MAX_ADDRESSES_PER_KEY,
+    MAX_PLACES_PER_COMMAND,
+};
+use crate::finding::{
+    format_rfc3339_ms, CallRef, CommandEvidence, Finding, LongTermAccessKeyAuth, PlaceCount,
+    PlaceRef, Rule, Severity, UnusualCityForCommand, UnusualErrorCode, UserIdentitySummary,
+};
+use crate::geo::{GeoDbInfo, Location};
+
+/// Calls listed in one finding; the rest are counted.
+pub const MAX_CALLS_LISTED: usize = 20;
+/// Usual cities listed per call.
+const MAX_USUAL_PLACES: usize = 5;
+/// Text from the log quoted in a finding is cut to this many characters.
+const MAX_QUOTED_CHARS: usize = 512;
+
+/// One event as a rarity finding may list it.
+#[derive(Debug)]
+pub struct Call {
+    pub t: i64,
+    pub id: Box<str>,
+    pub name: Arc<str>,
+    pub source: Arc<str>,
+    pub region: Arc<str>,
+    /// `sourceIPAddress` as logged (a service name for calls AWS made on the caller's
+    /// behalf).
+    pub source_ip: Arc<str>,
+    pub account: Arc<str>,
+    /// Who made the call: an ARN, else the access key id, else the account.
+    pub principal: Arc<str>,
+    pub identity: Arc<UserIdentitySummary>,
+    pub location: Option<Arc<Location>>,
+    pub error_code: Option<Arc<str>>,
+    pub error_message: Option<Box<str>>,
+    pub user_agent: Option<Box<str>>,
+}
+
+impl Call {
+    fn to_ref(&self) -> CallRef {
+        CallRef {
+            event_id: self.id.to_string(),
+            event_time: format_rfc3339_ms(self.t),
+            event_name: self.name.to_string(),
+            event_source: self.source.to_string(),
+            aws_region: self.region.to_string(),
+            source_ip_address: self.source_ip.to_string(),
+            place: self.location.as_ref().map(|l| l.display_name()),
+            error_code: self.error_code.as_deref().map(str::to_owned),
+            error_message: self.error_message.as_deref().map(str::to_owned),
+            user_agent: self.user_agent.as_deref().map(str::to_owned),
+        }
+    }
+}
+
+/// Cuts quoted log text to [`MAX_QUOTED_CHARS`].
+pub fn quoted(s: &str) -> Box<str> {
+    match s.char_indices().nth(MAX_QUOTED_CHARS) {
+        Some((end, _)) => format!("{}...", &s[..end]).into(),
+        None => s.into(),
+    }
+}
+
+/// How many events one key had in an object, and the earliest few.
+#[derive(Debug, Default)]
+pub struct Group {
+    pub count: u64,
+    /// Ascending by (time, id); at most the policy's `keep_times`.
+    pub calls: Vec<Arc<Call>>,
+}
+
+impl Group {
+    /// Whether an event at `t` would be among the kept ones.
+    fn keeps(&self, t: i64, keep: usize) -> bool {
+        self.calls.len() < keep || self.calls.last().is_some_and(|c| t < c.t)
+    }
+
+    fn add(&mut self, call: Option<&Arc<Call>>, keep: usize) {
+        self.count += 1;
+        if let Some(call) = call {
+            let at = self
+                .calls
+                .partition_point(|c| (c.t, &c.id) <= (call.t, &call.id));
+            if at < keep {
+                self.calls.insert(at, call.clone());
+                self.calls.truncate(keep);
+            }
+        }
+    }
+}
+
+type CityKey = (Arc<str>, Arc<str>, Arc<str>, Arc<str>, i64);
+type ErrorKey = (Arc<str>, Arc<str>, i64);
+type KeyAuthKey = (Arc<str>, Arc<str>, i64);
+
+/// What one object holds for the account-level rules.
+#[derive(Debug, Default)]
+pub struct RuleBatch {
+    /// Earliest and latest trusted event time per account.
+    accounts: HashMap<Arc<str>, (i64, i64)>,
+    /// (account, source, name, place key, day).
+    cities: HashMap<CityKey, (Group, Arc<Location>)>,
+    /// (account, error code, day).
+    errors: HashMap<ErrorKey, Group>,
+    /// (access key id, source address, window).
+    key_auth: HashMap<KeyAuthKey, Group>,
+    strings: HashSet<Arc<str>>,
+    place_keys: HashMap<usize, Arc<str>>,
+    identities: HashMap<Arc<str>, Arc<UserIdentitySummary>>,
+}
+
+/// One event as the account-level rules read it, borrowed from the record.
+pub struct RuleEvent<'a> {
+    pub t: i64,
+    pub id: &'a str,
+    pub name: &'a str,
+    pub source: &'a str,
+    pub region: &'a str,
+    pub source_ip: &'a str,
+    /// The address when `source_ip` is one.
+    pub ip: Option<IpAddr>,
+    pub account: &'a str,
+    pub principal: &'a str,
+    pub access_key_id: Option<&'a str>,
+    pub location: Option<&'a Arc<Location>>,
+    pub error_code: Option<&'a str>,
+    pub error_message: Option<&'a str>,
+    pub user_agent: Option<&'a str>,
+}
+
+impl RuleBatch {
+    pub fn is_empty(&self) -> bool {
+        self.accounts.is_empty()
+    }
+
+    fn intern(&mut self, s: &str) -> Arc<str> {
+        if let Some(shared) = self.strings.get(s) {
+            return shared.clone();
+        }
+        let shared: Arc<str> = s.into();
+        self.strings.insert(shared.clone());
+        shared
+    }
+
+    /// Adds one event with a trusted time. `identity` builds the caller's summary, once
+    /// per principal and object.
+    pub fn add(
+        &mut self,
+        e: &RuleEvent<'_>,
+        policy: &RulePolicy,
+        identity: impl FnOnce() -> UserIdentitySummary,
+    ) {
+        let rules = policy.enabled;
+        let keep = policy.keep_times();
+        let account = self.intern(e.account);
+        let span = self
+            .accounts
+            .entry(account.clone())
+            .or_insert((i64::MAX, i64::MIN));
+        *span = (span.0.min(e.t), span.1.max(e.t));
+        let day = day_of(e.t);
+
+        let city = if rules.contains(Rule::UnusualCityForCommand) {
+            e.location.filter(|l| l.city.is_some()).map(|location| {
+                let place = match self.place_keys.get(&(Arc::as_ptr(location) as usize)) {
+                    Some(p) => p.clone(),
+                    None => {
+                        let p = self.intern(&location.place_key());
+                        // The geo cache hands out one shared location per address.
+                        self.place_keys
+                            .insert(Arc::as_ptr(location) as usize, p.clone());
+                        p
+                    }
+                };
+                let key = (
+                    account.clone(),
+                    self.intern(e.source),
+                    self.intern(e.name),
+                    place,
+                    day,
+                );
+                (key, location.clone())
+            })
+        } else {
+            None
+        };
+        let error = match e.error_code.filter(|c| !c.is_empty()) {
+            Some(code) if rules.contains(Rule::UnusualErrorCode) => {
+                Some((account.clone(), self.intern(code), day))
+            }
+            _ => None,
+        };
+        // Panther's condition exactly: no error code, no error message, a long-term key.
+        let key_auth = match (e.access_key_id, e.ip) {
+            (Some(key), Some(ip))
+                if rules.contains(Rule::LongTermAccessKeyAuth)
+                    && key.starts_with("AKIA")
+                    && e.error_code.is_none()
+                    && e.error_message.is_none() =>
+            {
+                let bucket = e.t.div_euclid(policy.key_auth_window_ms.max(1));
+                Some((self.intern(key), self.intern(&ip.to_string()), bucket))
+            }
+            _ => None,
+        };
+
+        let wanted = city
+            .as_ref()
+            .is_some_and(|(k, _)| self.cities.get(k).is_none_or(|g| g.0.keeps(e.t, keep)))
+            || error
+                .as_ref()
+                .is_some_and(|k| self.errors.get(k).is_none_or(|g| g.keeps(e.t, keep)))
+            || key_auth
+                .as_ref()
+                .is_some_and(|k| self.key_auth.get(k).is_none_or(|g| g.keeps(e.t, 1)));
+        let call = wanted.then(|| {
+            let principal = self.intern(e.principal);
+            let identity = self
+                .identities
+                .entry(principal.clone())
+                .or_insert_with(|| Arc::new(identity()))
+                .clone();
+            Arc::new(Call {
+                t: e.t,
+                id: e.id.into(),
+                name: self.intern(e.name),
+                source: self.intern(e.source),
+                region: self.intern(e.region),
+                source_ip: self.intern(e.source_ip),
+                account: account.clone(),
+                principal,
+                identity,
+                location: e.location.cloned(),
+                error_code: e.error_code.map(|c| self.intern(c)),
+                error_message: e.error_message.map(quoted),
+                user_agent: e.user_agent.map(quoted),
+            })
+        });
+        if let Some((key, location)) = city {
+            self.cities
+                .entry(key)
+                .or_insert_with(|| (Group::default(), location))
+                .0
+                .add(call.as_ref(), keep);
+        }
+        if let Some(key) = error {
+            self.errors.entry(key).or_default().add(call.as_ref(), keep);
+        }
+        if let Some(key) = key_auth {
+            self.key_auth.entry(key).or_default().add(call.as_ref(), 1);
+        }
+    }
+
+    /// Every tally the batch reads and writes, sorted.
+    pub fn tally_keys(&self) -> Vec<TallyKey> {
+        let mut keys: Vec<TallyKey> = self.accounts.keys().map(|a| TallyKey::account(a)).collect();
+        keys.extend(
+            self.cities
+                .keys()
+                .map(|(a, s, n, _, _)| TallyKey::command(a, s, n)),
+        );
+        keys.extend(self.errors.keys().map(|(a, c, _)| TallyKey::error(a, c)));
+        keys.extend(
+            self.key_auth
+                .keys()
+                .map(|(k, _, _)| TallyKey::key_addresses(k)),
+        );
+        keys.sort();
+        keys.dedup();
+        keys
+    }
+}
+
+/// What a finding about a (principal, place or code, window) gathers while judging.
+struct RareGroup {
+    calls: Vec<Arc<Call>>,
+    commands: Vec<CommandEvidence>,
+    location: Option<Arc<Location>>,
+    seen_before: u64,
+    days_seen: u64,
+    first_seen: Option<i64>,
+    last_seen: Option<i64>,
+}
+
+fn tally_mut<'t>(tallies: &'t mut HashMap<TallyKey, Tally>, key: &TallyKey) -> &'t mut Tally {
+    tallies.entry(key.clone()).or_insert_with(|| key.empty())
+}
+
+fn learning_over(
+    tallies: &HashMap<TallyKey, Tally>,
+    account: &str,
+    t: i64,
+    p: &RulePolicy,
+) -> bool {
+    match tallies.get(&TallyKey::account(account)) {
+        Some(Tally::Account(a)) => t >= a.first_seen_ms.saturating_add(p.learning_ms),
+        _ => false,
+    }
+}
+
+fn has_alerted(tallies: &HashMap<TallyKey, Tally>, key: &TallyKey, id: &str) -> bool {
+    match tallies.get(key) {
+        Some(Tally::Account(a)) => a.alerts.iter().any(|m| m.id == id),
+        Some(Tally::KeyAddresses(k)) => k.alerts.iter().any(|m| m.id == id),
+        _ => false,
+    }
+}
+
+fn mark(tallies: &mut HashMap<TallyKey, Tally>, key: &TallyKey, id: &str, t: i64) {
+    let mark = AlertMark {
+        id: id.to_owned(),
+        a: String::new(),
+        b: String::new(),
+        t,
+    };
+    match tally_mut(tallies, key) {
+        Tally::Account(a) => a.alerts.push(mark),
+        Tally::KeyAddresses(k) => k.alerts.push(mark),
+        _ => unreachable!("alert marks live in account and key tallies"),
+    }
+}
+
+/// Judges `batch` against `tallies` (which must hold every key of
+/// [`RuleBatch::tally_keys`] that the store has; missing ones start empty), adds the batch
+/// to them, and returns the findings not raised before, sorted by id.
+pub fn judge(
+    batch: &RuleBatch,
+    tallies: &mut HashMap<TallyKey, Tally>,
+    policy: &RulePolicy,
+    geoip: &GeoDbInfo,
+    source_object: &str,
+) -> Vec<Finding> {
+    // Accounts first: the learning period counts from the earliest event, this object's
+    // included.
+    for (account, (lo, hi)) in &batch.accounts {
+        if let Tally::Account(a) = tally_mut(tallies, &TallyKey::account(account)) {
+            a.first_seen_ms = a.first_seen_ms.min(*lo);
+            // Every object of an account touches this item; moving its clock only by the
+            // hour keeps racing writers off it (the clock only prunes marks and sets the
+            // TTL).
+            if a.latest_ms == i64::MIN || *hi > a.latest_ms.saturating_add(HOUR_MS) {
+                a.latest_ms = *hi;
+            }
+        }
+    }
+    // Counted once per object: a retry after a lost race, or a replay, finds its tag.
+    let tag = hash_id(&["object", source_object]);
+    let fresh: HashSet<TallyKey> = batch
+        .tally_keys()
+        .into_iter()
+        .filter(|k| tally_mut(tallies, k).first_application(&tag))
+        .collect();
+    let mut findings = Vec::new();
+    let lookback = policy.lookback_days;
+    let keep = policy.keep_times();
+
+    // (account, principal, place key, window) -> rare calls.
+    let mut city_groups: BTreeMap<(Arc<str>, Arc<str>, Arc<str>, i64), RareGroup> = BTreeMap::new();
+    let mut city_keys: Vec<&CityKey> = batch.cities.keys().collect();
+    city_keys.sort();
+    for key in city_keys {
+        let (account, source, name, place, day) = key;
+        let (group, location) = &batch.cities[key];
+        let tkey = TallyKey::command(account, source, name);
+        let out_of_learning: Vec<bool> = group
+            .calls
+            .iter()
+            .map(|c| learning_over(tallies, account, c.t, policy))
+            .collect();
+        let Tally::Command(tally) = tally_mut(tallies, &tkey) else {
+            unreachable!("a command key holds a command tally")
+        };
+        let at = match tally.places.iter().position(|p| p.key == **place) {
+            Some(at) => at,
+            None => {
+                tally.places.push(PlaceSeen {
+                    key: place.to_string(),
+                    label: location.display_name(),
+                    seen: Seen::default(),
+                });
+                tally.places.len() - 1
+            }
+        };
+        for (i, call) in group.calls.iter().enumerate() {
+            let before = tally.places[at].seen.before(call.t, lookback) + i as u64;
+            if !out_of_learning[i] || before >= u64::from(policy.min_seen) {
+                continue;
+            }
+            let evidence = command_evidence(tally, at, call, group.count, before, lookback);
+            let window = call.t.div_euclid(policy.group_window_ms.max(1));
+            let g = city_groups
+                .entry((
+                    account.clone(),
+                    call.principal.clone(),
+                    place.clone(),
+                    window,
+                ))
+                .or_insert_with(|| RareGroup {
+                    calls: Vec::new(),
+                    commands: Vec::new(),
+                    location: Some(location.clone()),
+                    seen_before: 0,
+                    days_seen: 0,
+                    first_seen: None,
+                    last_seen: None,
+                });
+            g.calls.push(call.clone());
+            if !g.commands.iter().any(|c| {
+                c.event_source == evidence.event_source && c.event_name == evidence.event_name
+            }) {
+                g.commands.push(evidence);
+            }
+        }
+        if fresh.contains(&tkey) {
+            let times: Vec<i64> = group.calls.iter().map(|c| c.t).collect();
+            tally.places[at]
+                .seen
+                .record(*day, group.count, &times, keep);
+            tally.latest_ms = tally.latest_ms.max(tally.places[at].seen.last_ms);
+        }
+    }
+    for ((account, principal, place, window), g) in city_groups {
+        let id = hash_id(&[
+            Rule::UnusualCityForCommand.as_str(),
+            &account,
+            &principal,
+            &place,
+            &window.to_string(),
+        ]);
+        let akey = TallyKey::account(&account);
+        if has_alerted(tallies, &akey, &id) {
+            continue;
+        }
+        let t = g.calls.iter().map(|c| c.t).max().unwrap_or_default();
+        mark(tallies, &akey, &id, t);
+        findings.push(city_finding(id, g, policy, geoip, source_object));
+    }
+
+    let mut error_groups: BTreeMap<(Arc<str>, Arc<str>, Arc<str>, i64), RareGroup> =
+        BTreeMap::new();
+    let mut error_keys: Vec<&ErrorKey> = batch.errors.keys().collect();
+    error_keys.sort();
+    for key in error_keys {
+        let (account, code, day) = key;
+        let group = &batch.errors[key];
+        let out_of_learning: Vec<bool> = group
+            .calls
+            .iter()
+            .map(|c| learning_over(tallies, account, c.t, policy))
+            .collect();
+        let tkey = TallyKey::error(account, code);
+        let counts = fresh.contains(&tkey);
+        let Tally::Error(tally) = tally_mut(tallies, &tkey) else {
+            unreachable!("an error key holds an error tally")
+        };
+        for (i, call) in group.calls.iter().enumerate() {
+            let before = tally.seen.before(call.t, lookback) + i as u64;
+            if !out_of_learning[i] || before >= u64::from(policy.min_seen) {
+                continue;
+            }
+            let window = call.t.div_euclid(policy.group_window_ms.max(1));
+            let g = error_groups
+                .entry((
+                    account.clone(),
+                    call.principal.clone(),
+                    code.clone(),
+                    window,
+                ))
+                .or_insert_with(|| RareGroup {
+                    calls: Vec::new(),
+                    commands: Vec::new(),
+                    location: None,
+                    seen_before: before,
+                    days_seen: tally.seen.days_within(call.t, lookback),
+                    first_seen: tally.seen.first_ms(),
+                    last_seen: (!tally.seen.is_empty()).then_some(tally.seen.last_ms),
+                });
+            g.calls.push(call.clone());
+        }
+        if counts {
+            let times: Vec<i64> = group.calls.iter().map(|c| c.t).collect();
+            tally.seen.record(*day, group.count, &times, keep);
+            tally.latest_ms = tally.latest_ms.max(tally.seen.last_ms);
+        }
+    }
+    for ((account, principal, code, window), g) in error_groups {
+        let id = hash_id(&[
+            Rule::UnusualErrorCode.as_str(),
+            &account,
+            &principal,
+            &code,
+            &window.to_string(),
+        ]);
+        let akey = TallyKey::account(&account);
+        if has_alerted(tallies, &akey, &id) {
+            continue;
+        }
+        let t = g.calls.iter().map(|c| c.t).max().unwrap_or_default();
+        mark(tallies, &akey, &id, t);
+        findings.push(error_finding(id, &code, g, policy, geoip, source_object));
+    }
+
+    let mut key_keys: Vec<&KeyAuthKey> = batch.key_auth.keys().collect();
+    key_keys.sort();
+    for key in key_keys {
+        let (access_key, ip, window) = key;
+        let group = &batch.key_auth[key];
+        let Some(call) = group.calls.first() else {
+            continue;
+        };
+        let out_of_learning = learning_over(tallies, &call.account, call.t, policy);
+        let tkey = TallyKey::key_addresses(access_key);
+        let id = hash_id(&[
+            Rule::LongTermAccessKeyAuth.as_str(),
+            access_key,
+            ip,
+            &window.to_string(),
+        ]);
+        let alerted = has_alerted(tallies, &tkey, &id);
+        let Tally::KeyAddresses(tally) = tally_mut(tallies, &tkey) else {
+            unreachable!("a key key holds a key tally")
+        };
+        let at = match tally.addresses.iter().position(|a| a.ip == **ip) {
+            Some(at) => at,
+            None => {
+                tally.addresses.push(AddressSeen {
+                    ip: ip.to_string(),
+                    seen: Seen::default(),
+                });
+                tally.addresses.len() - 1
+            }
+        };
+        if !alerted {
+            let seen = &tally.addresses[at].seen;
+            let new_address = out_of_learning && seen.before(call.t, policy.new_address_days) == 0;
+            let last_seen = seen
+                .days
+                .iter()
+                .rev()
+                .find(|d| d.first.first().is_some_and(|&f| f < call.t))
+                .map(|_| seen.last_ms.min(call.t));
+            let known: Vec<String> = tally
+                .addresses
+                .iter()
+                .filter(|a| a.ip != **ip && a.seen.before(call.t, policy.new_address_days) > 0)
+                .take(10)
+                .map(|a| a.ip.clone())
+                .collect();
+            let finding = key_auth_finding(
+                id.clone(),
+                call,
+                group.count,
+                new_address,
+                last_seen,
+                known,
+                policy,
+                geoip,
+                source_object,
+            );
+            tally.alerts.push(AlertMark {
+                id,
+                a: String::new(),
+                b: String::new(),
+                t: call.t,
+            });
+            findings.push(finding);
+        }
+        if fresh.contains(&tkey) {
+            tally.addresses[at]
+                .seen
+                .record(day_of(call.t), group.count, &[call.t], 1);
+            tally.latest_ms = tally.latest_ms.max(call.t);
+        }
+    }
+
+    for tally in tallies.values_mut() {
+        bound(tally, policy);
+    }
+    findings.sort_by(|a, b| a.finding_id.cmp(&b.finding_id));
+    findings
+}
+
+/// Prunes a tally to the lookback counted back from its own latest time, and caps it.
+fn bound(tally: &mut Tally, policy: &RulePolicy) {
+    let oldest_day = |latest: i64| day_of(latest) - policy.lookback_days;
+    match tally {
+        Tally::Account(a) => {
+            prune_alerts(
+                &mut a.alerts,
+                a.latest_ms
+                    .saturating_sub(policy.lookback_days * super::policy::DAY_MS),
+            );
+        }
+        Tally::Command(c) => {
+            let oldest = oldest_day(c.latest_ms);
+            for p in &mut c.places {
+                p.seen.prune(oldest);
+            }
+            c.places.retain(|p| !p.seen.is_empty());
+            if c.places.len() > MAX_PLACES_PER_COMMAND {
+                c.places.sort_by_key(|p| std::cmp::Reverse(p.seen.last_ms));
+                c.places.truncate(MAX_PLACES_PER_COMMAND);
+            }
+        }
+        Tally::Error(e) => e.seen.prune(oldest_day(e.latest_ms)),
+        Tally::KeyAddresses(k) => {
+            // Addresses matter for `new_address_days`, not the whole lookback.
+            let oldest = day_of(k.latest_ms) - policy.new_address_days;
+            for a in &mut k.addresses {
+                a.seen.prune(oldest);
+            }
+            k.addresses.retain(|a| !a.seen.is_empty());
+            if k.addresses.len() > MAX_ADDRESSES_PER_KEY {
+                k.addresses
+                    .sort_by_key(|a| std::cmp::Reverse(a.seen.last_ms));
+                k.addresses.truncate(MAX_ADDRESSES_PER_KEY);
+            }
+            prune_alerts(
+                &mut k.alerts,
+                k.latest_ms
+                    .saturating_sub(policy.new_address_days * super::policy::DAY_MS),
+            );
+        }
+    }
+}
+
+fn command_evidence(
+    tally: &super::tally::CommandTally,
+    at: usize,
+    call: &Call,
+    calls_here: u64,
+    before: u64,
+    lookback: i64,
+) -> CommandEvidence {
+    let mut usual: Vec<PlaceCount> = tally
+        .places
+        .iter()
+        .enumerate()
+        .filter(|(k, _)| *k != at)
+        .map(|(_, p)| PlaceCount {
+            place: p.label.clone(),
+            count: p.seen.within(call.t, lookback),
+            first_seen: p.seen.first_ms().map(format_rfc3339_ms),
+            last_seen: Some(format_rfc3339_ms(p.seen.last_ms)),
+        })
+        .filter(|p| p.count > 0)
+        .collect();
+    usual.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.place.cmp(&b.place)));
+    usual.truncate(MAX_USUAL_PLACES);
+    CommandEvidence {
+        event_source: call.source.to_string(),
+        event_name: call.name.to_string(),
+        calls_from_city: calls_here,
+        seen_from_city_before: before,
+        seen_in_account: tally
+            .places
+            .iter()
+            .map(|p| p.seen.within(call.t, lookback))
+            .sum(),
+        first_seen_in_account: tally
+            .places
+            .iter()
+            .filter_map(|p| p.seen.first_ms())
+            .min()
+            .map(format_rfc3339_ms),
+        usual_places: usual,
+    }
+}
+
+fn context<'a>(
+    call: &'a Call,
+    kind: SubjectKind,
+    geoip: &'a GeoDbInfo,
+    source_object: &'a str,
+) -> FindingContext<'a> {
+    FindingContext {
+        subject_kind: kind,
+        identity: &call.identity,
+        account_id: Some(&call.account),
+        source_object,
+        geoip,
+    }
+}
+
+fn listed(calls: &[Arc<Call>]) -> Vec<CallRef> {
+    calls
+        .iter()
+        .take(MAX_CALLS_LISTED)
+        .map(|c| c.to_ref())
+        .collect()
+}
+
+fn city_finding(
+    id: String,
+    mut g: RareGroup,
+    policy: &RulePolicy,
+    geoip: &GeoDbInfo,
+    source_object: &str,
+) -> Finding {
+    g.calls.sort_by(|a, b| (a.t, &a.id).cmp(&(b.t, &b.id)));
+    let first = g.calls[0].clone();
+    let location = g.location.clone().expect("a city group has its place");
+    let place = location.display_name();
+    let ctx = context(&first, SubjectKind::Principal, geoip, source_object);
+    let names: Vec<String> = g
+        .commands
+        .iter()
+        .map(|c| format!("{}:{}", service(&c.event_source), c.event_name))
+        .collect();
+    let usual = g
+        .commands
+        .iter()
+        .find(|c| !c.usual_places.is_empty())
+        .map(|c| {
+            let places: Vec<String> = c
+                .usual_places
+                .iter()
+                .map(|p| format!("{} ({})", p.place, p.count))
+                .collect();
+            format!(
+                " {}:{} is usually called from {}.",
+                service(&c.event_source),
+                c.event_name,
+                places.join(", ")
+            )
+        })
+        .unwrap_or_else(|| {
+            " None of these calls was seen from anywhere else in the account either.".to_owned()
+        });
+    let principal = &first.principal;
+    let summary = format!(
+        "`{principal}` called {} from {place} ({}), which account {} has not seen{} from there in the last {} days.{usual}",
+        names.join(", "),
+        first.source_ip,
+        first.account,
+        if policy.min_seen > 1 {
+            format!(" called {} times", policy.min_seen)
+        } else {
+            String::new()
+        },
+        policy.lookback_days,
+    );
+    let network = location
+        .as_org
+        .as_deref()
+        .map(|o| format!(" (network: {o})"))
+        .unwrap_or_default();
+    let triage = vec![
+        format!(
+            "Ask whether {principal} works from {place}, and whether {}{network} is one of your networks, a VPN exit or a cloud host you run.",
+            first.source_ip
+        ),
+        format!(
+            "Read what the calls did (their request parameters in CloudTrail), above all creations of users, keys, roles or policies, and what else {principal} did from this address.",
+        ),
+        "A call that only began recently may be new automation; one that recurs on a schedule is maintenance. Neither should come from a new city without a reason.".to_owned(),
+        containment_step(&first.identity),
+    ];
+    let title = format!(
+        "Unusual city for {} by {}: {place}",
+        if names.len() == 1 {
+            names[0].clone()
+        } else {
+            format!("{} calls", names.len())
+        },
+        short_principal(principal),
+    );
+    let mut finding = ctx.finding(
+        id,
+        Rule::UnusualCityForCommand,
+        Severity::Low,
+        principal,
+        FindingText {
+            title,
+            summary,
+            triage,
+        },
+        format_rfc3339_ms(g.calls.last().map(|c| c.t).unwrap_or(first.t)),
+    );
+    finding.unusual_city_for_command = Some(UnusualCityForCommand {
+        place: PlaceRef::from_location(&location),
+        commands: g.commands,
+        calls: listed(&g.calls),
+        lookback_days: policy.lookback_days,
+        min_seen: policy.min_seen,
+    });
+    finding
+}
+
+fn error_finding(
+    id: String,
+    code: &str,
+    mut g: RareGroup,
+    policy: &RulePolicy,
+    geoip: &GeoDbInfo,
+    source_object: &str,
+) -> Finding {
+    g.calls.sort_by(|a, b| (a.t, &a.id).cmp(&(b.t, &b.id)));
+    let first = g.calls[0].clone();
+    let ctx = context(&first, SubjectKind::Principal, geoip, source_object);
+    let principal = &first.principal;
+    let mut names: Vec<String> = g
+        .calls
+        .iter()
+        .map(|c| format!("{}:{}", service(&c.source), c.name))
+        .collect();
+    names.dedup();
+    names.truncate(5);
+    let history = match g.first_seen {
+        None => format!("not seen in the last {} days", policy.lookback_days),
+        Some(f) => format!(
+            "seen {} time(s) on {} day(s) in the last {} days, first at {}",
+            g.seen_before,
+            g.days_seen,
+            policy.lookback_days,
+            format_rfc3339_ms(f)
+        ),
+    };
+    let summary = format!(
+        "`{principal}` got error `{code}` on {} call(s) ({}) from {}; in account {} this error was {history}.",
+        g.calls.len(),
+        names.join(", "),
+        first.source_ip,
+        first.account,
+    );
+    let triage = vec![
+        format!("Find out what {principal} was trying to do: a burst of AccessDenied, UnauthorizedOperation or NoSuchEntity across services is how a stolen credential is explored."),
+        "Check when this error first appeared and whether it recurs on a schedule (a broken job) or only now (new activity).".to_owned(),
+        format!("Look at the other calls of {principal} around {} from {}.", format_rfc3339_ms(first.t), first.source_ip),
+        containment_step(&first.identity),
+    ];
+    let mut finding = ctx.finding(
+        id,
+        Rule::UnusualErrorCode,
+        Severity::Low,
+        principal,
+        FindingText {
+            title: format!("Unusual error {code} for {}", short_principal(principal)),
+            summary,
+            triage,
+        },
+        format_rfc3339_ms(g.calls.last().map(|c| c.t).unwrap_or(first.t)),
+    );
+    finding.unusual_error_code = Some(UnusualErrorCode {
+        error_code: code.to_owned(),
+        calls: listed(&g.calls),
+        seen_before: g.seen_before,
+        days_seen: g.days_seen,
+        first_seen: g.first_seen.map(format_rfc3339_ms),
+        last_seen: g.last_seen.map(format_rfc3339_ms),
+        lookback_days: policy.lookback_days,
+        min_seen: policy.min_seen,
+    });
+    finding
+}
+
+#[allow(clippy::too_many_arguments)]
+fn key_auth_finding(
+    id: String,
+    call: &Call,
+    calls_in_window: u64,
+    new_address: bool,
+    last_seen: Option<i64>,
+    known: Vec<String>,
+    policy: &RulePolicy,
+    geoip: &GeoDbInfo,
+    source_object: &str,
+) -> Finding {
+    let key = call
+        .identity
+        .access_key_id
+        .clone()
+        .unwrap_or_else(|| call.principal.to_string());
+    let ctx = context(call, SubjectKind::AccessKey, geoip, source_object);
+    let place = call
+        .location
+        .as_ref()
+        .map(|l| format!(" ({})", l.display_name()))
+        .unwrap_or_default();
+    let owner = call
+        .identity
+        .user_name
+        .as_deref()
+        .map(|u| format!(" of IAM user {u}"))
+        .unwrap_or_default();
+    let history = if new_address {
+        format!(
+            "the key was not used from this address in the {} days before",
+            policy.new_address_days
+        )
+    } else if let Some(last) = last_seen {
+        format!(
+            "the key was used from this address before, last at {}",
+            format_rfc3339_ms(last)
+        )
+    } else {
+        "the account is still in its learning period, so the address is not judged new".to_owned()
+    };
+    let summary = format!(
+        "A call signed with long-term access key `{key}`{owner} succeeded from {}{place}: {}:{}; {history}.",
+        call.source_ip,
+        service(&call.source),
+        call.name,
+    );
+    let triage = vec![
+        format!("Confirm with the owner of access key {key} that it is in use from {}{place}.", call.source_ip),
+        "Long-term keys do not expire: prefer roles, IAM Identity Center or other short-lived credentials, and rotate keys that must stay.".to_owned(),
+        if new_address {
+            format!("The address is new for this key: if nobody recognises it, deactivate {key} and review what it did since {}.", format_rfc3339_ms(call.t))
+        } else {
+            format!("Review what {key} did from this address; it has been used from it before.")
+        },
+    ];
+    let title = format!(
+        "Long-term access key {key} used from {}{}",
+        call.source_ip,
+        if new_address { " (new address)" } else { "" }
+    );
+    let mut finding = ctx.finding(
+        id,
+        Rule::LongTermAccessKeyAuth,
+        if new_address {
+            Severity::Low
+        } else {
+            Severity::Info
+        },
+        &key,
+        FindingText {
+            title,
+            summary,
+            triage,
+        },
+        format_rfc3339_ms(call.t),
+    );
+    finding.long_term_access_key_auth = Some(LongTermAccessKeyAuth {
+        access_key_id: key.clone(),
+        source_ip_address: call.source_ip.to_string(),
+        place: call.location.as_ref().map(|l| l.display_name()),
+        new_address,
+        new_address_days: policy.new_address_days,
+        address_last_seen: last_seen.map(format_rfc3339_ms),
+        known_addresses: known,
+        calls: vec![call.to_ref()],
+        calls_in_window,
+        dedup_minutes: policy.key_auth_window_ms / MINUTE_MS,
+    });
+    finding
+}
+
+/// `iam` from `iam.amazonaws.com`.
+fn service(source: &str) -> &str {
+    source.strip_suffix(".amazonaws.com").unwrap_or(source)
+}
+
+/// The readable end of an ARN: `user/alice`, `assumed-role/Admin/alice`.
+fn short_principal(principal: &str) -> &str {
+    principal
+        .split_once(":user/")
+        .map(|(_, u)| u)
+        .or_else(|| principal.rsplit(':').next().filter(|s| !s.is_empty()))
+        .unwrap_or(principal)
+}
