@@ -13,6 +13,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::cloudtrail::{written_at_from_name, ReadOptions};
 use crate::detect::Policy;
+use crate::finding::{Rule, Severity};
 use crate::geo::{GeoCache, GeoDb, GeoDbInfo};
 use crate::notify::{FindingFormat, Notifier, WriterNotifier};
 use crate::pipeline::{
@@ -56,6 +57,8 @@ pub enum Command {
     /// seen before, recent stays and the findings raised, so you can see why something
     /// did or did not alert.
     Explain(ExplainArgs),
+    /// List the rules: id, the public rule each answers to, severity and options.
+    Rules,
 }
 
 #[derive(Debug, clap::Args)]
@@ -115,6 +118,15 @@ pub struct ScanArgs {
     /// No progress bar and no summary on standard error.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Print only findings of this severity or above (all are still raised and
+    /// remembered): info, low, medium, high or critical.
+    #[arg(
+        long,
+        default_value = "low",
+        env = "GEOTRAIL_MIN_SEVERITY",
+        value_name = "SEVERITY"
+    )]
+    pub min_severity: Severity,
     #[command(flatten)]
     pub policy: PolicySettings,
 }
@@ -135,7 +147,70 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Scan(args) => scan(args),
         Command::Explain(args) => explain(args),
+        Command::Rules => {
+            print!("{}", rules_text());
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+/// What `geotrail rules` prints.
+pub fn rules_text() -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    for rule in Rule::ALL {
+        let (severity, fires, options): (&str, &str, &[&str]) = match rule {
+            Rule::ImpossibleTravel => (
+                "high (medium under 2,000 km unless concurrent; low when both ends share one network)",
+                "a subject used from two places too far apart for the time between them",
+                &[
+                    "--min-distance-km 500", "--min-speed-kmh 1000", "--no-accuracy-radius",
+                    "--concurrent-minutes 5", "--history-days 30", "--no-baseline",
+                    "--learning-hours 24", "--forget-after-days 30", "--dedup-minutes 60",
+                    "--subject access-key",
+                ],
+            ),
+            Rule::UnusualCityForCommand => (
+                "low",
+                "an API call from a city the account has not seen making it within the lookback",
+                &[
+                    "--rare-learning-hours 48", "--rare-lookback-days 30", "--rare-min-seen 1",
+                    "--rare-group-minutes 60",
+                ],
+            ),
+            Rule::UnusualErrorCode => (
+                "low",
+                "an error code the account has not seen within the lookback",
+                &[
+                    "--rare-learning-hours 48", "--rare-lookback-days 30", "--rare-min-seen 1",
+                    "--rare-group-minutes 60",
+                ],
+            ),
+            Rule::LongTermAccessKeyAuth => (
+                "info (low when the address is new for the key)",
+                "a successful call signed with a long-term IAM user key (AKIA...)",
+                &["--key-auth-dedup-minutes 60", "--new-address-days 10", "--rare-learning-hours 48"],
+            ),
+            Rule::FutureEventTime => (
+                "low",
+                "records stamped after their log object was written (forged, or a broken clock)",
+                &["--future-tolerance-minutes 60"],
+            ),
+        };
+        let _ = writeln!(out, "{}", rule.as_str());
+        let _ = writeln!(out, "  fires on   {fires}");
+        let _ = writeln!(out, "  severity   {severity}");
+        for anchor in rule.references() {
+            let _ = writeln!(out, "  answers to {anchor}");
+        }
+        let _ = writeln!(out, "  options    {}", options.join(", "));
+        let _ = writeln!(out);
+    }
+    let _ = writeln!(
+        out,
+        "All rules run by default; choose with --rules ID,ID (or GEOTRAIL_RULES)."
+    );
+    out
 }
 
 /// Run totals, for the summary line.
@@ -148,6 +223,7 @@ struct Totals {
     sightings: u64,
     skipped: SkipCounts,
     findings: u64,
+    by_rule: SkipCounts,
     bytes: u64,
     newest_event_ms: Option<i64>,
 }
@@ -167,7 +243,8 @@ fn scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
         FormatArg::Text => FindingFormat::Text,
         FormatArg::Jsonl => FindingFormat::Jsonl,
     };
-    let notifier = WriterNotifier::new(io::BufWriter::new(io::stdout()), format);
+    let notifier = WriterNotifier::new(io::BufWriter::new(io::stdout()), format)
+        .with_min_severity(args.min_severity);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .context("starting the async runtime")?;
@@ -203,6 +280,7 @@ fn scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
     progress.finish_and_clear();
     if !args.quiet {
         print_summary(
+            notifier.hidden(),
             &run.totals,
             run.subjects.len(),
             started.elapsed(),
@@ -393,6 +471,9 @@ impl Run<'_> {
         }
         let report = committed?;
         t.findings += report.findings.len() as u64;
+        for f in &report.findings {
+            t.by_rule.add(f.rule.as_str());
+        }
         t.skipped.add_n("stale", report.stale);
         Ok(())
     }
@@ -496,7 +577,14 @@ fn progress_bar(show: bool, inputs: &[Input]) -> ProgressBar {
     bar
 }
 
-fn print_summary(t: &Totals, subjects: usize, elapsed: Duration, args: &ScanArgs, geo: &GeoDb) {
+fn print_summary(
+    hidden: u64,
+    t: &Totals,
+    subjects: usize,
+    elapsed: Duration,
+    args: &ScanArgs,
+    geo: &GeoDb,
+) {
     let secs = elapsed.as_secs_f64().max(1e-9);
     let info = geo.info();
     eprintln!(
@@ -511,6 +599,15 @@ fn print_summary(t: &Totals, subjects: usize, elapsed: Duration, args: &ScanArgs
         t.events as f64 / secs,
         t.bytes as f64 / secs / 1e6,
     );
+    if t.findings > 0 {
+        eprintln!("  findings:        {}", join_counts(&t.by_rule));
+    }
+    if hidden > 0 {
+        eprintln!(
+            "  {hidden} findings below {} not printed (--min-severity info prints them)",
+            args.min_severity
+        );
+    }
     if t.objects_skipped.total() > 0 {
         eprintln!("  objects skipped: {}", join_counts(&t.objects_skipped));
     }

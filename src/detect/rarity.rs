@@ -134,6 +134,8 @@ impl Group {
 type CityKey = (Arc<str>, Arc<str>, Arc<str>, Arc<str>, i64);
 type ErrorKey = (Arc<str>, Arc<str>, i64);
 type KeyAuthKey = (Arc<str>, Arc<str>, i64);
+/// (account, principal, place key or error code, window): what one finding is about.
+type GroupKey = (Arc<str>, Arc<str>, Arc<str>, i64);
 
 /// What one object holds for the account-level rules.
 #[derive(Debug, Default)]
@@ -397,7 +399,7 @@ pub fn judge(
     let keep = policy.keep_times();
 
     // (account, principal, place key, window) -> rare calls.
-    let mut city_groups: BTreeMap<(Arc<str>, Arc<str>, Arc<str>, i64), RareGroup> = BTreeMap::new();
+    let mut city_groups: BTreeMap<GroupKey, RareGroup> = BTreeMap::new();
     let mut city_keys: Vec<&CityKey> = batch.cities.keys().collect();
     city_keys.sort();
     for key in city_keys {
@@ -412,15 +414,19 @@ pub fn judge(
         let Tally::Command(tally) = tally_mut(tallies, &tkey) else {
             unreachable!("a command key holds a command tally")
         };
-        let at = match tally.places.iter().position(|p| p.key == **place) {
-            Some(at) => at,
-            None => {
-                tally.places.push(PlaceSeen {
-                    key: place.to_string(),
-                    label: location.display_name(),
-                    seen: Seen::default(),
-                });
-                tally.places.len() - 1
+        // Sorted by key, so that the same events in any order give the same item.
+        let at = match tally.places.binary_search_by(|p| p.key.as_str().cmp(place)) {
+            Ok(at) => at,
+            Err(at) => {
+                tally.places.insert(
+                    at,
+                    PlaceSeen {
+                        key: place.to_string(),
+                        label: location.display_name(),
+                        seen: Seen::default(),
+                    },
+                );
+                at
             }
         };
         for (i, call) in group.calls.iter().enumerate() {
@@ -478,8 +484,7 @@ pub fn judge(
         findings.push(city_finding(id, g, policy, geoip, source_object));
     }
 
-    let mut error_groups: BTreeMap<(Arc<str>, Arc<str>, Arc<str>, i64), RareGroup> =
-        BTreeMap::new();
+    let mut error_groups: BTreeMap<GroupKey, RareGroup> = BTreeMap::new();
     let mut error_keys: Vec<&ErrorKey> = batch.errors.keys().collect();
     error_keys.sort();
     for key in error_keys {
@@ -562,14 +567,17 @@ pub fn judge(
         let Tally::KeyAddresses(tally) = tally_mut(tallies, &tkey) else {
             unreachable!("a key key holds a key tally")
         };
-        let at = match tally.addresses.iter().position(|a| a.ip == **ip) {
-            Some(at) => at,
-            None => {
-                tally.addresses.push(AddressSeen {
-                    ip: ip.to_string(),
-                    seen: Seen::default(),
-                });
-                tally.addresses.len() - 1
+        let at = match tally.addresses.binary_search_by(|a| a.ip.as_str().cmp(ip)) {
+            Ok(at) => at,
+            Err(at) => {
+                tally.addresses.insert(
+                    at,
+                    AddressSeen {
+                        ip: ip.to_string(),
+                        seen: Seen::default(),
+                    },
+                );
+                at
             }
         };
         if !alerted {
@@ -642,6 +650,7 @@ fn bound(tally: &mut Tally, policy: &RulePolicy) {
             if c.places.len() > MAX_PLACES_PER_COMMAND {
                 c.places.sort_by_key(|p| std::cmp::Reverse(p.seen.last_ms));
                 c.places.truncate(MAX_PLACES_PER_COMMAND);
+                c.places.sort_by(|a, b| a.key.cmp(&b.key));
             }
         }
         Tally::Error(e) => e.seen.prune(oldest_day(e.latest_ms)),
@@ -656,6 +665,7 @@ fn bound(tally: &mut Tally, policy: &RulePolicy) {
                 k.addresses
                     .sort_by_key(|a| std::cmp::Reverse(a.seen.last_ms));
                 k.addresses.truncate(MAX_ADDRESSES_PER_KEY);
+                k.addresses.sort_by(|a, b| a.ip.cmp(&b.ip));
             }
             prune_alerts(
                 &mut k.alerts,
@@ -1002,3 +1012,7 @@ fn short_principal(principal: &str) -> &str {
         .or_else(|| principal.rsplit(':').next().filter(|s| !s.is_empty()))
         .unwrap_or(principal)
 }
+
+#[cfg(test)]
+#[path = "rarity_tests.rs"]
+mod tests;

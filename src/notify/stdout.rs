@@ -1,8 +1,9 @@
 use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use super::{Notifier, NotifyError};
-use crate::finding::Finding;
+use crate::finding::{Finding, Severity};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum FindingFormat {
@@ -17,6 +18,8 @@ pub enum FindingFormat {
 pub struct WriterNotifier<W> {
     out: Mutex<W>,
     format: FindingFormat,
+    min_severity: Severity,
+    hidden: AtomicU64,
 }
 
 impl<W: Write + Send> WriterNotifier<W> {
@@ -24,7 +27,21 @@ impl<W: Write + Send> WriterNotifier<W> {
         WriterNotifier {
             out: Mutex::new(out),
             format,
+            min_severity: Severity::Info,
+            hidden: AtomicU64::new(0),
         }
+    }
+
+    /// Leaves out findings below `min`; they are still raised (and remembered), only
+    /// counted here.
+    pub fn with_min_severity(mut self, min: Severity) -> Self {
+        self.min_severity = min;
+        self
+    }
+
+    /// Findings left out for their severity.
+    pub fn hidden(&self) -> u64 {
+        self.hidden.load(Ordering::Relaxed)
     }
 
     pub fn into_inner(self) -> W {
@@ -42,6 +59,10 @@ impl<W: Write + Send> Notifier for WriterNotifier<W> {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         for f in findings {
+            if f.severity < self.min_severity {
+                self.hidden.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
             match self.format {
                 FindingFormat::Jsonl => writeln!(out, "{}", f.to_json())?,
                 FindingFormat::Text => writeln!(out, "{}", f.to_text())?,

@@ -29,10 +29,12 @@ fn example_db(dir: &Path) -> PathBuf {
 
 fn geotrail(args: &[&str], dir: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_geotrail"));
-    cmd.arg("scan")
-        .arg("--geoip")
-        .arg(example_db(dir))
-        .args(args);
+    cmd.arg("scan").arg("--geoip").arg(example_db(dir));
+    // Most of these stories are about travel; the account-level rules have their own.
+    if !args.contains(&"--rules") {
+        cmd.args(["--rules", "impossible_travel,future_event_time"]);
+    }
+    cmd.args(args);
     // The scan must not pick up a developer's settings.
     for (name, _) in std::env::vars().filter(|(k, _)| k.starts_with("GEOTRAIL_")) {
         cmd.env_remove(name);
@@ -103,6 +105,105 @@ fn scanning_the_example_trail_flags_only_the_stolen_key() {
             stderr.contains(needle),
             "summary lacks {needle:?}: {stderr}"
         );
+    }
+}
+
+#[test]
+fn every_rule_on_the_example_trail_points_at_the_stolen_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, stdout, stderr) = run(geotrail(
+        &["--rules", "all", "--no-state", "--format", "jsonl"],
+        dir.path(),
+    )
+    .arg(trail()));
+    assert!(out.status.success(), "{stderr}");
+    let mut seen: Vec<(String, String, String)> = findings(&stdout)
+        .iter()
+        .map(|f| {
+            let s = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+            let place = match s(&f["rule"]).as_str() {
+                "unusual_city_for_command" => s(&f["unusual_city_for_command"]["place"]["name"]),
+                "long_term_access_key_auth" => {
+                    s(&f["long_term_access_key_auth"]["source_ip_address"])
+                }
+                _ => s(&f["impossible_travel"]["triggering_locations"]["second_location"]["city"]),
+            };
+            (s(&f["rule"]), s(&f["severity"]), place)
+        })
+        .collect();
+    seen.sort();
+    let want = [
+        ("impossible_travel", "high", "Frankfurt am Main"),
+        // The thief's first use of alice's key, from an address the key never used.
+        ("long_term_access_key_auth", "low", "46.101.141.87"),
+        // Five calls alice's key never made from Frankfurt: one finding.
+        (
+            "unusual_city_for_command",
+            "low",
+            "Frankfurt am Main, Germany",
+        ),
+        // alice's first DescribeVolumes, after the account's 48 hours of learning.
+        ("unusual_city_for_command", "low", "Sydney, Australia"),
+    ];
+    let want: Vec<(String, String, String)> = want
+        .iter()
+        .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+        .collect();
+    assert_eq!(seen, want, "{stdout}");
+    let frankfurt = findings(&stdout)
+        .into_iter()
+        .find(|f| f["unusual_city_for_command"]["place"]["name"] == "Frankfurt am Main, Germany")
+        .unwrap();
+    assert_eq!(
+        frankfurt["unusual_city_for_command"]["commands"]
+            .as_array()
+            .unwrap()
+            .len(),
+        5
+    );
+    assert!(
+        stderr.contains("findings below low not printed"),
+        "the informational uses of long-term keys are counted, not printed: {stderr}"
+    );
+    // `--min-severity info` prints them: Panther's rule fires on every key and address.
+    let (_, all, _) = run(geotrail(
+        &[
+            "--rules",
+            "long_term_access_key_auth",
+            "--no-state",
+            "--format",
+            "jsonl",
+            "--min-severity",
+            "info",
+        ],
+        dir.path(),
+    )
+    .arg(trail()));
+    let all = findings(&all);
+    assert!(all.len() > 1);
+    assert!(all.iter().all(|f| f["rule"] == "long_term_access_key_auth"));
+    assert!(all.iter().any(|f| f["severity"] == "info"));
+}
+
+#[test]
+fn the_rules_command_lists_every_rule_with_its_anchor() {
+    let out = Command::new(env!("CARGO_BIN_EXE_geotrail"))
+        .arg("rules")
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    for needle in [
+        "impossible_travel",
+        "unusual_city_for_command",
+        "unusual_error_code",
+        "long_term_access_key_auth",
+        "future_event_time",
+        "Datadog:",
+        "Elastic: Unusual City For an AWS Command",
+        "Panther: AWS.CloudTrail.UserAccessKeyAuth",
+        "--rare-lookback-days 30",
+    ] {
+        assert!(text.contains(needle), "{needle:?} missing:\n{text}");
     }
 }
 

@@ -2,8 +2,9 @@
 //! a real `.mmdb` built from the fixture, the pipeline's two stages and a real store.
 
 use geotrail::cloudtrail::{written_at_from_name, ReadOptions};
-use geotrail::detect::Policy;
+use geotrail::detect::{Policy, RulePolicy, RuleSet};
 use geotrail::finding::Finding;
+use geotrail::finding::Rule;
 use geotrail::geo::{GeoCache, GeoDb};
 use geotrail::pipeline::{commit_scan, scan_object, ObjectScan};
 use geotrail::state::{FileStateStore, MemoryStateStore, StateStore};
@@ -13,6 +14,7 @@ use crate::common::mmdb::fixture_geo_db;
 use crate::common::trail::{gzip, json_lines, object, record, CollectingNotifier};
 
 mod order;
+mod rules;
 
 const SYDNEY: &str = "1.128.10.20";
 const SYDNEY_2: &str = "101.160.10.20";
@@ -22,6 +24,20 @@ const LONDON: &str = "81.2.69.142";
 const NEW_YORK: &str = "72.229.10.20";
 const US_COUNTRY_ONLY: &str = "63.140.10.20";
 const KEY: &str = "AKIAIOSFODNN7EXAMPLE";
+
+/// The travel rules alone: these stories are about travel (the account-level rules have
+/// their own scenarios).
+pub(crate) fn travel_policy() -> Policy {
+    Policy {
+        rules: RulePolicy {
+            enabled: RuleSet::none()
+                .with(Rule::ImpossibleTravel)
+                .with(Rule::FutureEventTime),
+            ..RulePolicy::default()
+        },
+        ..Policy::default()
+    }
+}
 
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()
@@ -59,7 +75,7 @@ fn run(objects: &[(String, Vec<u8>)]) -> (Vec<ObjectScan>, Vec<Finding>) {
     run_with(
         &fixture_geo_db(),
         &MemoryStateStore::new(),
-        &Policy::default(),
+        &travel_policy(),
         objects,
     )
 }
@@ -385,7 +401,7 @@ fn reversed_records() -> Vec<Vec<Value>> {
 fn replaying_objects_raises_no_new_finding() {
     let geo = fixture_geo_db();
     let store = MemoryStateStore::new();
-    let policy = Policy::default();
+    let policy = travel_policy();
     let (_, first) = run_with(&geo, &store, &policy, &trail());
     assert_eq!(first.len(), 2);
     let (_, again) = run_with(&geo, &store, &policy, &trail());
@@ -462,7 +478,7 @@ fn the_file_store_carries_history_from_one_scan_to_the_next() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("state.redb");
     let geo = fixture_geo_db();
-    let policy = Policy::default();
+    let policy = travel_policy();
     let records = stolen_key_records();
     {
         let store = FileStateStore::open(&path).unwrap();
@@ -507,7 +523,7 @@ fn principal_subjects_join_rotating_session_keys() {
     assert!(by_key.is_empty(), "two keys, two travellers");
     let policy = Policy {
         subject: geotrail::detect::SubjectKind::Principal,
-        ..Policy::default()
+        ..travel_policy()
     };
     let (_, by_principal) = run_with(
         &fixture_geo_db(),
@@ -582,7 +598,7 @@ fn forged_and_skewed_times_are_quarantined_reported_and_blind_nothing() {
         ));
     }
     let store = MemoryStateStore::new();
-    let (scans, findings) = run_with(&fixture_geo_db(), &store, &Policy::default(), &objects);
+    let (scans, findings) = run_with(&fixture_geo_db(), &store, &travel_policy(), &objects);
 
     assert_eq!(
         scans[0].skipped.get("future_time"),
@@ -621,6 +637,6 @@ fn forged_and_skewed_times_are_quarantined_reported_and_blind_nothing() {
     }
 
     // A replay of the forged object raises nothing new.
-    let (_, again) = run_with(&fixture_geo_db(), &store, &Policy::default(), &objects[..1]);
+    let (_, again) = run_with(&fixture_geo_db(), &store, &travel_policy(), &objects[..1]);
     assert!(again.is_empty(), "{again:#?}");
 }

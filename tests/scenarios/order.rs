@@ -20,7 +20,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use geotrail::cloudtrail::{written_at_from_name, ReadOptions};
-use geotrail::detect::Policy;
 use geotrail::finding::{format_rfc3339_ms, Finding, Rule};
 use geotrail::geo::{distance_km, GeoCache, GeoDb, Location};
 use geotrail::pipeline::{commit_scan, scan_object};
@@ -291,7 +290,7 @@ fn pairs(findings: &[Finding]) -> Pairs {
 fn run(geo: &GeoDb, objects: &[&TrailObject], record_seed: Option<u64>) -> Vec<Finding> {
     let store = MemoryStateStore::new();
     let notifier = CollectingNotifier::default();
-    let policy = Policy::default();
+    let policy = super::travel_policy();
     let mut cache = GeoCache::new(geo);
     for (i, (name, written, records)) in objects.iter().enumerate() {
         let mut records = records.clone();
@@ -317,7 +316,7 @@ fn run(geo: &GeoDb, objects: &[&TrailObject], record_seed: Option<u64>) -> Vec<F
 
 /// The pairs some two events of a subject make impossible, by the default policy.
 fn oracle(geo: &GeoDb, events: &[Ev]) -> Pairs {
-    let policy = Policy::default();
+    let policy = super::travel_policy();
     let locate = |e: &Ev| -> Location {
         let addr: IpAddr = ip(e).parse().expect("an address");
         geo.lookup(addr).unwrap().expect("a fixture city")

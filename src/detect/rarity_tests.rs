@@ -1,0 +1,489 @@
+//! Table-driven scenarios for the account-level rules: learning, threshold, grouping,
+//! dedup and replay, Panther's condition, and arrival order.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::*;
+use crate::detect::policy::{RulePolicy, RuleSet, DAY_MS, HOUR_MS, MINUTE_MS};
+use crate::detect::tally::{Tally, TallyKey};
+use crate::finding::{Rule, Severity};
+use crate::geo::{GeoDbInfo, Location};
+
+const ACCOUNT: &str = "123456789012";
+const ALICE: &str = "arn:aws:iam::123456789012:user/alice";
+const KEY: &str = "AKIAIOSFODNN7EXAMPLE";
+/// 2025-03-10T00:00:00Z.
+const T0: i64 = 1_741_564_800_000;
+
+fn city(name: &str, country: &str) -> Arc<Location> {
+    Arc::new(Location {
+        city: Some(name.to_owned()),
+        country: Some(country.to_owned()),
+        country_code: Some(country[..2].to_uppercase()),
+        latitude: 1.0,
+        longitude: 2.0,
+        ..Location::default()
+    })
+}
+
+/// One synthetic event.
+#[derive(Clone)]
+struct Ev {
+    t: i64,
+    name: &'static str,
+    place: Arc<Location>,
+    ip: &'static str,
+    key: &'static str,
+    error: Option<&'static str>,
+}
+
+fn ev(t: i64, name: &'static str, place: &Arc<Location>) -> Ev {
+    Ev {
+        t,
+        name,
+        place: place.clone(),
+        ip: "203.0.113.7",
+        key: KEY,
+        error: None,
+    }
+}
+
+fn batch_of(events: &[Ev], policy: &RulePolicy) -> RuleBatch {
+    let mut batch = RuleBatch::default();
+    for (i, e) in events.iter().enumerate() {
+        let id = format!("event-{}-{i}", e.t);
+        let re = RuleEvent {
+            t: e.t,
+            id: &id,
+            name: e.name,
+            source: "iam.amazonaws.com",
+            region: "us-east-1",
+            source_ip: e.ip,
+            ip: e.ip.parse().ok(),
+            account: ACCOUNT,
+            principal: ALICE,
+            access_key_id: Some(e.key),
+            location: Some(&e.place),
+            error_code: e.error,
+            error_message: e.error.map(|_| "denied"),
+            user_agent: None,
+        };
+        batch.add(&re, policy, || crate::finding::UserIdentitySummary {
+            arn: Some(ALICE.to_owned()),
+            access_key_id: Some(e.key.to_owned()),
+            ..Default::default()
+        });
+    }
+    batch
+}
+
+/// A store of tallies in a map, judging objects one after the other.
+#[derive(Default)]
+struct Run {
+    tallies: HashMap<TallyKey, Tally>,
+}
+
+impl Run {
+    fn object(&mut self, name: &str, events: &[Ev], policy: &RulePolicy) -> Vec<Finding> {
+        let batch = batch_of(events, policy);
+        judge(
+            &batch,
+            &mut self.tallies,
+            policy,
+            &GeoDbInfo::default(),
+            name,
+        )
+    }
+}
+
+fn only(rule: Rule) -> RulePolicy {
+    RulePolicy {
+        enabled: RuleSet::none().with(rule),
+        ..RulePolicy::default()
+    }
+}
+
+#[test]
+fn nothing_rare_fires_during_the_learning_period_and_it_counts_from_the_first_event() {
+    let policy = only(Rule::UnusualCityForCommand);
+    let (sydney, lagos) = (city("Sydney", "Australia"), city("Lagos", "Nigeria"));
+    let cases = [
+        // (hours after the account's first event, fires)
+        (1, false),
+        (47, false),
+        (49, true),
+    ];
+    for (hours, fires) in cases {
+        let mut run = Run::default();
+        run.object("home", &[ev(T0, "ListUsers", &sydney)], &policy);
+        let found = run.object(
+            "away",
+            &[ev(T0 + hours * HOUR_MS, "CreateUser", &lagos)],
+            &policy,
+        );
+        assert_eq!(!found.is_empty(), fires, "{hours} h after the first event");
+    }
+}
+
+#[test]
+fn a_call_is_rare_below_min_seen_sightings_from_that_city_within_the_lookback() {
+    let (sydney, lagos) = (city("Sydney", "Australia"), city("Lagos", "Nigeria"));
+    let start = T0 + 3 * DAY_MS;
+    // (min_seen, prior sightings from Lagos and how many days before, fires)
+    let cases = [
+        (1, vec![], true),
+        (1, vec![2], false),
+        (2, vec![2], true),
+        (2, vec![2, 3], false),
+        (1, vec![31], true),
+        (1, vec![30], false),
+    ];
+    for (min_seen, prior_days, fires) in cases {
+        let policy = RulePolicy {
+            min_seen,
+            learning_ms: 0,
+            ..only(Rule::UnusualCityForCommand)
+        };
+        let mut run = Run::default();
+        run.object(
+            "home",
+            &[ev(T0 - 40 * DAY_MS, "ListUsers", &sydney)],
+            &policy,
+        );
+        for (i, d) in prior_days.iter().enumerate() {
+            run.object(
+                &format!("prior-{i}"),
+                &[ev(start - d * DAY_MS, "CreateUser", &lagos)],
+                &policy,
+            );
+        }
+        let found = run.object("now", &[ev(start, "CreateUser", &lagos)], &policy);
+        assert_eq!(
+            !found.is_empty(),
+            fires,
+            "min_seen {min_seen}, prior {prior_days:?}"
+        );
+    }
+}
+
+#[test]
+fn a_burst_of_unusual_calls_from_one_city_within_the_window_is_one_finding_with_evidence() {
+    let policy = RulePolicy {
+        learning_ms: 0,
+        ..only(Rule::UnusualCityForCommand)
+    };
+    let (sydney, lagos) = (city("Sydney", "Australia"), city("Lagos", "Nigeria"));
+    let mut run = Run::default();
+    let home: Vec<Ev> = (0..3)
+        .map(|i| ev(T0 + i * MINUTE_MS, "CreateUser", &sydney))
+        .collect();
+    run.object("home", &home, &policy);
+    let names = [
+        "CreateUser",
+        "AttachUserPolicy",
+        "CreateAccessKey",
+        "ListBuckets",
+    ];
+    let burst: Vec<Ev> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| ev(T0 + DAY_MS + i as i64 * 10 * MINUTE_MS, n, &lagos))
+        .chain([ev(T0 + DAY_MS + 5 * MINUTE_MS, "CreateUser", &lagos)])
+        .collect();
+    let found = run.object("burst", &burst, &policy);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    let f = &found[0];
+    assert_eq!(
+        (f.rule, f.severity),
+        (Rule::UnusualCityForCommand, Severity::Low)
+    );
+    assert_eq!(f.subject, ALICE);
+    let block = f.unusual_city_for_command.as_ref().unwrap();
+    assert_eq!(block.place.name, "Lagos, Nigeria");
+    assert_eq!(block.commands.len(), 4, "one evidence entry per call");
+    let create = block
+        .commands
+        .iter()
+        .find(|c| c.event_name == "CreateUser")
+        .unwrap();
+    assert_eq!(create.calls_from_city, 2);
+    assert_eq!(create.usual_places[0].place, "Sydney, Australia");
+    assert_eq!(create.usual_places[0].count, 3);
+    assert!(f
+        .summary
+        .contains("usually called from Sydney, Australia (3)"));
+    assert!(!f.references.is_empty());
+
+    // The next window is a new finding; the same window again is not.
+    let later = run.object(
+        "later",
+        &[ev(T0 + DAY_MS + 5 * MINUTE_MS + 1, "DeleteUser", &lagos)],
+        &policy,
+    );
+    assert!(
+        later.is_empty(),
+        "same principal, city and window: {later:#?}"
+    );
+    let next = run.object(
+        "next",
+        &[ev(T0 + DAY_MS + 2 * HOUR_MS, "DeleteBucket", &lagos)],
+        &policy,
+    );
+    assert_eq!(next.len(), 1);
+}
+
+#[test]
+fn a_replayed_object_raises_nothing_and_counts_nothing_twice() {
+    let policy = RulePolicy {
+        learning_ms: 0,
+        ..RulePolicy::default()
+    };
+    let (sydney, lagos) = (city("Sydney", "Australia"), city("Lagos", "Nigeria"));
+    let mut run = Run::default();
+    run.object("home", &[ev(T0, "ListUsers", &sydney)], &policy);
+    let mut bad = ev(T0 + DAY_MS, "CreateUser", &lagos);
+    bad.error = Some("AccessDenied");
+    let events = [ev(T0 + DAY_MS, "CreateUser", &lagos), bad];
+    let first = run.object("obj", &events, &policy);
+    assert!(!first.is_empty());
+    let after_first = run.tallies.clone();
+    let replay = run.object("obj", &events, &policy);
+    assert!(replay.is_empty(), "{replay:#?}");
+    assert_eq!(run.tallies, after_first, "a replay changes no tally");
+}
+
+#[test]
+fn an_error_code_is_rare_until_the_account_has_seen_it_and_says_since_when() {
+    let policy = RulePolicy {
+        learning_ms: 0,
+        ..only(Rule::UnusualErrorCode)
+    };
+    let sydney = city("Sydney", "Australia");
+    let denied = |t| Ev {
+        error: Some("AccessDenied"),
+        ..ev(t, "ListUsers", &sydney)
+    };
+    let mut run = Run::default();
+    let first = run.object("a", &[denied(T0), denied(T0 + MINUTE_MS)], &policy);
+    assert_eq!(first.len(), 1, "two calls, one finding");
+    let block = first[0].unusual_error_code.as_ref().unwrap();
+    assert_eq!(
+        (block.error_code.as_str(), block.calls.len()),
+        ("AccessDenied", 1)
+    );
+    assert_eq!(block.first_seen, None);
+    assert!(run.object("b", &[denied(T0 + DAY_MS)], &policy).is_empty());
+
+    let policy2 = RulePolicy {
+        min_seen: 3,
+        ..policy
+    };
+    let mut run = Run::default();
+    run.object("a", &[denied(T0)], &policy2);
+    let again = run.object("b", &[denied(T0 + DAY_MS)], &policy2);
+    let block = again[0].unusual_error_code.as_ref().unwrap();
+    assert_eq!(block.seen_before, 1);
+    assert_eq!(block.first_seen.as_deref(), Some("2025-03-10T00:00:00Z"));
+}
+
+#[test]
+fn long_term_key_auth_is_panthers_condition_with_the_new_address_on_top() {
+    let policy = RulePolicy {
+        learning_ms: 0,
+        ..only(Rule::LongTermAccessKeyAuth)
+    };
+    let sydney = city("Sydney", "Australia");
+    // (key, error, fires) — Panther's own test cases have the same shape.
+    let cases = [
+        ("AKIAIOSFODNN7EXAMPLE", None, true),
+        ("AKIAIOSFODNN7EXAMPLE", Some("AccessDenied"), false),
+        ("ASIAIOSFODNN7EXAMPLE", None, false),
+    ];
+    for (key, error, fires) in cases {
+        let mut run = Run::default();
+        let e = Ev {
+            key,
+            error,
+            ..ev(T0, "GetCallerIdentity", &sydney)
+        };
+        assert_eq!(
+            !run.object("o", &[e], &policy).is_empty(),
+            fires,
+            "{key} {error:?}"
+        );
+    }
+
+    let mut run = Run::default();
+    let at = |t, ip| Ev {
+        ip,
+        ..ev(t, "GetCallerIdentity", &sydney)
+    };
+    let first = run.object(
+        "1",
+        &[at(T0, "198.51.100.1"), at(T0 + MINUTE_MS, "198.51.100.1")],
+        &policy,
+    );
+    assert_eq!(first.len(), 1, "one per key, address and hour");
+    assert_eq!(first[0].severity, Severity::Low, "new address");
+    let block = first[0].long_term_access_key_auth.as_ref().unwrap();
+    assert!(block.new_address);
+    assert_eq!(block.calls_in_window, 2);
+    assert!(run
+        .object("2", &[at(T0 + 30 * MINUTE_MS, "198.51.100.1")], &policy)
+        .is_empty());
+    let known = run.object("3", &[at(T0 + 2 * HOUR_MS, "198.51.100.1")], &policy);
+    assert_eq!(known[0].severity, Severity::Info, "known address");
+    let other = run.object("4", &[at(T0 + 3 * HOUR_MS, "192.0.2.9")], &policy);
+    assert_eq!(other[0].severity, Severity::Low);
+    let block = other[0].long_term_access_key_auth.as_ref().unwrap();
+    assert_eq!(block.known_addresses, vec!["198.51.100.1".to_owned()]);
+    let back = run.object("5", &[at(T0 + 12 * DAY_MS, "192.0.2.9")], &policy);
+    assert_eq!(
+        back[0].severity,
+        Severity::Low,
+        "unused for over 10 days: new again"
+    );
+}
+
+/// Tallies without what records arrival (object tags, alert marks, the hourly clock).
+fn counts(run: &Run) -> Vec<(TallyKey, Tally)> {
+    let mut out: Vec<(TallyKey, Tally)> = run
+        .tallies
+        .iter()
+        .map(|(k, t)| {
+            let mut t = t.clone();
+            if let Some(applied) = t.applied_mut() {
+                applied.clear();
+            }
+            match &mut t {
+                Tally::Account(a) => {
+                    a.alerts.clear();
+                    a.latest_ms = 0;
+                }
+                Tally::KeyAddresses(k) => k.alerts.clear(),
+                _ => {}
+            }
+            (k.clone(), t)
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+#[test]
+fn any_object_order_ends_in_the_same_counts_and_only_adds_first_sightings() {
+    let policy = RulePolicy {
+        learning_ms: 0,
+        ..RulePolicy::default()
+    };
+    let (sydney, lagos, lima) = (
+        city("Sydney", "Australia"),
+        city("Lagos", "Nigeria"),
+        city("Lima", "Peru"),
+    );
+    let objects: Vec<(String, Vec<Ev>)> = vec![
+        (
+            "d0".into(),
+            vec![
+                ev(T0, "ListUsers", &sydney),
+                ev(T0 + HOUR_MS, "CreateUser", &sydney),
+            ],
+        ),
+        ("d1".into(), vec![ev(T0 + DAY_MS, "CreateUser", &lagos)]),
+        (
+            "d1b".into(),
+            vec![
+                ev(T0 + DAY_MS + 3 * HOUR_MS, "CreateUser", &lagos),
+                Ev {
+                    error: Some("AccessDenied"),
+                    ..ev(T0 + DAY_MS, "GetUser", &lagos)
+                },
+            ],
+        ),
+        (
+            "d2".into(),
+            vec![
+                ev(T0 + 2 * DAY_MS, "ListUsers", &lima),
+                ev(T0 + 2 * DAY_MS, "CreateUser", &lagos),
+            ],
+        ),
+        (
+            "d3".into(),
+            vec![Ev {
+                ip: "192.0.2.1",
+                ..ev(T0 + 3 * DAY_MS, "ListUsers", &sydney)
+            }],
+        ),
+    ];
+    let in_order = {
+        let mut run = Run::default();
+        let mut ids: Vec<String> = Vec::new();
+        for (name, events) in &objects {
+            ids.extend(
+                run.object(name, events, &policy)
+                    .into_iter()
+                    .map(|f| f.finding_id),
+            );
+        }
+        (counts(&run), ids)
+    };
+    // Every permutation of the five objects.
+    let mut order: Vec<usize> = (0..objects.len()).collect();
+    let mut permutations = 0;
+    loop {
+        let mut run = Run::default();
+        let mut ids: Vec<String> = Vec::new();
+        for &i in &order {
+            let (name, events) = &objects[i];
+            ids.extend(
+                run.object(name, events, &policy)
+                    .into_iter()
+                    .map(|f| f.finding_id),
+            );
+        }
+        assert_eq!(counts(&run), in_order.0, "order {order:?}");
+        for id in &in_order.1 {
+            assert!(ids.contains(id), "order {order:?} lost finding {id}");
+        }
+        permutations += 1;
+        if !next_permutation(&mut order) {
+            break;
+        }
+    }
+    assert_eq!(permutations, 120);
+}
+
+fn next_permutation(v: &mut [usize]) -> bool {
+    let Some(i) = (1..v.len()).rev().find(|&i| v[i - 1] < v[i]) else {
+        return false;
+    };
+    let j = (i..v.len()).rev().find(|&j| v[j] > v[i - 1]).unwrap();
+    v.swap(i - 1, j);
+    v[i..].reverse();
+    true
+}
+
+#[test]
+fn tallies_stay_bounded_by_the_lookback_and_their_caps() {
+    let policy = RulePolicy {
+        learning_ms: 0,
+        ..only(Rule::UnusualCityForCommand)
+    };
+    let mut run = Run::default();
+    for day in 0..120 {
+        let place = city(&format!("City{}", day % 300), "Testland");
+        run.object(
+            &format!("o{day}"),
+            &[ev(T0 + day * DAY_MS, "ListUsers", &place)],
+            &policy,
+        );
+    }
+    let key = TallyKey::command(ACCOUNT, "iam.amazonaws.com", "ListUsers");
+    let Tally::Command(c) = &run.tallies[&key] else {
+        panic!("a command tally")
+    };
+    assert!(c.places.len() <= 31, "{} places kept", c.places.len());
+    assert!(c.to_owned().places.iter().all(|p| p.seen.days.len() == 1));
+    assert!(Tally::Command(c.clone()).to_json().len() < 16 * 1024);
+}
