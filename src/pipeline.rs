@@ -677,6 +677,7 @@ async fn commit_tallies<S: StateStore + Sync, N: Notifier + Sync>(
         source,
     };
     let keys = scan.rules.tally_keys();
+    let mut last_conflict = String::new();
     for _attempt in 1..=MAX_SAVE_ATTEMPTS {
         let loaded = store.load_tallies(&keys).await.map_err(state_err)?;
         let mut versions: HashMap<TallyKey, u64> = HashMap::with_capacity(loaded.len());
@@ -709,18 +710,21 @@ async fn commit_tallies<S: StateStore + Sync, N: Notifier + Sync>(
             .collect();
         changed.sort_by_key(|(t, _)| t.key());
         let outcomes = store.save_tallies(&changed).await.map_err(state_err)?;
-        let conflicts = outcomes
+        let conflicted: Vec<String> = changed
             .iter()
-            .filter(|o| matches!(o, SaveOutcome::Conflict))
-            .count();
-        report.tallies_saved += outcomes.len() - conflicts;
-        if conflicts == 0 {
+            .zip(&outcomes)
+            .filter(|(_, o)| matches!(o, SaveOutcome::Conflict))
+            .map(|((t, _), _)| t.item_key())
+            .collect();
+        report.tallies_saved += outcomes.len() - conflicted.len();
+        let Some(first) = conflicted.first() else {
             return Ok(());
-        }
-        report.conflicts += conflicts as u64;
+        };
+        report.conflicts += conflicted.len() as u64;
+        last_conflict = first.clone();
     }
     Err(PipelineError::Contention {
         object: scan.name.clone(),
-        subject: "the account-level tallies".to_owned(),
+        subject: format!("tally {last_conflict}"),
     })
 }

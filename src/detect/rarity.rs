@@ -243,7 +243,14 @@ impl RuleBatch {
                     && e.error_message.is_none() =>
             {
                 let bucket = e.t.div_euclid(policy.key_auth_window_ms.max(1));
-                Some((self.intern(key), self.intern(&ip.to_string()), bucket))
+                // The logged text is the address itself unless it was a list (a proxy's
+                // `X-Forwarded-For`); only then is a canonical form worth an allocation.
+                let address = if e.source_ip.contains(',') {
+                    self.intern(&ip.to_string())
+                } else {
+                    self.intern(e.source_ip)
+                };
+                Some((self.intern(key), address, bucket))
             }
             _ => None,
         };

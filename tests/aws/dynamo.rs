@@ -370,3 +370,75 @@ async fn create_table_is_idempotent_and_enables_ttl_on_expires_at() {
     );
     assert_eq!(description.attribute_name.as_deref(), Some("expires_at"));
 }
+
+#[tokio::test]
+async fn tallies_share_the_table_load_in_batches_and_conflict_on_a_stale_version() {
+    use geotrail::detect::tally::{Tally, TallyKey};
+
+    let counter = RequestCounter::new();
+    let (store, client) = store_with_table(Some(&counter)).await;
+    let keys: Vec<TallyKey> = (0..150)
+        .map(|i| TallyKey::command("123456789012", "iam.amazonaws.com", &format!("Call{i}")))
+        .collect();
+    let mut tallies: Vec<Tally> = keys.iter().map(TallyKey::empty).collect();
+    for (i, t) in tallies.iter_mut().enumerate() {
+        if let Tally::Command(c) = t {
+            c.latest_ms = 1_741_564_800_000 + i as i64;
+        }
+    }
+    let items: Vec<(&Tally, u64)> = tallies.iter().map(|t| (t, 0)).collect();
+    let saved = store.save_tallies(&items).await.expect("save");
+    assert!(saved
+        .iter()
+        .all(|o| *o == SaveOutcome::Saved { version: 1 }));
+
+    // A subject with the same table and a tally never touch: prefixes keep them apart.
+    let subject = state_of("AKIATALLYNEIGHBOUR01", &[(1_000_000, "Sydney")]);
+    store.save(&subject, 0).await.expect("save subject");
+
+    let mut asked = keys.clone();
+    asked.push(TallyKey::error("123456789012", "NeverSeen"));
+    counter.reset();
+    let loaded = store.load_tallies(&asked).await.expect("load");
+    assert_eq!(loaded.len(), 150);
+    assert_eq!(loaded[&keys[7]].tally, tallies[7]);
+    assert_eq!(
+        counter.count("BatchGetItem"),
+        2,
+        "ceil(151 / 100): {:?}",
+        counter.snapshot()
+    );
+
+    // A writer that read version 1 after another wrote version 2 loses, and changes
+    // nothing.
+    let first = store.save_tallies(&[(&tallies[0], 1)]).await.unwrap();
+    assert_eq!(first, vec![SaveOutcome::Saved { version: 2 }]);
+    let stale = store.save_tallies(&[(&tallies[0], 1)]).await.unwrap();
+    assert_eq!(stale, vec![SaveOutcome::Conflict]);
+
+    // The item carries a TTL from the tally's latest event, like a subject's.
+    let item = client
+        .get_item()
+        .table_name(store.table())
+        .key("pk", AttributeValue::S(keys[3].item_key()))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    let expires: i64 = item["expires_at"].as_n().unwrap().parse().unwrap();
+    assert_eq!(expires, 1_741_564_800 + TTL_DAYS * 86_400);
+
+    // A corrupt tally is named by its key.
+    client
+        .put_item()
+        .table_name(store.table())
+        .item("pk", AttributeValue::S(keys[9].item_key()))
+        .item("version", AttributeValue::N("1".into()))
+        .item("tally", AttributeValue::S("{not json".into()))
+        .send()
+        .await
+        .unwrap();
+    let err = store.load_tallies(&keys[9..10]).await.unwrap_err();
+    assert!(err.to_string().contains(&keys[9].item_key()), "{err}");
+}

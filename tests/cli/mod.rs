@@ -126,6 +126,7 @@ fn every_rule_on_the_example_trail_points_at_the_stolen_key() {
                 "long_term_access_key_auth" => {
                     s(&f["long_term_access_key_auth"]["source_ip_address"])
                 }
+                "unusual_error_code" => s(&f["unusual_error_code"]["error_code"]),
                 _ => s(&f["impossible_travel"]["triggering_locations"]["second_location"]["city"]),
             };
             (s(&f["rule"]), s(&f["severity"]), place)
@@ -144,6 +145,8 @@ fn every_rule_on_the_example_trail_points_at_the_stolen_key() {
         ),
         // alice's first DescribeVolumes, after the account's 48 hours of learning.
         ("unusual_city_for_command", "low", "Sydney, Australia"),
+        // The thief's try at StopLogging, refused: an error the account never had.
+        ("unusual_error_code", "low", "AccessDeniedException"),
     ];
     let want: Vec<(String, String, String)> = want
         .iter()
@@ -159,7 +162,7 @@ fn every_rule_on_the_example_trail_points_at_the_stolen_key() {
             .as_array()
             .unwrap()
             .len(),
-        5
+        6
     );
     assert!(
         stderr.contains("findings below low not printed"),

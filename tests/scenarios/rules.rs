@@ -1,6 +1,7 @@
 //! The account-level rules end to end: real objects, the fixture `.mmdb`, the pipeline
 //! and the state stores, including Panther's own test cases of UserAccessKeyAuth.
 
+use geotrail::detect::tally::{Tally, TallyKey};
 use geotrail::detect::{Policy, RulePolicy, RuleSet};
 use geotrail::finding::{Finding, Rule, Severity};
 use geotrail::state::{FileStateStore, MemoryStateStore, StateStore};
@@ -217,7 +218,99 @@ fn the_rules_can_be_chosen_and_a_store_holds_their_tallies_apart_from_subjects()
     assert!(findings.iter().all(|f| f.rule == Rule::UnusualErrorCode));
     assert_eq!(findings.len(), 1);
     assert!(store.is_empty(), "travel is off: no subject was saved");
-    let key = geotrail::detect::tally::TallyKey::error("123456789012", "AccessDenied");
+    let key = TallyKey::error("123456789012", "AccessDenied");
     let loaded = super::block_on(store.load_tallies(std::slice::from_ref(&key))).unwrap();
     assert_eq!(loaded[&key].version, 1);
+}
+
+/// A store in which another writer saves a count tally between every load and save of
+/// the first commit that touches it: the save of that tally loses the race.
+struct RacedStore {
+    inner: MemoryStateStore,
+    raced: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+impl StateStore for RacedStore {
+    async fn load(
+        &self,
+        subjects: &[String],
+    ) -> Result<
+        std::collections::HashMap<String, geotrail::state::Versioned>,
+        geotrail::state::StateError,
+    > {
+        self.inner.load(subjects).await
+    }
+
+    async fn save(
+        &self,
+        state: &geotrail::detect::SubjectState,
+        expected_version: u64,
+    ) -> Result<geotrail::state::SaveOutcome, geotrail::state::StateError> {
+        self.inner.save(state, expected_version).await
+    }
+
+    async fn load_tallies(
+        &self,
+        keys: &[TallyKey],
+    ) -> Result<
+        std::collections::HashMap<TallyKey, geotrail::state::VersionedTally>,
+        geotrail::state::StateError,
+    > {
+        self.inner.load_tallies(keys).await
+    }
+
+    async fn save_tallies(
+        &self,
+        items: &[(&Tally, u64)],
+    ) -> Result<Vec<geotrail::state::SaveOutcome>, geotrail::state::StateError> {
+        for (tally, _) in items {
+            let key = tally.item_key();
+            if key.starts_with("command#") && self.raced.lock().unwrap().insert(key) {
+                // The other writer changes nothing but the version: what matters is that
+                // this save must reload and must not count the object twice.
+                let now = self.inner.load_tallies(&[tally.key()]).await?;
+                let (current, version) = match now.get(&tally.key()) {
+                    Some(v) => (v.tally.clone(), v.version),
+                    None => (tally.key().empty(), 0),
+                };
+                self.inner.save_tallies(&[(&current, version)]).await?;
+            }
+        }
+        self.inner.save_tallies(items).await
+    }
+}
+
+#[test]
+fn a_lost_race_on_a_tally_loses_no_finding_publishes_none_twice_and_counts_once() {
+    let all = policy(RuleSet::all());
+    let objects = story();
+    let calm = MemoryStateStore::new();
+    let (_, expected) = run_with(&fixture_geo_db(), &calm, &all, &objects);
+    let raced = RacedStore {
+        inner: MemoryStateStore::new(),
+        raced: Default::default(),
+    };
+    let (_, found) = run_with(&fixture_geo_db(), &raced, &all, &objects);
+    assert!(!raced.raced.lock().unwrap().is_empty(), "races happened");
+    let ids = |fs: &[Finding]| {
+        let mut ids: Vec<String> = fs.iter().map(|f| f.finding_id.clone()).collect();
+        ids.sort();
+        ids
+    };
+    let got = ids(&found);
+    let mut unique = got.clone();
+    unique.dedup();
+    assert_eq!(got, unique, "no finding published twice");
+    assert_eq!(got, ids(&expected), "and none lost");
+    let key = TallyKey::command("123456789012", "iam.amazonaws.com", "ListUsers");
+    let load = |s: &MemoryStateStore| {
+        super::block_on(s.load_tallies(std::slice::from_ref(&key))).unwrap()[&key]
+            .tally
+            .clone()
+    };
+    assert_eq!(
+        load(&raced.inner),
+        load(&calm),
+        "the race counted nothing twice"
+    );
 }
