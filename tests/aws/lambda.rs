@@ -220,18 +220,25 @@ impl Stack {
         }
     }
 
-    /// The configuration `bootstrap` would read, plus `extra` variables.
+    /// The configuration `bootstrap` would read, with `extra` variables set over it.
     fn config(&self, extra: &[(&str, &str)]) -> LambdaConfig {
-        let vars: Vec<(String, String)> = [
+        let base = [
             ("GEOTRAIL_TABLE", self.table.as_str()),
             ("GEOTRAIL_TOPIC_ARN", self.topic_arn.as_str()),
             // The handler is given the database; the path is only read by `bootstrap`.
             ("GEOTRAIL_GEOIP", "GeoLite2-City.mmdb"),
-        ]
-        .iter()
-        .chain(extra)
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+            // Most tests here count the findings and writes of travel; the account-level
+            // rules add their own (each use of an AKIA key is a long_term_access_key_auth
+            // finding, each account and call a tally), so a test that wants them sets
+            // GEOTRAIL_RULES itself.
+            ("GEOTRAIL_RULES", "impossible_travel"),
+        ];
+        // The first match wins: `extra` before the base.
+        let vars: Vec<(String, String)> = extra
+            .iter()
+            .chain(&base)
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         LambdaConfig::from_env(|name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
             .expect("test configuration is valid")
     }
