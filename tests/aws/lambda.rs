@@ -231,7 +231,7 @@ impl Stack {
             // rules add their own (each use of an AKIA key is a long_term_access_key_auth
             // finding, each account and call a tally), so a test that wants them sets
             // GEOTRAIL_RULES itself.
-            ("GEOTRAIL_RULES", "impossible_travel"),
+            ("GEOTRAIL_RULES", "impossible_travel,future_event_time"),
         ];
         // The first match wins: `extra` before the base.
         let vars: Vec<(String, String)> = extra
