@@ -8,8 +8,9 @@
 //! - `https`: an AWS Chatbot (Amazon Q Developer in chat applications) custom
 //!   notification, so that a Chatbot subscription renders it in Slack or Teams.
 //!
-//! Message attributes `rule`, `severity`, `account_id` and `subject` let subscriptions
-//! filter (`{"severity": ["high", "critical"]}`).
+//! Message attributes `rule`, `severity`, `account_id` and `subject` (strings) and
+//! `severity_rank` (a number, [`severity_rank`]) let subscriptions filter
+//! (`{"severity": ["high", "critical"]}`, `{"severity_rank": [{"numeric": [">=", 2]}]}`).
 //!
 //! The renderings themselves, and the escaping of attacker-controlled text in them, are
 //! the core's ([`crate::finding::render`]); this module is the transport: the message,
@@ -29,7 +30,7 @@ use super::backoff::Backoff;
 use crate::finding::render::{
     render_chat, render_email, render_subject, sanitize_plain, truncate_email, ChatNotification,
 };
-use crate::finding::Finding;
+use crate::finding::{Finding, Severity};
 use crate::notify::{Notifier, NotifyError};
 
 /// SNS's limit on one message, body and attributes together (and on one PublishBatch).
@@ -161,12 +162,12 @@ fn batch_entry(
     m: &SnsMessage,
 ) -> Result<PublishBatchRequestEntry, aws_sdk_sns::error::BuildError> {
     let mut attributes = HashMap::with_capacity(m.attributes.len());
-    for (name, value) in &m.attributes {
+    for a in &m.attributes {
         attributes.insert(
-            name.clone(),
+            a.name.to_owned(),
             MessageAttributeValue::builder()
-                .data_type("String")
-                .string_value(value)
+                .data_type(a.data_type.as_str())
+                .string_value(&a.value)
                 .build()?,
         );
     }
@@ -343,8 +344,34 @@ pub struct SnsMessage {
     pub subject: String,
     /// `{"default": ..., "sqs": ..., "lambda": ..., "email": ..., "https": ...}`.
     pub message_json: String,
-    /// String message attributes, none empty.
-    pub attributes: Vec<(String, String)>,
+    /// Message attributes, none empty.
+    pub attributes: Vec<MessageAttribute>,
+}
+
+/// One SNS message attribute, for subscription filter policies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageAttribute {
+    pub name: &'static str,
+    pub data_type: AttributeType,
+    /// SNS carries numbers as strings too.
+    pub value: String,
+}
+
+/// The SNS data types geotrail publishes. Numeric filter conditions (`{"numeric": ...}`)
+/// match only attributes of type `Number`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttributeType {
+    String,
+    Number,
+}
+
+impl AttributeType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttributeType::String => "String",
+            AttributeType::Number => "Number",
+        }
+    }
 }
 
 impl SnsMessage {
@@ -355,7 +382,7 @@ impl SnsMessage {
             + self
                 .attributes
                 .iter()
-                .map(|(k, v)| k.len() + "String".len() + v.len())
+                .map(|a| a.name.len() + a.data_type.as_str().len() + a.value.len())
                 .sum::<usize>()
     }
 }
@@ -463,19 +490,45 @@ fn escape_xml_invalid(json: &str) -> String {
         .replace('\u{FFFF}', "\\uffff")
 }
 
-/// `rule`, `severity`, `account_id`, `subject`, skipping empty values (SNS refuses them).
-pub fn message_attributes(finding: &Finding) -> Vec<(String, String)> {
+/// `rule`, `severity`, `severity_rank`, `account_id`, `subject`, skipping empty values
+/// (SNS refuses them).
+pub fn message_attributes(finding: &Finding) -> Vec<MessageAttribute> {
+    let string = |name, value: &str| MessageAttribute {
+        name,
+        data_type: AttributeType::String,
+        value: sanitize_plain(value).trim().to_owned(),
+    };
     let candidates = [
-        ("rule", finding.rule.as_str().to_owned()),
-        ("severity", finding.severity.as_str().to_owned()),
-        ("account_id", finding.account_id.clone().unwrap_or_default()),
-        ("subject", finding.subject.clone()),
+        string("rule", finding.rule.as_str()),
+        string("severity", finding.severity.as_str()),
+        MessageAttribute {
+            name: "severity_rank",
+            data_type: AttributeType::Number,
+            value: severity_rank(finding.severity).to_string(),
+        },
+        string(
+            "account_id",
+            finding.account_id.as_deref().unwrap_or_default(),
+        ),
+        string("subject", &finding.subject),
     ];
     candidates
         .into_iter()
-        .map(|(name, value)| (name.to_owned(), sanitize_plain(&value).trim().to_owned()))
-        .filter(|(_, value)| !value.is_empty())
+        .filter(|a| !a.value.is_empty())
         .collect()
+}
+
+/// The `severity_rank` attribute: 0 for info up to 4 for critical, so that one numeric
+/// condition selects a minimum severity. Subscriptions' filter policies hold these
+/// numbers: they are part of the published interface and never change meaning.
+pub fn severity_rank(severity: Severity) -> u8 {
+    match severity {
+        Severity::Info => 0,
+        Severity::Low => 1,
+        Severity::Medium => 2,
+        Severity::High => 3,
+        Severity::Critical => 4,
+    }
 }
 
 /// The chat notification as the `https` body.
@@ -512,15 +565,20 @@ mod tests {
             m.subject,
             "[HIGH] Impossible travel: AKIAIOSFODNN7EXAMPLE Sydney -> Frankfurt am Main"
         );
+        let attributes: Vec<(&str, &str, &str)> = m
+            .attributes
+            .iter()
+            .map(|a| (a.name, a.data_type.as_str(), a.value.as_str()))
+            .collect();
         assert_eq!(
-            m.attributes,
+            attributes,
             [
-                ("rule", "impossible_travel"),
-                ("severity", "high"),
-                ("account_id", "123456789012"),
-                ("subject", "AKIAIOSFODNN7EXAMPLE")
+                ("rule", "String", "impossible_travel"),
+                ("severity", "String", "high"),
+                ("severity_rank", "Number", "3"),
+                ("account_id", "String", "123456789012"),
+                ("subject", "String", "AKIAIOSFODNN7EXAMPLE")
             ]
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
         );
         assert!(m.size() < MAX_MESSAGE_BYTES);
     }
@@ -558,10 +616,35 @@ mod tests {
     fn empty_attributes_are_left_out() {
         let mut f = sample_finding();
         f.account_id = Some(String::new());
-        let names: Vec<String> = message_attributes(&f).into_iter().map(|(k, _)| k).collect();
-        assert_eq!(names, ["rule", "severity", "subject"]);
+        let names: Vec<&str> = message_attributes(&f).into_iter().map(|a| a.name).collect();
+        assert_eq!(names, ["rule", "severity", "severity_rank", "subject"]);
         f.account_id = None;
-        assert_eq!(message_attributes(&f).len(), 3);
+        assert_eq!(message_attributes(&f).len(), 4);
+    }
+
+    #[test]
+    fn every_severity_carries_its_rank_as_a_number() {
+        let ranked = [
+            (Severity::Info, "0"),
+            (Severity::Low, "1"),
+            (Severity::Medium, "2"),
+            (Severity::High, "3"),
+            (Severity::Critical, "4"),
+        ];
+        for (severity, rank) in ranked {
+            let mut f = sample_finding();
+            f.severity = severity;
+            let attributes = message_attributes(&f);
+            let got = attributes
+                .iter()
+                .find(|a| a.name == "severity_rank")
+                .unwrap_or_else(|| panic!("{severity}: no severity_rank in {attributes:?}"));
+            assert_eq!(
+                (got.data_type, got.value.as_str()),
+                (AttributeType::Number, rank),
+                "{severity}"
+            );
+        }
     }
 
     #[test]

@@ -15,15 +15,15 @@ use geotrail::aws::lambda::config::LambdaConfig;
 use geotrail::aws::lambda::event::Invocation;
 use geotrail::aws::lambda::{Handler, ObjectOutcome, ObjectStatus, Response};
 use geotrail::aws::DynamoStateStore;
-use geotrail::finding::Finding;
+use geotrail::finding::{Finding, Rule, Severity};
 use geotrail::geo::GeoDb;
 use geotrail::state::{StateStore, Versioned};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::support::{
-    dynamodb_client, s3_client, sns_client, sqs_client, subscribed_queue, unique_name,
-    RequestCounter,
+    dynamodb_client, email_filter_policy, s3_client, sns_client, sqs_client, subscribed_queue,
+    unique_name, RequestCounter,
 };
 
 const ACCOUNT: &str = "123456789012";
@@ -220,18 +220,25 @@ impl Stack {
         }
     }
 
-    /// The configuration `bootstrap` would read, plus `extra` variables.
+    /// The configuration `bootstrap` would read, with `extra` variables set over it.
     fn config(&self, extra: &[(&str, &str)]) -> LambdaConfig {
-        let vars: Vec<(String, String)> = [
+        let base = [
             ("GEOTRAIL_TABLE", self.table.as_str()),
             ("GEOTRAIL_TOPIC_ARN", self.topic_arn.as_str()),
             // The handler is given the database; the path is only read by `bootstrap`.
             ("GEOTRAIL_GEOIP", "GeoLite2-City.mmdb"),
-        ]
-        .iter()
-        .chain(extra)
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+            // Most tests here count the findings and writes of travel; the account-level
+            // rules add their own (each use of an AKIA key is a long_term_access_key_auth
+            // finding, each account and call a tally), so a test that wants them sets
+            // GEOTRAIL_RULES itself.
+            ("GEOTRAIL_RULES", "impossible_travel,future_event_time"),
+        ];
+        // The first match wins: `extra` before the base.
+        let vars: Vec<(String, String)> = extra
+            .iter()
+            .chain(&base)
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         LambdaConfig::from_env(|name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
             .expect("test configuration is valid")
     }
@@ -428,6 +435,130 @@ async fn a_finding_reaches_raw_and_enveloped_subscribers_and_the_table_holds_the
             .alerted_finding_ids()
             .any(|id| id == published.finding_id),
         "the alert is remembered"
+    );
+}
+
+#[tokio::test]
+async fn an_unusual_city_for_a_command_reaches_sqs_and_the_email_filter_leaves_out_info_findings() {
+    let stack = Stack::new().await;
+    // A queue with the filter policy the template gives the email subscription.
+    let emailed_queue = subscribed_queue(
+        &sns_client(None).await,
+        &stack.sqs,
+        &stack.topic_arn,
+        true,
+        Some(&email_filter_policy()),
+    )
+    .await;
+    // One hour of learning from the account's first call: the second call from Paris,
+    // after it, is not unusual (Paris made it once before); the call from London is.
+    let handler = stack
+        .handler(&[
+            ("GEOTRAIL_RULES", "all"),
+            ("GEOTRAIL_RARE_LEARNING_HOURS", "1"),
+        ])
+        .await;
+    let access_key = "AKIALAMBDARARE000001";
+    let t = t0();
+    let records = [
+        record(access_key, PARIS, t, "rare-paris-1"),
+        record(access_key, PARIS, t + 2 * HOUR_MS, "rare-paris-2"),
+        record(access_key, LONDON, t + 3 * HOUR_MS, "rare-london"),
+    ];
+    let key = log_key("20250101T0000Z_rare");
+    stack.put(&key, log_object(&records)).await;
+
+    let response = handler
+        .handle(s3_event(&stack.bucket, &[&key]))
+        .await
+        .expect("nothing to retry");
+    let objects = objects(response);
+    let o = outcome(&objects, &key);
+    assert_eq!(o.status, ObjectStatus::Done, "{o:#?}");
+
+    let published: Vec<Finding> = receive(
+        &stack.sqs,
+        &stack.raw_queue,
+        o.findings.len(),
+        Duration::from_secs(10),
+    )
+    .await
+    .iter()
+    .map(|body| finding(body))
+    .collect();
+    let mut published_ids: Vec<&str> = published.iter().map(|f| f.finding_id.as_str()).collect();
+    let mut reported: Vec<&str> = o.findings.iter().map(String::as_str).collect();
+    published_ids.sort_unstable();
+    reported.sort_unstable();
+    assert_eq!(published_ids, reported, "SQS gets every finding");
+
+    let unusual: Vec<&Finding> = published
+        .iter()
+        .filter(|f| f.rule == Rule::UnusualCityForCommand)
+        .collect();
+    assert_eq!(unusual.len(), 1, "{published:#?}");
+    let u = unusual[0];
+    assert_eq!(u.severity, Severity::Low);
+    // The account-level rules' subject is the principal.
+    assert_eq!(u.subject, format!("arn:aws:iam::{ACCOUNT}:user/alice"));
+    assert_eq!(u.user_identity.access_key_id.as_deref(), Some(access_key));
+    assert_eq!(u.source_object, format!("s3://{}/{key}", stack.bucket));
+    let city = u
+        .unusual_city_for_command
+        .as_ref()
+        .expect("the rule's own block");
+    assert_eq!(city.place.city.as_deref(), Some("London"));
+    let calls: Vec<&str> = city.calls.iter().map(|c| c.event_id.as_str()).collect();
+    assert_eq!(calls, ["rare-london"]);
+    let [command] = &city.commands[..] else {
+        panic!("one call: {:#?}", city.commands);
+    };
+    assert_eq!(
+        (command.event_source.as_str(), command.event_name.as_str()),
+        ("s3.amazonaws.com", "ListBuckets")
+    );
+    assert_eq!(command.seen_from_city_before, 0);
+    let usual: Vec<(&str, u64)> = command
+        .usual_places
+        .iter()
+        .map(|p| (p.place.as_str(), p.count))
+        .collect();
+    assert!(
+        matches!(&usual[..], [(paris, 2)] if paris.starts_with("Paris")),
+        "the evidence names where the call usually comes from: {usual:?}"
+    );
+
+    // The long-term key's first use, in the account's learning period, is informational.
+    let info: Vec<&Finding> = published
+        .iter()
+        .filter(|f| f.severity == Severity::Info)
+        .collect();
+    assert!(
+        !info.is_empty() && info.iter().all(|f| f.rule == Rule::LongTermAccessKeyAuth),
+        "{published:#?}"
+    );
+    // moto delivers while the publish call runs: whatever the filter lets through is there.
+    let mut emailed: Vec<String> = receive(
+        &stack.sqs,
+        &emailed_queue,
+        published.len(),
+        Duration::from_secs(3),
+    )
+    .await
+    .iter()
+    .map(|body| finding(body).finding_id)
+    .collect();
+    let mut want: Vec<String> = published
+        .iter()
+        .filter(|f| f.severity != Severity::Info)
+        .map(|f| f.finding_id.clone())
+        .collect();
+    emailed.sort_unstable();
+    want.sort_unstable();
+    assert!(want.contains(&u.finding_id));
+    assert_eq!(
+        emailed, want,
+        "the email filter lets through every finding but the informational ones"
     );
 }
 

@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::types::Message;
+use geotrail::aws::sns::severity_rank;
 use geotrail::aws::SnsNotifier;
 use geotrail::finding::render::render_subject;
 use geotrail::finding::Finding;
@@ -72,12 +73,20 @@ async fn receive(sqs: &aws_sdk_sqs::Client, url: &str, want: usize) -> Vec<Messa
     got
 }
 
-fn expected_attributes(f: &Finding) -> BTreeMap<String, String> {
+/// Attribute name -> (SNS data type, value).
+type Attributes = BTreeMap<String, (String, String)>;
+
+fn expected_attributes(f: &Finding) -> Attributes {
+    let string = |v: &str| ("String".to_owned(), v.to_owned());
     BTreeMap::from([
-        ("rule".to_owned(), "impossible_travel".to_owned()),
-        ("severity".to_owned(), f.severity.as_str().to_owned()),
-        ("account_id".to_owned(), "123456789012".to_owned()),
-        ("subject".to_owned(), f.subject.clone()),
+        ("rule".to_owned(), string("impossible_travel")),
+        ("severity".to_owned(), string(f.severity.as_str())),
+        (
+            "severity_rank".to_owned(),
+            ("Number".to_owned(), severity_rank(f.severity).to_string()),
+        ),
+        ("account_id".to_owned(), string("123456789012")),
+        ("subject".to_owned(), string(&f.subject)),
     ])
 }
 
@@ -102,6 +111,14 @@ async fn findings_reach_subscribed_queues_raw_and_enveloped_with_their_attribute
         &topic_arn,
         true,
         Some(r#"{"severity": ["high", "critical"]}"#),
+    )
+    .await;
+    let high_rank_queue = subscribed_queue(
+        &sns,
+        &sqs,
+        &topic_arn,
+        true,
+        Some(r#"{"severity_rank": [{"numeric": [">=", 3]}]}"#),
     )
     .await;
 
@@ -144,11 +161,19 @@ async fn findings_reach_subscribed_queues_raw_and_enveloped_with_their_attribute
             .get(got.finding_id.as_str())
             .expect("a published finding");
         assert_eq!(&got, *want);
-        let attributes: BTreeMap<String, String> = m
+        let attributes: Attributes = m
             .message_attributes()
             .map(|a| {
                 a.iter()
-                    .map(|(k, v)| (k.clone(), v.string_value().unwrap_or_default().to_owned()))
+                    .map(|(k, v)| {
+                        (
+                            k.clone(),
+                            (
+                                v.data_type().to_owned(),
+                                v.string_value().unwrap_or_default().to_owned(),
+                            ),
+                        )
+                    })
                     .collect()
             })
             .unwrap_or_default();
@@ -177,15 +202,17 @@ async fn findings_reach_subscribed_queues_raw_and_enveloped_with_their_attribute
             .expect("a published finding");
         assert_eq!(&got, *want);
         assert_eq!(envelope["Subject"], render_subject(want).as_str());
-        let attributes: BTreeMap<String, String> = envelope["MessageAttributes"]
+        let attributes: Attributes = envelope["MessageAttributes"]
             .as_object()
             .expect("MessageAttributes")
             .iter()
             .map(|(k, v)| {
-                assert_eq!(v["Type"], "String", "{k}");
                 (
                     k.clone(),
-                    v["Value"].as_str().unwrap_or_default().to_owned(),
+                    (
+                        v["Type"].as_str().unwrap_or_default().to_owned(),
+                        v["Value"].as_str().unwrap_or_default().to_owned(),
+                    ),
                 )
             })
             .collect();
@@ -197,17 +224,20 @@ async fn findings_reach_subscribed_queues_raw_and_enveloped_with_their_attribute
         );
     }
 
-    // A filter policy on the severity attribute lets only the high finding through.
-    let filtered = receive(&sqs, &high_only_queue, 1).await;
-    let ids: Vec<String> = filtered
-        .iter()
-        .map(|m| {
-            serde_json::from_str::<Finding>(m.body().unwrap_or_default())
-                .expect("a finding")
-                .finding_id
-        })
-        .collect();
-    assert_eq!(ids, ["f0000000000000000000000000000001"]);
+    // A filter policy on the severity attribute, or a numeric one on its rank, lets only
+    // the high finding through.
+    for queue in [&high_only_queue, &high_rank_queue] {
+        let filtered = receive(&sqs, queue, 1).await;
+        let ids: Vec<String> = filtered
+            .iter()
+            .map(|m| {
+                serde_json::from_str::<Finding>(m.body().unwrap_or_default())
+                    .expect("a finding")
+                    .finding_id
+            })
+            .collect();
+        assert_eq!(ids, ["f0000000000000000000000000000001"], "{queue}");
+    }
 }
 
 #[tokio::test]

@@ -200,3 +200,87 @@ pub async fn subscribed_queue(
     subscribe.send().await.expect("Subscribe");
     url
 }
+
+/// The filter policy `template.yaml` gives the email subscription, as a deployment with
+/// the default parameters would set it: `Ref`s to parameters and `Fn::FindInMap` resolved.
+///
+/// The template is read with cfn-lint's decoder (from `.venv`, installed by `.ci/test`),
+/// which knows CloudFormation's short forms (`!Ref`, `!FindInMap`).
+pub fn email_filter_policy() -> String {
+    let template = decoded_template();
+    let subscription = &template["Resources"]["AlertEmailSubscription"]["Properties"];
+    assert_eq!(
+        subscription["FilterPolicyScope"], "MessageAttributes",
+        "the email filter is on message attributes: {subscription}"
+    );
+    let policy = resolve(&template, &subscription["FilterPolicy"]);
+    assert!(
+        policy.is_object(),
+        "the email subscription has a filter policy: {subscription}"
+    );
+    policy.to_string()
+}
+
+fn decoded_template() -> serde_json::Value {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let python = root.join(".venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run the tests with `.ci/test`, which installs cfn-lint there",
+        python.display()
+    );
+    let out = std::process::Command::new(&python)
+        .args([
+            "-c",
+            "import json, sys\n\
+             from cfnlint.decode import decode\n\
+             template, problems = decode(sys.argv[1])\n\
+             assert not problems, problems\n\
+             print(json.dumps(template))",
+        ])
+        .arg(root.join("template.yaml"))
+        .output()
+        .expect("run cfn-lint's decoder");
+    assert!(
+        out.status.success(),
+        "decoding template.yaml failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("the decoded template is JSON")
+}
+
+/// `Ref` to a parameter (its default) and `Fn::FindInMap`, recursively; anything else
+/// as written.
+fn resolve(template: &serde_json::Value, value: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) if map.len() == 1 && map.contains_key("Ref") => {
+            let name = map["Ref"].as_str().expect("Ref names a string");
+            let default = &template["Parameters"][name]["Default"];
+            assert!(!default.is_null(), "parameter {name} has no default");
+            default.clone()
+        }
+        Value::Object(map) if map.len() == 1 && map.contains_key("Fn::FindInMap") => {
+            let args: Vec<Value> = map["Fn::FindInMap"]
+                .as_array()
+                .expect("FindInMap takes a list")
+                .iter()
+                .map(|a| resolve(template, a))
+                .collect();
+            let [m, top, second] = &args[..] else {
+                panic!("FindInMap takes three arguments: {args:?}");
+            };
+            let found = &template["Mappings"][m.as_str().expect("a map name")]
+                [top.as_str().expect("a top-level key")][second.as_str().expect("a key")];
+            assert!(!found.is_null(), "no mapping value for {args:?}");
+            found.clone()
+        }
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), resolve(template, v)))
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(|v| resolve(template, v)).collect()),
+        other => other.clone(),
+    }
+}

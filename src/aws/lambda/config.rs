@@ -51,9 +51,9 @@ pub const DEFAULT_MAX_OBJECT_MIB: u64 = 1024;
 const RESERVED_MEMORY_MB: u64 = 192;
 /// The smallest derived object limit: a large hour of a busy account's logs.
 const MIN_DERIVED_OBJECT_MIB: u64 = 16;
-/// State kept this many days after a subject's last sighting beyond what detection still
-/// reads (history window, baseline memory), when `GEOTRAIL_STATE_TTL_DAYS` is unset: a
-/// margin for late-delivered logs.
+/// State kept this many days after an item's latest event beyond what detection still
+/// reads (history window, baseline memory, the rules' lookback), when
+/// `GEOTRAIL_STATE_TTL_DAYS` is unset: a margin for late-delivered logs.
 const TTL_MARGIN_DAYS: u32 = 7;
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -165,17 +165,7 @@ impl LambdaConfig {
             .to_policy()
             .map_err(|source| blame(&given, source))?;
 
-        // Detection reads a subject's history window, and (with baselines) remembers
-        // places for forget_after_days: the item must outlive both.
-        let (needed_days, reason) =
-            if settings.no_baseline || settings.forget_after_days <= settings.history_days {
-                (settings.history_days, "the history window")
-            } else {
-                (
-                    settings.forget_after_days,
-                    "the baseline forget-after period",
-                )
-            };
+        let (needed_days, reason) = needed_state_days(&settings, &policy);
         let state_ttl_days = match get(STATE_TTL_DAYS) {
             None => needed_days.saturating_add(TTL_MARGIN_DAYS),
             Some(v) => {
@@ -214,6 +204,25 @@ impl LambdaConfig {
             ..ReadOptions::default()
         }
     }
+}
+
+/// The days an item must outlive its latest event time, and what needs them. Detection
+/// reads a subject's history window and (with baselines) remembers places for
+/// forget_after_days; the account-level rules look back over their lookback from a
+/// tally's latest event (which covers the new-address window, never longer). One TTL
+/// serves subjects and tallies alike, so it must cover all three.
+fn needed_state_days(settings: &PolicySettings, policy: &Policy) -> (u32, &'static str) {
+    let mut needed = (settings.history_days, "the history window");
+    if !settings.no_baseline && settings.forget_after_days > needed.0 {
+        needed = (
+            settings.forget_after_days,
+            "the baseline forget-after period",
+        );
+    }
+    if policy.rules.enabled.any_tallied() && settings.rare_lookback_days > needed.0 {
+        needed = (settings.rare_lookback_days, "the rules' lookback");
+    }
+    needed
 }
 
 /// The largest decoded object a function of `memory_mb` reads without running out of
@@ -516,8 +525,8 @@ mod tests {
         );
         assert_eq!(
             c.state_ttl_days,
-            14 + TTL_MARGIN_DAYS,
-            "TTL follows the longer of history and forget-after"
+            30 + TTL_MARGIN_DAYS,
+            "the rules' default 30-day lookback outlasts this history and forget-after"
         );
         assert!(config(&[(NO_BASELINE, "yes")])
             .unwrap()
@@ -574,6 +583,79 @@ mod tests {
         // 60 days of dedup would not fit the default 30-day history, but fits 90 days.
         let c = config(&[(HISTORY_DAYS, "90"), (DEDUP_MINUTES, "86400")]).unwrap();
         assert_eq!(c.policy.dedup_window_ms, 60 * 86_400_000);
+    }
+
+    #[test]
+    fn the_derived_ttl_covers_history_baseline_and_the_rules_lookback() {
+        /// (case, variables, days before the margin)
+        type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], u32);
+        let cases: &[Case] = &[
+            ("defaults", &[], 30),
+            (
+                "short history, rules on",
+                &[(HISTORY_DAYS, "14"), (FORGET_AFTER_DAYS, "10")],
+                30,
+            ),
+            (
+                "short history, no account-level rule",
+                &[
+                    (HISTORY_DAYS, "14"),
+                    (FORGET_AFTER_DAYS, "10"),
+                    (RULES, "impossible_travel"),
+                ],
+                14,
+            ),
+            ("long lookback", &[(RARE_LOOKBACK_DAYS, "90")], 90),
+            (
+                "long lookback, one account-level rule",
+                &[(RULES, "unusual_error_code"), (RARE_LOOKBACK_DAYS, "90")],
+                90,
+            ),
+            (
+                "long lookback, only impossible travel",
+                &[(RULES, "impossible_travel"), (RARE_LOOKBACK_DAYS, "90")],
+                30,
+            ),
+            (
+                "forget-after longest",
+                &[(FORGET_AFTER_DAYS, "60"), (RARE_LOOKBACK_DAYS, "45")],
+                60,
+            ),
+            (
+                "forget-after ignored without baselines",
+                &[
+                    (FORGET_AFTER_DAYS, "60"),
+                    (NO_BASELINE, "true"),
+                    (RARE_LOOKBACK_DAYS, "45"),
+                ],
+                45,
+            ),
+        ];
+        for (case, vars, days) in cases {
+            let c = config(vars).unwrap_or_else(|e| panic!("case {case}: {e}"));
+            assert_eq!(c.state_ttl_days, days + TTL_MARGIN_DAYS, "case {case}");
+        }
+    }
+
+    #[test]
+    fn a_ttl_shorter_than_the_rules_lookback_is_refused() {
+        let err = config(&[(RARE_LOOKBACK_DAYS, "60"), (STATE_TTL_DAYS, "40")]).unwrap_err();
+        assert_eq!(
+            err,
+            ConfigError::TtlTooShort {
+                name: STATE_TTL_DAYS,
+                value: 40,
+                needed_days: 60,
+                reason: "the rules' lookback",
+            }
+        );
+        let only_travel = config(&[
+            (RULES, "impossible_travel"),
+            (RARE_LOOKBACK_DAYS, "60"),
+            (STATE_TTL_DAYS, "40"),
+        ])
+        .unwrap();
+        assert_eq!(only_travel.state_ttl_days, 40);
     }
 
     #[test]
