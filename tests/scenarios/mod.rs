@@ -12,6 +12,7 @@ use serde_json::Value;
 use crate::common::mmdb::fixture_geo_db;
 use crate::common::trail::{gzip, json_lines, object, record, CollectingNotifier};
 
+mod commit;
 mod order;
 
 const SYDNEY: &str = "1.128.10.20";
@@ -25,6 +26,7 @@ const KEY: &str = "AKIAIOSFODNN7EXAMPLE";
 
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()
+        .enable_time()
         .build()
         .unwrap()
         .block_on(f)
