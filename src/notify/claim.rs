@@ -138,7 +138,7 @@ pub trait ClaimStore: Sync {
 }
 
 /// A [`Notifier`] that publishes each incident at most once through `inner`.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ClaimingNotifier<C, N> {
     claims: C,
     inner: N,

@@ -39,7 +39,7 @@ pub mod event;
 pub mod metrics;
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_config::SdkConfig;
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse};
@@ -53,10 +53,11 @@ use self::dead_letter::{DeadLetter, DeadLetterQueue};
 use self::event::{Decoded, Invocation, Notification, ObjectRef};
 use self::metrics::InvocationMetrics;
 use super::s3::{S3ObjectSource, S3SourceError};
-use super::{DynamoStateStore, SnsNotifier};
+use super::{DynamoClaims, DynamoStateStore, SnsNotifier};
 use crate::cloudtrail::{self, ObjectError, ObjectSkip, ReadOptions};
 use crate::detect::Policy;
 use crate::geo::{GeoCache, GeoDb};
+use crate::notify::claim::{ClaimPolicy, ClaimingNotifier};
 use crate::pipeline::{
     commit_scans, scan_object, CommitReport, ConflictRetry, ObjectScan, PipelineError, Quarantined,
     SkipCounts,
@@ -95,7 +96,8 @@ pub fn clients(
 pub struct Handler {
     source: S3ObjectSource,
     store: DynamoStateStore,
-    notifier: SnsNotifier,
+    /// SNS behind incident claims in the state table: at most one message per incident.
+    notifier: ClaimingNotifier<DynamoClaims, SnsNotifier>,
     geo: Arc<GeoDb>,
     policy: Arc<Policy>,
     read_options: ReadOptions,
@@ -117,11 +119,18 @@ impl Handler {
         Handler {
             source: S3ObjectSource::new(s3),
             store: DynamoStateStore::new(
-                dynamodb,
+                dynamodb.clone(),
                 config.table.clone(),
                 i64::from(config.state_ttl_days),
             ),
-            notifier: SnsNotifier::new(sns, config.topic_arn.clone()),
+            notifier: ClaimingNotifier::new(
+                DynamoClaims::new(dynamodb.clone(), config.table.clone()),
+                SnsNotifier::new(sns, config.topic_arn.clone()),
+                ClaimPolicy {
+                    dedup_window: Duration::from_millis(config.policy.dedup_window_ms.max(0) as u64),
+                    ..ClaimPolicy::default()
+                },
+            ),
             geo,
             policy: Arc::new(config.policy.clone()),
             read_options: config.read_options(),
