@@ -10,7 +10,7 @@
 //! | `status`     | S    | `pending`, then `sent`                                      |
 //! | `claimed_at` | N    | epoch ms of the claim (wall clock: crashed holders time out) |
 //! | `event_ms`   | N    | the incident's event time, when repeats are judged by it    |
-//! | `expires_at` | N    | epoch seconds: the table's TTL deletes old claims           |
+//! | `expires_at` | N    | epoch seconds: the claim's end, and the table's TTL key     |
 //!
 //! Every rule of [`ClaimRecord::yields_to`](crate::notify::claim::ClaimRecord::yields_to)
 //! is the PutItem's condition, so two claimants
@@ -30,9 +30,6 @@ const PK: &str = "pk";
 const PREFIX: &str = "claim#";
 const PENDING: &str = "pending";
 const SENT: &str = "sent";
-/// Claims outlive their dedup window by a day: the TTL only tidies up, the condition
-/// judges repeats by event time, and a racer with stale state may come hours late.
-const TTL_MARGIN_S: i64 = 86_400;
 
 #[derive(Debug, Clone)]
 pub struct DynamoClaims {
@@ -76,8 +73,8 @@ impl ClaimStore for DynamoClaims {
         now_ms: i64,
         policy: &ClaimPolicy,
     ) -> Result<Claim, NotifyError> {
-        let window_ms = policy.dedup_window.as_millis() as i64;
         let timeout_ms = policy.pending_timeout.as_millis() as i64;
+        let now_s = now_ms.div_euclid(1000);
         let mut item = HashMap::from([
             (PK.to_owned(), Self::key(incident)),
             ("token".to_owned(), AttributeValue::S(token.to_owned())),
@@ -85,11 +82,14 @@ impl ClaimStore for DynamoClaims {
             ("claimed_at".to_owned(), n(now_ms)),
             (
                 "expires_at".to_owned(),
-                n(now_ms / 1000 + (window_ms.max(timeout_ms) / 1000) + TTL_MARGIN_S),
+                n(now_s.saturating_add(policy.lifetime.as_secs() as i64)),
             ),
         ]);
+        // DynamoDB's TTL deletes an expired item within days, not at once: the condition
+        // reads the expiry itself.
         let mut condition = "attribute_not_exists(#pk) \
-             OR (#status = :pending AND #claimed_at <= :stale_before)"
+             OR (#status = :pending AND #claimed_at <= :stale_before) \
+             OR #expires_at <= :now_s"
             .to_owned();
         let mut request = self
             .client
@@ -98,17 +98,22 @@ impl ClaimStore for DynamoClaims {
             .expression_attribute_names("#pk", PK)
             .expression_attribute_names("#status", "status")
             .expression_attribute_names("#claimed_at", "claimed_at")
+            .expression_attribute_names("#expires_at", "expires_at")
+            .expression_attribute_values(":now_s", n(now_s))
             .expression_attribute_values(":pending", AttributeValue::S(PENDING.to_owned()))
             .expression_attribute_values(":stale_before", n(now_ms - timeout_ms))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
         if let Some(event_ms) = incident.event_ms {
             item.insert("event_ms".to_owned(), n(event_ms));
-            // Another incident of the same places: its event a dedup window or more away.
+        }
+        if let (Some(event_ms), Some(after)) = (incident.event_ms, policy.reopen_after) {
+            // Another incident of the same places: its event `after` or more away.
+            let after = after.as_millis() as i64;
             condition.push_str(" OR #event_ms <= :far_before OR #event_ms >= :far_after");
             request = request
                 .expression_attribute_names("#event_ms", "event_ms")
-                .expression_attribute_values(":far_before", n(event_ms - window_ms))
-                .expression_attribute_values(":far_after", n(event_ms + window_ms));
+                .expression_attribute_values(":far_before", n(event_ms - after))
+                .expression_attribute_values(":far_after", n(event_ms + after));
         }
         let sent = request
             .set_item(Some(item))

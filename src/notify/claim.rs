@@ -8,9 +8,9 @@
 //!
 //! 1. **claim** the incident, with a fresh token: granted when nobody holds it, when the
 //!    holder's claim has been pending longer than the pending timeout (it crashed
-//!    between claim and publish), or when the claimed incident is a different one of the
-//!    same key (its event more than a dedup window away, as the detector itself judges
-//!    repeats);
+//!    between claim and publish), when the claim has outlived its lifetime, or when the
+//!    claimed incident is a different one of the same key: its event `reopen_after` or
+//!    more away, as the detector itself judges repeats (see [`ClaimPolicy::for_detection`]);
 //! 2. **publish** the finding alone, so that a failure names exactly what was not sent;
 //! 3. **mark it sent**; on a failed publish, release the claim so a retry takes it again.
 //!
@@ -34,8 +34,9 @@ pub struct Incident {
     /// `rule/subject/place/place` for impossible travel (places ordered); the finding
     /// id for other rules.
     pub key: String,
-    /// The event time of the finding, epoch ms, for impossible travel: a claim covers
-    /// repeats within the dedup window of it. `None`: the key alone identifies it.
+    /// The event time of the finding, epoch ms, for impossible travel: with
+    /// [`ClaimPolicy::reopen_after`], a claim covers repeats that close to it. `None`:
+    /// the key alone identifies it.
     pub event_ms: Option<i64>,
 }
 
@@ -92,9 +93,11 @@ pub struct ClaimPolicy {
     /// A claim pending longer than this is taken to be a crashed holder's, and retaken.
     /// Longer than a publish can take (the SNS client's own retries included).
     pub pending_timeout: Duration,
-    /// Repeats of an incident this close in event time to the claimed one are the same
-    /// incident: the policy's dedup window.
-    pub dedup_window: Duration,
+    /// A finding of the same key this far or farther in event time from the claimed one
+    /// is a new incident; `None`: never, while the claim lives.
+    pub reopen_after: Option<Duration>,
+    /// How long a claim keeps suppressing repeats (wall clock from the claim).
+    pub lifetime: Duration,
     /// How long a pending claim of another invocation is waited for before the publish
     /// fails (and the object is retried).
     pub wait_for_holder: Duration,
@@ -104,8 +107,32 @@ impl Default for ClaimPolicy {
     fn default() -> Self {
         ClaimPolicy {
             pending_timeout: Duration::from_secs(120),
-            dedup_window: Duration::from_secs(3600),
+            reopen_after: None,
+            lifetime: Duration::from_secs(30 * 86_400),
             wait_for_holder: Duration::from_secs(5),
+        }
+    }
+}
+
+impl ClaimPolicy {
+    /// Claims that repeat the detector's own rules for a pair of places already alerted:
+    /// with a baseline, any earlier alert of the pair suppresses it for as long as the
+    /// subject's history keeps the mark (the history window); without one, only an alert
+    /// within the dedup window does.
+    pub fn for_detection(policy: &crate::detect::Policy) -> ClaimPolicy {
+        let ms = |v: i64| Duration::from_millis(v.max(0) as u64);
+        let defaults = ClaimPolicy::default();
+        match policy.baseline {
+            Some(_) => ClaimPolicy {
+                reopen_after: None,
+                lifetime: ms(policy.history_window_ms),
+                ..defaults
+            },
+            None => ClaimPolicy {
+                reopen_after: Some(ms(policy.dedup_window_ms)),
+                lifetime: ms(policy.dedup_window_ms).max(defaults.pending_timeout),
+                ..defaults
+            },
         }
     }
 }
@@ -262,20 +289,22 @@ pub struct ClaimRecord {
     /// Epoch ms of the claim.
     pub claimed_at_ms: i64,
     pub event_ms: Option<i64>,
+    /// Epoch ms after which the claim no longer suppresses anything.
+    pub expires_at_ms: i64,
 }
 
 impl ClaimRecord {
     /// Whether a new claim of `incident` at `now_ms` may replace this record.
     pub fn yields_to(&self, incident: &Incident, now_ms: i64, policy: &ClaimPolicy) -> bool {
-        let window = policy.dedup_window.as_millis() as i64;
-        let other_incident = match (self.event_ms, incident.event_ms) {
-            (Some(held), Some(new)) => (held - new).abs() >= window,
+        let other_incident = match (policy.reopen_after, self.event_ms, incident.event_ms) {
+            (Some(after), Some(held), Some(new)) => (held - new).abs() >= after.as_millis() as i64,
             _ => false,
         };
         let stale = !self.sent
             && now_ms.saturating_sub(self.claimed_at_ms)
                 >= policy.pending_timeout.as_millis() as i64;
-        other_incident || stale
+        let expired = now_ms >= self.expires_at_ms;
+        other_incident || stale || expired
     }
 }
 
@@ -323,6 +352,7 @@ impl ClaimStore for MemoryClaims {
                 sent: false,
                 claimed_at_ms: now_ms,
                 event_ms: incident.event_ms,
+                expires_at_ms: now_ms.saturating_add(policy.lifetime.as_millis() as i64),
             },
         );
         Ok(Claim::Taken)
@@ -370,7 +400,8 @@ mod tests {
     fn policy() -> ClaimPolicy {
         ClaimPolicy {
             pending_timeout: Duration::from_secs(120),
-            dedup_window: Duration::from_secs(3600),
+            reopen_after: Some(Duration::from_secs(3600)),
+            lifetime: Duration::from_secs(86_400),
             wait_for_holder: Duration::from_millis(0),
         }
     }
@@ -400,6 +431,44 @@ mod tests {
         assert_eq!(
             claims.claim(&later, "b", now, &p).await.unwrap(),
             Claim::Taken
+        );
+        claims.mark_sent(&later, "b", now).await.unwrap();
+        // Unless the policy, like a baseline, never reopens a pair while the claim lives.
+        let never = ClaimPolicy {
+            reopen_after: None,
+            ..p
+        };
+        let much_later = incident(Some(600 * MINUTE));
+        assert_eq!(
+            claims.claim(&much_later, "c", now, &never).await.unwrap(),
+            Claim::Sent
+        );
+        let day = 86_400_000;
+        assert_eq!(
+            claims
+                .claim(&much_later, "c", now + day, &never)
+                .await
+                .unwrap(),
+            Claim::Taken,
+            "a claim past its lifetime suppresses nothing"
+        );
+    }
+
+    #[test]
+    fn claims_follow_the_detectors_rules_for_repeats() {
+        let mut policy = crate::detect::Policy::default();
+        assert!(policy.baseline.is_some());
+        let with_baseline = ClaimPolicy::for_detection(&policy);
+        assert_eq!(with_baseline.reopen_after, None);
+        assert_eq!(
+            with_baseline.lifetime.as_millis() as i64,
+            policy.history_window_ms
+        );
+        policy.baseline = None;
+        let without = ClaimPolicy::for_detection(&policy);
+        assert_eq!(
+            without.reopen_after.map(|d| d.as_millis() as i64),
+            Some(policy.dedup_window_ms)
         );
     }
 

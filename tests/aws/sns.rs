@@ -316,7 +316,8 @@ async fn claiming_stack(
         SnsNotifier::new(sns, topic_arn),
         ClaimPolicy {
             pending_timeout,
-            dedup_window: Duration::from_secs(3600),
+            reopen_after: Some(Duration::from_secs(3600)),
+            lifetime: Duration::from_secs(86_400),
             wait_for_holder: Duration::from_millis(300),
         },
     );

@@ -39,7 +39,7 @@ pub mod event;
 pub mod metrics;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use aws_config::SdkConfig;
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse};
@@ -126,10 +126,7 @@ impl Handler {
             notifier: ClaimingNotifier::new(
                 DynamoClaims::new(dynamodb.clone(), config.table.clone()),
                 SnsNotifier::new(sns, config.topic_arn.clone()),
-                ClaimPolicy {
-                    dedup_window: Duration::from_millis(config.policy.dedup_window_ms.max(0) as u64),
-                    ..ClaimPolicy::default()
-                },
+                ClaimPolicy::for_detection(&config.policy),
             ),
             geo,
             policy: Arc::new(config.policy.clone()),
