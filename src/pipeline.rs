@@ -87,6 +87,8 @@ pub struct SubjectSightings {
     pub subject: String,
     /// From the subject's latest event in the object.
     pub identity: UserIdentitySummary,
+    /// The account called by the subject's latest event in the object
+    /// (`recipientAccountId`); the credential's own account is `identity.account_id`.
     pub account_id: Option<String>,
     /// Sorted by event time, then event id.
     pub sightings: Vec<Sighting>,
@@ -298,11 +300,12 @@ fn collect(
             && entry.identity.identity_type.as_deref() == identity.identity_type.as_deref();
         if !same_identity {
             entry.identity = identity_summary(event);
-            entry.account_id = event
-                .recipient_account_id
-                .as_deref()
-                .or(identity.account_id.as_deref())
-                .map(str::to_owned);
+        }
+        // Per event, not per identity: one credential calls several accounts (a role
+        // assumed across an organization), and its own account is not the one called.
+        let called = event.recipient_account_id.as_deref();
+        if entry.account_id.as_deref() != called {
+            entry.account_id = called.map(str::to_owned);
         }
     }
     // A run of events from one address is judged by its first and last event, as the

@@ -8,7 +8,8 @@
 //! - `https`: an AWS Chatbot (Amazon Q Developer in chat applications) custom
 //!   notification, so that a Chatbot subscription renders it in Slack or Teams.
 //!
-//! Message attributes `rule`, `severity`, `account_id` and `subject` let subscriptions
+//! Message attributes `rule`, `severity`, `account_id` (the account called),
+//! `credential_account_id` (the account that owns the credential) and `subject` let subscriptions
 //! filter (`{"severity": ["high", "critical"]}`).
 //!
 //! The renderings themselves, and the escaping of attacker-controlled text in them, are
@@ -463,12 +464,17 @@ fn escape_xml_invalid(json: &str) -> String {
         .replace('\u{FFFF}', "\\uffff")
 }
 
-/// `rule`, `severity`, `account_id`, `subject`, skipping empty values (SNS refuses them).
+/// `rule`, `severity`, `account_id`, `credential_account_id`, `subject`, skipping empty
+/// values (SNS refuses them).
 pub fn message_attributes(finding: &Finding) -> Vec<(String, String)> {
     let candidates = [
         ("rule", finding.rule.as_str().to_owned()),
         ("severity", finding.severity.as_str().to_owned()),
         ("account_id", finding.account_id.clone().unwrap_or_default()),
+        (
+            "credential_account_id",
+            finding.credential_account_id.clone().unwrap_or_default(),
+        ),
         ("subject", finding.subject.clone()),
     ];
     candidates
@@ -518,6 +524,7 @@ mod tests {
                 ("rule", "impossible_travel"),
                 ("severity", "high"),
                 ("account_id", "123456789012"),
+                ("credential_account_id", "123456789012"),
                 ("subject", "AKIAIOSFODNN7EXAMPLE")
             ]
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -559,8 +566,12 @@ mod tests {
         let mut f = sample_finding();
         f.account_id = Some(String::new());
         let names: Vec<String> = message_attributes(&f).into_iter().map(|(k, _)| k).collect();
-        assert_eq!(names, ["rule", "severity", "subject"]);
+        assert_eq!(
+            names,
+            ["rule", "severity", "credential_account_id", "subject"]
+        );
         f.account_id = None;
+        f.credential_account_id = None;
         assert_eq!(message_attributes(&f).len(), 3);
     }
 
