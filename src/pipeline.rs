@@ -5,8 +5,10 @@
 //!
 //! 1. [`scan_object`] (sync, CPU-bound): bytes -> sightings grouped by subject, with every
 //!    skip counted by reason and every fault recorded with the object's name.
-//! 2. [`commit_scan`] (async, I/O): load the subjects' state, judge each sighting in
-//!    event-time order, publish the findings, save the state.
+//! 2. [`commit_scans`] (async, I/O): load the subjects' state, judge each sighting in
+//!    event-time order, publish the findings, save the state; for all the scans of an
+//!    invocation at once, so that each subject is loaded and saved once
+//!    ([`commit_scan`] for one).
 //!
 //! # No finding lost, none twice
 //!
@@ -14,19 +16,23 @@
 //! side by side on objects that share subjects. The commit is ordered so that a crash at
 //! any point costs at most a repeated publish of a finding with the same `finding_id`:
 //!
-//! 1. load every subject of the object (one batch read);
+//! 1. load every subject of the objects (one batch read); a subject whose stored item
+//!    is corrupt is quarantined: neither judged nor saved, reported in the result;
 //! 2. judge; findings are a pure function of (loaded state, sightings);
 //! 3. **publish** the findings;
 //! 4. **save** each changed subject, conditional on the version loaded.
 //!
 //! A crash before 3 leaves no trace: the retry recomputes the same findings. A crash
 //! between 3 and 4 means the retry publishes them again, with the same ids (finding ids
-//! are deterministic), which subscribers deduplicate. Once 4 has happened, the saved state
+//! are deterministic); the Lambda's notifier claims each incident before publishing it
+//! (`notify::claim`), which also stops racing Lambdas from publishing one incident under
+//! two ids. Once 4 has happened, the saved state
 //! holds the findings' alert marks and the object's sightings, so a replay judges every
 //! sighting as already known and publishes nothing. When a save loses a race
 //! (`Conflict`), that subject is reloaded and its sightings re-applied to the winner's
-//! state; findings this invocation already published are not published again, new ones
-//! are published before the retried save. Publishing before saving is what rules out the
+//! state, after a jittered delay and until a deadline ([`ConflictRetry`]); findings this
+//! invocation already published are not published again, new ones are published before
+//! the retried save. Publishing before saving is what rules out the
 //! lost finding: a finding is never recorded as raised before it has been delivered.
 
 use std::collections::{BTreeMap, HashMap, HashSet};

@@ -117,7 +117,7 @@ struct FlakyNotifier {
 impl Notifier for FlakyNotifier {
     async fn publish(&self, findings: &[Finding]) -> Result<(), NotifyError> {
         let call = self.calls.fetch_add(1, Ordering::Relaxed) + 1;
-        let fail = self.fail_every > 0 && (call - 1) % self.fail_every == 0;
+        let fail = self.fail_every > 0 && (call - 1).is_multiple_of(self.fail_every);
         let delivered = if fail {
             findings.len() / 2
         } else {
