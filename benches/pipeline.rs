@@ -148,6 +148,7 @@ fn pipeline(c: &mut Criterion) {
         GeoDb::from_bytes(testdb::fixture_city_db(), None).expect("the fixture database opens");
     let policy = Policy::default();
     let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
         .build()
         .expect("a current-thread runtime starts");
 

@@ -245,7 +245,9 @@ fn scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
     };
     let notifier = WriterNotifier::new(io::BufWriter::new(io::stdout()), format)
         .with_min_severity(args.min_severity);
+    // Timers for the backoff after a lost save race, which a state file never loses.
     let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
         .build()
         .context("starting the async runtime")?;
     let show_progress = !args.quiet && io::stderr().is_terminal() && inputs.len() > 1;
@@ -470,6 +472,17 @@ impl Run<'_> {
             });
         }
         let report = committed?;
+        if !report.quarantined.is_empty() {
+            t.objects_failed += 1;
+            progress.suspend(|| {
+                for q in &report.quarantined {
+                    eprintln!(
+                        "geotrail: {}: subject {} not judged, its stored state is unreadable: {}",
+                        scan.name, q.subject, q.reason
+                    );
+                }
+            });
+        }
         t.findings += report.findings.len() as u64;
         for f in &report.findings {
             t.by_rule.add(f.rule.as_str());

@@ -387,7 +387,13 @@ pub struct Finding {
     pub title: String,
     pub summary: String,
     pub triage: Vec<String>,
+    /// The account that was called: CloudTrail's `recipientAccountId` of the subject's
+    /// latest event in the object that raised the finding. With an organization trail
+    /// or a role used across accounts, not necessarily the credential's own account.
     pub account_id: Option<String>,
+    /// The account that owns the credential (`userIdentity.accountId`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential_account_id: Option<String>,
     /// What the detector tracked: an access key id, or a principal ARN.
     pub subject: String,
     pub subject_kind: crate::detect::SubjectKind,

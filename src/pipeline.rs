@@ -5,8 +5,10 @@
 //!
 //! 1. [`scan_object`] (sync, CPU-bound): bytes -> sightings grouped by subject, with every
 //!    skip counted by reason and every fault recorded with the object's name.
-//! 2. [`commit_scan`] (async, I/O): load the subjects' state, judge each sighting in
-//!    event-time order, publish the findings, save the state.
+//! 2. [`commit_scans`] (async, I/O): load the subjects' state, judge each sighting in
+//!    event-time order, publish the findings, save the state; for all the scans of an
+//!    invocation at once, so that each subject is loaded and saved once
+//!    ([`commit_scan`] for one).
 //!
 //! # No finding lost, none twice
 //!
@@ -14,23 +16,29 @@
 //! side by side on objects that share subjects. The commit is ordered so that a crash at
 //! any point costs at most a repeated publish of a finding with the same `finding_id`:
 //!
-//! 1. load every subject of the object (one batch read);
+//! 1. load every subject of the objects (one batch read); a subject whose stored item
+//!    is corrupt is quarantined: neither judged nor saved, reported in the result;
 //! 2. judge; findings are a pure function of (loaded state, sightings);
 //! 3. **publish** the findings;
 //! 4. **save** each changed subject, conditional on the version loaded.
 //!
 //! A crash before 3 leaves no trace: the retry recomputes the same findings. A crash
 //! between 3 and 4 means the retry publishes them again, with the same ids (finding ids
-//! are deterministic), which subscribers deduplicate. Once 4 has happened, the saved state
+//! are deterministic); the Lambda's notifier claims each incident before publishing it
+//! (`notify::claim`), which also stops racing Lambdas from publishing one incident under
+//! two ids. Once 4 has happened, the saved state
 //! holds the findings' alert marks and the object's sightings, so a replay judges every
 //! sighting as already known and publishes nothing. When a save loses a race
 //! (`Conflict`), that subject is reloaded and its sightings re-applied to the winner's
-//! state; findings this invocation already published are not published again, new ones
-//! are published before the retried save. Publishing before saving is what rules out the
+//! state, after a jittered delay and until a deadline ([`ConflictRetry`]); findings this
+//! invocation already published are not published again, new ones are published before
+//! the retried save. Publishing before saving is what rules out the
 //! lost finding: a finding is never recorded as raised before it has been delivered.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Read;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::cloudtrail::{self, Event, ObjectError, ObjectSummary, ReadOptions, RecordError};
 use crate::detect::rarity::{self, RuleBatch, RuleEvent};
@@ -42,12 +50,10 @@ use crate::detect::{
 use crate::finding::{Finding, FutureEvent, Rule, UserIdentitySummary};
 use crate::geo::{classify_source, GeoCache, GeoDbInfo};
 use crate::notify::{Notifier, NotifyError};
-use crate::state::{SaveOutcome, StateError, StateStore, Versioned};
+use crate::state::{Loaded, SaveOutcome, StateError, StateStore, Versioned};
 
 /// How many record errors an object keeps in full; the rest are counted.
 const MAX_RECORD_ERRORS_KEPT: usize = 20;
-/// Save attempts per subject before the object is failed (and retried as a whole).
-const MAX_SAVE_ATTEMPTS: usize = 5;
 
 /// Counted reasons for not judging something: a skip is not an error.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -89,6 +95,8 @@ pub struct SubjectSightings {
     pub subject: String,
     /// From the subject's latest event in the object.
     pub identity: UserIdentitySummary,
+    /// The account called by the subject's latest event in the object
+    /// (`recipientAccountId`); the credential's own account is `identity.account_id`.
     pub account_id: Option<String>,
     /// Sorted by event time, then event id.
     pub sightings: Vec<Sighting>,
@@ -338,11 +346,12 @@ fn collect(
             && entry.identity.identity_type.as_deref() == identity.identity_type.as_deref();
         if !same_identity {
             entry.identity = identity_summary(event);
-            entry.account_id = event
-                .recipient_account_id
-                .as_deref()
-                .or(identity.account_id.as_deref())
-                .map(str::to_owned);
+        }
+        // Per event, not per identity: one credential calls several accounts (a role
+        // assumed across an organization), and its own account is not the one called.
+        let called = event.recipient_account_id.as_deref();
+        if entry.account_id.as_deref() != called {
+            entry.account_id = called.map(str::to_owned);
         }
     }
     // A run of events from one address is judged by its first and last event, as the
@@ -469,22 +478,28 @@ fn identity_summary(event: &Event<'_>) -> UserIdentitySummary {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
+    /// Shared by every object of a commit that needed the store at the time.
     #[error("{object}: {source}")]
     State {
         object: String,
         #[source]
-        source: StateError,
+        source: Arc<StateError>,
     },
     #[error("{object}: {source}")]
     Notify {
         object: String,
         #[source]
-        source: NotifyError,
+        source: Arc<NotifyError>,
     },
     #[error(
-        "{object}: subject {subject} still conflicted after {MAX_SAVE_ATTEMPTS} save attempts"
+        "{object}: subject {subject} still conflicted after {attempts} save attempts in {waited_ms} ms"
     )]
-    Contention { object: String, subject: String },
+    Contention {
+        object: String,
+        subject: String,
+        attempts: u32,
+        waited_ms: u64,
+    },
 }
 
 impl PipelineError {
@@ -495,6 +510,38 @@ impl PipelineError {
             PipelineError::Notify { .. } | PipelineError::Contention { .. } => true,
         }
     }
+
+    fn for_object(&self, object: &str) -> PipelineError {
+        match self {
+            PipelineError::State { source, .. } => PipelineError::State {
+                object: object.to_owned(),
+                source: Arc::clone(source),
+            },
+            PipelineError::Notify { source, .. } => PipelineError::Notify {
+                object: object.to_owned(),
+                source: Arc::clone(source),
+            },
+            PipelineError::Contention {
+                subject,
+                attempts,
+                waited_ms,
+                ..
+            } => PipelineError::Contention {
+                object: object.to_owned(),
+                subject: subject.clone(),
+                attempts: *attempts,
+                waited_ms: *waited_ms,
+            },
+        }
+    }
+}
+
+/// A subject whose stored state could not be read: neither judged nor saved.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Quarantined {
+    pub subject: String,
+    /// What is wrong with the stored item.
+    pub reason: String,
 }
 
 /// What committing one object did.
@@ -512,10 +559,51 @@ pub struct CommitReport {
     pub stale: u64,
     /// Sightings already known (replays, busy hours at one place).
     pub covered: u64,
+    /// Subjects of the object whose stored state is corrupt: their sightings were not
+    /// judged, and their items were left as they are for a person to repair.
+    pub quarantined: Vec<Quarantined>,
 }
 
-/// Stage 2: judges the scan's sightings against the stored state, then publishes and
-/// saves in the order the module documentation explains.
+/// How long saves that lose races are retried.
+///
+/// Every Lambda that reads an object of a busy subject (an organization trail, a key used
+/// in many regions) races the others to save it; a fixed number of immediate retries
+/// lets the sixth racer fail. Retries wait a full-jitter delay (uniform in
+/// `[0, min(cap, base * 2^n)]`, so racers spread out instead of colliding again) and stop
+/// only when `deadline` has passed since the commit began. No conflict, no wait: the CLI,
+/// alone on its state file, never sleeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConflictRetry {
+    pub base: Duration,
+    pub cap: Duration,
+    /// Measured from the start of the commit; at least one retry follows a conflict.
+    pub deadline: Duration,
+}
+
+impl Default for ConflictRetry {
+    /// 10 s: a few dozen rounds even on a slow table, and far inside the function's
+    /// 300 s timeout.
+    fn default() -> Self {
+        ConflictRetry {
+            base: Duration::from_millis(20),
+            cap: Duration::from_secs(1),
+            deadline: Duration::from_secs(10),
+        }
+    }
+}
+
+impl ConflictRetry {
+    /// The delay before retry number `retry` (0 for the first).
+    fn delay(&self, retry: u32) -> Duration {
+        let ceiling = self
+            .base
+            .saturating_mul(1u32 << retry.min(20))
+            .min(self.cap);
+        ceiling.mul_f64(fastrand::f64())
+    }
+}
+
+/// Stage 2 for one object: [`commit_scans`] with the default [`ConflictRetry`].
 pub async fn commit_scan<S: StateStore + Sync, N: Notifier + Sync>(
     scan: &ObjectScan,
     policy: &Policy,
@@ -523,55 +611,150 @@ pub async fn commit_scan<S: StateStore + Sync, N: Notifier + Sync>(
     store: &S,
     notifier: &N,
 ) -> Result<CommitReport, PipelineError> {
-    let mut report = CommitReport {
-        subjects: scan.subjects.len(),
-        ..CommitReport::default()
-    };
-    if scan.subjects.is_empty() && scan.rules.is_empty() {
-        return Ok(report);
-    }
-    let state_err = |source| PipelineError::State {
-        object: scan.name.clone(),
-        source,
-    };
-    let by_name: HashMap<&str, &SubjectSightings> = scan
-        .subjects
-        .iter()
-        .map(|s| (s.subject.as_str(), s))
-        .collect();
-    let mut published: HashSet<String> = HashSet::new();
-    let mut pending: Vec<String> = scan.subjects.iter().map(|s| s.subject.clone()).collect();
-    // (covered, stale) per subject, from the attempt that was saved.
-    let mut effects: HashMap<&str, (u64, u64)> = HashMap::new();
+    commit_scans(
+        std::slice::from_ref(scan),
+        policy,
+        geoip,
+        store,
+        notifier,
+        &ConflictRetry::default(),
+    )
+    .await
+    .pop()
+    .expect("one result per scan")
+}
 
-    let mut settled = pending.is_empty();
-    for _attempt in 1..=MAX_SAVE_ATTEMPTS {
-        if settled {
-            break;
+/// One subject's sightings in one of the scans being committed.
+struct Part<'a> {
+    scan: usize,
+    sightings: &'a SubjectSightings,
+}
+
+/// Stage 2: judges the scans' sightings against the stored state, then publishes and
+/// saves in the order the module documentation explains; one result per scan, in order.
+///
+/// Scans that share subjects are judged together: each subject is loaded and saved once
+/// for all of them, with its sightings from every scan merged in event-time order. Saved
+/// one scan after another, the scans of one invocation would race each other for the
+/// same items. Every finding still names the object its event came from, and a failure
+/// fails only the scans that have a subject still unsaved when it happens.
+pub async fn commit_scans<S: StateStore + Sync, N: Notifier + Sync>(
+    scans: &[ObjectScan],
+    policy: &Policy,
+    geoip: &GeoDbInfo,
+    store: &S,
+    notifier: &N,
+    retry: &ConflictRetry,
+) -> Vec<Result<CommitReport, PipelineError>> {
+    let started = Instant::now();
+    let mut reports: Vec<CommitReport> = scans
+        .iter()
+        .map(|scan| CommitReport {
+            subjects: scan.subjects.len(),
+            ..CommitReport::default()
+        })
+        .collect();
+    let mut failed: Vec<Option<PipelineError>> = scans.iter().map(|_| None).collect();
+    let mut parts: BTreeMap<&str, Vec<Part<'_>>> = BTreeMap::new();
+    for (index, scan) in scans.iter().enumerate() {
+        for sightings in &scan.subjects {
+            parts
+                .entry(sightings.subject.as_str())
+                .or_default()
+                .push(Part {
+                    scan: index,
+                    sightings,
+                });
         }
-        let mut loaded = store.load(&pending).await.map_err(state_err)?;
+    }
+    // Fails every scan with a part in `subjects`.
+    let fail =
+        |failed: &mut Vec<Option<PipelineError>>, subjects: &[String], err: PipelineError| {
+            for subject in subjects {
+                for part in &parts[subject.as_str()] {
+                    let slot = &mut failed[part.scan];
+                    if slot.is_none() {
+                        *slot = Some(err.for_object(&scans[part.scan].name));
+                    }
+                }
+            }
+        };
+
+    let mut published: HashSet<String> = HashSet::new();
+    let mut pending: Vec<String> = parts.keys().map(|s| (*s).to_owned()).collect();
+    // (covered, stale) per subject and scan, from the attempt that was saved.
+    let mut effects: HashMap<(&str, usize), (u64, u64)> = HashMap::new();
+    let mut attempts = 0u32;
+    while !pending.is_empty() {
+        attempts += 1;
+        let loaded = match store.load_each(&pending).await {
+            Ok(loaded) => loaded,
+            Err(source) => {
+                let err = PipelineError::State {
+                    object: String::new(),
+                    source: Arc::new(source),
+                };
+                fail(&mut failed, &pending, err);
+                break;
+            }
+        };
+        let Loaded {
+            states: mut loaded,
+            corrupt,
+        } = loaded;
+        for (subject, err) in corrupt {
+            let Some(subject_parts) = parts.get(subject.as_str()) else {
+                continue;
+            };
+            pending.retain(|s| *s != subject);
+            let reason = err.to_string();
+            for part in subject_parts {
+                reports[part.scan].quarantined.push(Quarantined {
+                    subject: subject.clone(),
+                    reason: reason.clone(),
+                });
+            }
+        }
         let mut to_save: Vec<(SubjectState, u64)> = Vec::new();
         let mut unchanged: Vec<Versioned> = Vec::new();
-        let mut fresh: Vec<Finding> = Vec::new();
+        let mut fresh: Vec<(usize, Finding)> = Vec::new();
         for subject in &pending {
-            let sightings = by_name[subject.as_str()];
+            let subject_parts = &parts[subject.as_str()];
             let Versioned { mut state, version } =
                 loaded.remove(subject).unwrap_or_else(|| Versioned {
                     state: SubjectState::new(subject.clone()),
                     version: 0,
                 });
-            let ctx = FindingContext {
-                subject_kind: policy.subject,
-                identity: &sightings.identity,
-                account_id: sightings.account_id.as_deref(),
-                source_object: &scan.name,
-                geoip,
-            };
+            let ctxs: Vec<FindingContext<'_>> = subject_parts
+                .iter()
+                .map(|part| FindingContext {
+                    subject_kind: policy.subject,
+                    identity: &part.sightings.identity,
+                    account_id: part.sightings.account_id.as_deref(),
+                    source_object: &scans[part.scan].name,
+                    geoip,
+                })
+                .collect();
+            let mut merged: Vec<(usize, &Sighting)> = subject_parts
+                .iter()
+                .enumerate()
+                .flat_map(|(i, part)| part.sightings.sightings.iter().map(move |s| (i, s)))
+                .collect();
+            if subject_parts.len() > 1 {
+                merged.sort_by(|(_, a), (_, b)| {
+                    (a.point.t, &a.point.id).cmp(&(b.point.t, &b.point.id))
+                });
+            }
+            for part in subject_parts {
+                effects.insert((part.sightings.subject.as_str(), part.scan), (0, 0));
+            }
             let mut changed = false;
-            let counts = effects.entry(sightings.subject.as_str()).or_default();
-            *counts = (0, 0);
-            for s in &sightings.sightings {
-                let obs = state.observe(s, policy, &ctx);
+            for (i, s) in merged {
+                let part = &subject_parts[i];
+                let obs = state.observe(s, policy, &ctxs[i]);
+                let counts = effects
+                    .get_mut(&(part.sightings.subject.as_str(), part.scan))
+                    .expect("inserted above");
                 match obs.effect {
                     Effect::Added => changed = true,
                     Effect::Covered => counts.0 += 1,
@@ -580,16 +763,21 @@ pub async fn commit_scan<S: StateStore + Sync, N: Notifier + Sync>(
                 fresh.extend(
                     obs.findings
                         .into_iter()
-                        .filter(|f| !published.contains(&f.finding_id)),
+                        .filter(|f| !published.contains(&f.finding_id))
+                        .map(|f| (part.scan, f)),
                 );
             }
-            if sightings.future.count > 0 {
+            for (i, part) in subject_parts.iter().enumerate() {
+                if part.sightings.future.count == 0 {
+                    continue;
+                }
+                let scan = &scans[part.scan];
                 let finding = future_time_finding(
                     subject,
-                    &sightings.future,
+                    &part.sightings.future,
                     scan.written_at_ms,
                     policy.future_tolerance_ms,
-                    &ctx,
+                    &ctxs[i],
                 );
                 if !state.has_alerted(&finding.finding_id) {
                     // Marked at a trusted time: the subject's own clock, else the object's.
@@ -597,7 +785,7 @@ pub async fn commit_scan<S: StateStore + Sync, N: Notifier + Sync>(
                     state.mark_alerted(&finding.finding_id, t);
                     changed = true;
                     if !published.contains(&finding.finding_id) {
-                        fresh.push(finding);
+                        fresh.push((part.scan, finding));
                     }
                 }
             }
@@ -609,63 +797,116 @@ pub async fn commit_scan<S: StateStore + Sync, N: Notifier + Sync>(
         }
         store.give_back(unchanged);
         if !fresh.is_empty() {
-            notifier
-                .publish(&fresh)
-                .await
-                .map_err(|source| PipelineError::Notify {
-                    object: scan.name.clone(),
-                    source,
-                })?;
-            published.extend(fresh.iter().map(|f| f.finding_id.clone()));
-            report.findings.extend(fresh);
+            let findings: Vec<Finding> = fresh.iter().map(|(_, f)| f.clone()).collect();
+            if let Err(source) = notifier.publish(&findings).await {
+                let err = PipelineError::Notify {
+                    object: String::new(),
+                    source: Arc::new(source),
+                };
+                fail(&mut failed, &pending, err);
+                break;
+            }
+            for (scan, finding) in fresh {
+                published.insert(finding.finding_id.clone());
+                reports[scan].findings.push(finding);
+            }
         }
         let saving: Vec<String> = to_save.iter().map(|(s, _)| s.subject.clone()).collect();
-        let outcomes = store.save_owned(to_save).await.map_err(state_err)?;
+        let outcomes = match store.save_owned(to_save).await {
+            Ok(outcomes) => outcomes,
+            Err(source) => {
+                let err = PipelineError::State {
+                    object: String::new(),
+                    source: Arc::new(source),
+                };
+                fail(&mut failed, &pending, err);
+                break;
+            }
+        };
         pending.clear();
         for (subject, outcome) in saving.into_iter().zip(outcomes) {
+            let subject_parts = &parts[subject.as_str()];
             match outcome {
-                SaveOutcome::Saved { .. } => report.subjects_saved += 1,
+                SaveOutcome::Saved { .. } => {
+                    for part in subject_parts {
+                        reports[part.scan].subjects_saved += 1;
+                    }
+                }
                 SaveOutcome::Conflict => {
-                    report.conflicts += 1;
+                    // Counted once, on the first scan that names the subject, so that
+                    // the counts of an invocation's objects add up to its conflicts.
+                    reports[subject_parts[0].scan].conflicts += 1;
                     pending.push(subject);
                 }
             }
         }
         if pending.is_empty() {
-            report.covered = effects.values().map(|c| c.0).sum();
-            report.stale = effects.values().map(|c| c.1).sum();
-            settled = true;
+            break;
+        }
+        let waited = started.elapsed();
+        if waited >= retry.deadline && attempts > 1 {
+            let err = PipelineError::Contention {
+                object: String::new(),
+                subject: pending[0].clone(),
+                attempts,
+                waited_ms: waited.as_millis() as u64,
+            };
+            fail(&mut failed, &pending, err);
+            break;
+        }
+        tokio::time::sleep(retry.delay(attempts - 1)).await;
+    }
+
+    for ((_, scan), (covered, stale)) in effects {
+        reports[scan].covered += covered;
+        reports[scan].stale += stale;
+    }
+    // The account-level rules, object by object in order: the tallies of one invocation
+    // are saved by one process one after the other, so its objects never race each other
+    // for them.
+    for (index, scan) in scans.iter().enumerate() {
+        if failed[index].is_some() {
+            continue;
+        }
+        let tallied = commit_tallies(
+            scan,
+            policy,
+            geoip,
+            store,
+            notifier,
+            retry,
+            started,
+            &mut published,
+            &mut reports[index],
+        )
+        .await;
+        if let Err(err) = tallied {
+            failed[index] = Some(err);
         }
     }
-    if !settled {
-        return Err(PipelineError::Contention {
-            object: scan.name.clone(),
-            subject: pending[0].clone(),
-        });
-    }
-    commit_tallies(
-        scan,
-        policy,
-        geoip,
-        store,
-        notifier,
-        &mut published,
-        &mut report,
-    )
-    .await?;
-    Ok(report)
+    reports
+        .into_iter()
+        .zip(failed)
+        .map(|(report, failed)| match failed {
+            Some(err) => Err(err),
+            None => Ok(report),
+        })
+        .collect()
 }
 
 /// The account-level rules' half of a commit, in the same order: load the tallies the
 /// object touches (batched), judge, publish, save each changed tally on its version. A
-/// lost race reloads every tally and judges again; tallies that did save carry the
-/// object's tag, so its events are not counted twice.
+/// lost race reloads every tally and judges again, after the same backoff as subjects;
+/// tallies that did save carry the object's tag, so its events are not counted twice.
+#[allow(clippy::too_many_arguments)]
 async fn commit_tallies<S: StateStore + Sync, N: Notifier + Sync>(
     scan: &ObjectScan,
     policy: &Policy,
     geoip: &GeoDbInfo,
     store: &S,
     notifier: &N,
+    retry: &ConflictRetry,
+    started: Instant,
     published: &mut HashSet<String>,
     report: &mut CommitReport,
 ) -> Result<(), PipelineError> {
@@ -674,11 +915,12 @@ async fn commit_tallies<S: StateStore + Sync, N: Notifier + Sync>(
     }
     let state_err = |source| PipelineError::State {
         object: scan.name.clone(),
-        source,
+        source: Arc::new(source),
     };
     let keys = scan.rules.tally_keys();
-    let mut last_conflict = String::new();
-    for _attempt in 1..=MAX_SAVE_ATTEMPTS {
+    let mut attempts = 0u32;
+    loop {
+        attempts += 1;
         let loaded = store.load_tallies(&keys).await.map_err(state_err)?;
         let mut versions: HashMap<TallyKey, u64> = HashMap::with_capacity(loaded.len());
         let mut tallies: HashMap<TallyKey, Tally> = HashMap::with_capacity(keys.len());
@@ -698,7 +940,7 @@ async fn commit_tallies<S: StateStore + Sync, N: Notifier + Sync>(
                 .await
                 .map_err(|source| PipelineError::Notify {
                     object: scan.name.clone(),
-                    source,
+                    source: Arc::new(source),
                 })?;
             published.extend(fresh.iter().map(|f| f.finding_id.clone()));
             report.findings.extend(fresh);
@@ -721,10 +963,15 @@ async fn commit_tallies<S: StateStore + Sync, N: Notifier + Sync>(
             return Ok(());
         };
         report.conflicts += conflicted.len() as u64;
-        last_conflict = first.clone();
+        let waited = started.elapsed();
+        if waited >= retry.deadline && attempts > 1 {
+            return Err(PipelineError::Contention {
+                object: scan.name.clone(),
+                subject: format!("tally {first}"),
+                attempts,
+                waited_ms: waited.as_millis() as u64,
+            });
+        }
+        tokio::time::sleep(retry.delay(attempts - 1)).await;
     }
-    Err(PipelineError::Contention {
-        object: scan.name.clone(),
-        subject: format!("tally {last_conflict}"),
-    })
 }

@@ -31,7 +31,7 @@ use serde::de::Error as _;
 use super::backoff::Backoff;
 use crate::detect::tally::{Tally, TallyKey};
 use crate::detect::SubjectState;
-use crate::state::{SaveOutcome, StateError, StateStore, Versioned, VersionedTally};
+use crate::state::{Loaded, SaveOutcome, StateError, StateStore, Versioned, VersionedTally};
 
 /// BatchGetItem takes at most 100 keys per call.
 pub const BATCH_GET_MAX_KEYS: usize = 100;
@@ -149,7 +149,7 @@ impl DynamoStateStore {
 }
 
 impl StateStore for DynamoStateStore {
-    async fn load(&self, subjects: &[String]) -> Result<HashMap<String, Versioned>, StateError> {
+    async fn load_each(&self, subjects: &[String]) -> Result<Loaded, StateError> {
         // BatchGetItem rejects a request that names one key twice.
         let mut seen = HashSet::with_capacity(subjects.len());
         let unique: Vec<String> = subjects
@@ -166,10 +166,19 @@ impl StateStore for DynamoStateStore {
             .buffer_unordered(PARALLEL_BATCHES)
             .try_collect()
             .await?;
-        let mut loaded = HashMap::with_capacity(unique.len());
+        let mut loaded = Loaded {
+            states: HashMap::with_capacity(unique.len()),
+            corrupt: Vec::new(),
+        };
         for item in pages.into_iter().flatten() {
-            let versioned = parse_item(&item)?;
-            loaded.insert(versioned.state.subject.clone(), versioned);
+            match parse_item(&item) {
+                Ok(versioned) => {
+                    loaded
+                        .states
+                        .insert(versioned.state.subject.clone(), versioned);
+                }
+                Err((pk, err)) => loaded.corrupt.push((pk, err)),
+            }
         }
         Ok(loaded)
     }
@@ -495,14 +504,19 @@ where
     Ok(items)
 }
 
-fn parse_item(item: &Item) -> Result<Versioned, StateError> {
+/// The item's state, or its key and what is wrong with it.
+fn parse_item(item: &Item) -> Result<Versioned, (String, StateError)> {
     let pk = match item.get(PK) {
         Some(AttributeValue::S(pk)) => pk.clone(),
         // Without a key there is no subject to name; only a foreign writer does this.
         _ => "<item without a string pk>".to_owned(),
     };
+    parse_state(&pk, item).map_err(|err| (pk, err))
+}
+
+fn parse_state(pk: &str, item: &Item) -> Result<Versioned, StateError> {
     let corrupt = |msg: String| StateError::Corrupt {
-        subject: pk.clone(),
+        subject: pk.to_owned(),
         source: serde_json::Error::custom(msg),
     };
     let version = match item.get(VERSION) {
@@ -524,7 +538,7 @@ fn parse_item(item: &Item) -> Result<Versioned, StateError> {
         }
     };
     let state: SubjectState = serde_json::from_str(json).map_err(|source| StateError::Corrupt {
-        subject: pk.clone(),
+        subject: pk.to_owned(),
         source,
     })?;
     if state.subject != pk {
@@ -813,7 +827,8 @@ mod tests {
             ),
         ];
         for (case, item) in cases {
-            let err = parse_item(&item).expect_err(case);
+            let (pk, err) = parse_item(&item).expect_err(case);
+            assert_eq!(pk, "AKIABAD", "{case}");
             assert!(
                 matches!(&err, StateError::Corrupt { subject, .. } if subject == "AKIABAD"),
                 "{case}: {err}"

@@ -5,10 +5,12 @@
 //! defaults in `main`), so tests point the same code at a local emulator.
 
 pub mod backoff;
+pub mod claims;
 pub mod dynamo;
 pub mod lambda;
 pub mod s3;
 pub mod sns;
 
+pub use claims::DynamoClaims;
 pub use dynamo::DynamoStateStore;
 pub use sns::SnsNotifier;

@@ -8,8 +8,9 @@
 //! - `https`: an AWS Chatbot (Amazon Q Developer in chat applications) custom
 //!   notification, so that a Chatbot subscription renders it in Slack or Teams.
 //!
-//! Message attributes `rule`, `severity`, `account_id` and `subject` (strings) and
-//! `severity_rank` (a number, [`severity_rank`]) let subscriptions filter
+//! Message attributes `rule`, `severity`, `account_id` (the account called),
+//! `credential_account_id` (the account that owns the credential) and `subject` (strings)
+//! and `severity_rank` (a number, [`severity_rank`]) let subscriptions filter
 //! (`{"severity": ["high", "critical"]}`, `{"severity_rank": [{"numeric": [">=", 2]}]}`).
 //!
 //! The renderings themselves, and the escaping of attacker-controlled text in them, are
@@ -490,8 +491,8 @@ fn escape_xml_invalid(json: &str) -> String {
         .replace('\u{FFFF}', "\\uffff")
 }
 
-/// `rule`, `severity`, `severity_rank`, `account_id`, `subject`, skipping empty values
-/// (SNS refuses them).
+/// `rule`, `severity`, `severity_rank`, `account_id`, `credential_account_id`, `subject`,
+/// skipping empty values (SNS refuses them).
 pub fn message_attributes(finding: &Finding) -> Vec<MessageAttribute> {
     let string = |name, value: &str| MessageAttribute {
         name,
@@ -509,6 +510,10 @@ pub fn message_attributes(finding: &Finding) -> Vec<MessageAttribute> {
         string(
             "account_id",
             finding.account_id.as_deref().unwrap_or_default(),
+        ),
+        string(
+            "credential_account_id",
+            finding.credential_account_id.as_deref().unwrap_or_default(),
         ),
         string("subject", &finding.subject),
     ];
@@ -577,6 +582,7 @@ mod tests {
                 ("severity", "String", "high"),
                 ("severity_rank", "Number", "3"),
                 ("account_id", "String", "123456789012"),
+                ("credential_account_id", "String", "123456789012"),
                 ("subject", "String", "AKIAIOSFODNN7EXAMPLE")
             ]
         );
@@ -617,8 +623,18 @@ mod tests {
         let mut f = sample_finding();
         f.account_id = Some(String::new());
         let names: Vec<&str> = message_attributes(&f).into_iter().map(|a| a.name).collect();
-        assert_eq!(names, ["rule", "severity", "severity_rank", "subject"]);
+        assert_eq!(
+            names,
+            [
+                "rule",
+                "severity",
+                "severity_rank",
+                "credential_account_id",
+                "subject"
+            ]
+        );
         f.account_id = None;
+        f.credential_account_id = None;
         assert_eq!(message_attributes(&f).len(), 4);
     }
 

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use geotrail::aws::lambda::config::LambdaConfig;
+use geotrail::aws::lambda::dead_letter::DeadLetterQueue;
 use geotrail::aws::lambda::event::Invocation;
 use geotrail::aws::lambda::{clients, Handler};
 use geotrail::geo::GeoDb;
@@ -30,7 +31,12 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     };
     let handler = &handler;
     lambda_runtime::run(service_fn(
-        move |event: LambdaEvent<Invocation>| async move { handler.handle(event.payload).await },
+        move |event: LambdaEvent<Invocation>| async move {
+            let request_id = event.context.request_id;
+            handler
+                .handle_request(event.payload, Some(request_id.as_str()))
+                .await
+        },
     ))
     .await
 }
@@ -49,5 +55,11 @@ async fn build() -> anyhow::Result<Handler> {
     );
     let sdk = aws_config::load_from_env().await;
     let (s3, dynamodb, sns) = clients(&sdk);
-    Ok(Handler::new(&config, Arc::new(geo), s3, dynamodb, sns))
+    let handler = Handler::new(&config, Arc::new(geo), s3, dynamodb, sns);
+    Ok(match &config.dead_letter_queue_url {
+        Some(url) => {
+            handler.with_dead_letters(DeadLetterQueue::new(aws_sdk_sqs::Client::new(&sdk), url))
+        }
+        None => handler,
+    })
 }

@@ -284,6 +284,7 @@ impl FindingContext<'_> {
             summary: text.summary,
             triage: text.triage,
             account_id: self.account_id.map(str::to_owned),
+            credential_account_id: self.identity.account_id.clone(),
             subject: subject.to_owned(),
             subject_kind: self.subject_kind,
             user_identity: self.identity.clone(),

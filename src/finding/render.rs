@@ -157,6 +157,15 @@ fn shorten_back(s: &str, max: usize) -> String {
 }
 
 /// A log field for the email: escaped and of bounded length.
+/// The account that owns the credential, when it is not the account that was called
+/// (or that one is unknown): worth a line of its own.
+fn other_credential_account(finding: &Finding) -> Option<&str> {
+    finding
+        .credential_account_id
+        .as_deref()
+        .filter(|owner| finding.account_id.as_deref() != Some(*owner))
+}
+
 fn plain(s: &str) -> String {
     truncate_chars(&escape_for_email(s), MAX_FIELD_CHARS)
 }
@@ -188,6 +197,16 @@ pub fn render_text(finding: &Finding) -> String {
     rule_rendering(finding).text(&mut out);
     if let Some(arn) = &finding.user_identity.arn {
         let _ = writeln!(out, "  identity {arn}");
+    }
+    if let Some(account) = &finding.account_id {
+        match other_credential_account(finding) {
+            Some(owner) => {
+                let _ = writeln!(out, "  account  {account} called, key of account {owner}");
+            }
+            None => {
+                let _ = writeln!(out, "  account  {account}");
+            }
+        }
     }
     let _ = writeln!(out, "  object   {}", finding.source_object);
     let _ = writeln!(
@@ -291,7 +310,10 @@ pub fn render_email(finding: &Finding) -> String {
         finding.subject_kind.as_str()
     );
     if let Some(account) = &finding.account_id {
-        let _ = writeln!(out, "  Account:    {}", plain(account));
+        let _ = writeln!(out, "  Account:    {} (called)", plain(account));
+    }
+    if let Some(owner) = other_credential_account(finding) {
+        let _ = writeln!(out, "  Key owner:  account {}", plain(owner));
     }
     let id = &finding.user_identity;
     for (label, value) in [
@@ -430,7 +452,10 @@ pub fn render_chat(finding: &Finding) -> ChatNotification {
         _ => {}
     }
     if let Some(account) = &finding.account_id {
-        let _ = writeln!(d, "• *Account* {}", chat_code(account));
+        let _ = writeln!(d, "• *Account* {} (called)", chat_code(account));
+    }
+    if let Some(owner) = other_credential_account(finding) {
+        let _ = writeln!(d, "• *Key owner* account {}", chat_code(owner));
     }
     let _ = writeln!(
         d,
@@ -469,6 +494,9 @@ pub fn render_chat(finding: &Finding) -> ChatNotification {
     ]);
     if let Some(account) = &finding.account_id {
         additional_context.insert("account_id".to_owned(), chat(account));
+    }
+    if let Some(owner) = &finding.credential_account_id {
+        additional_context.insert("credential_account_id".to_owned(), chat(owner));
     }
 
     ChatNotification {
@@ -551,6 +579,7 @@ pub(crate) mod samples {
                 "If not, deactivate the access key AKIAIOSFODNN7EXAMPLE.".to_owned(),
             ],
             account_id: Some("123456789012".to_owned()),
+            credential_account_id: Some("123456789012".to_owned()),
             subject: "AKIAIOSFODNN7EXAMPLE".to_owned(),
             subject_kind: SubjectKind::AccessKey,
             user_identity: UserIdentitySummary {
@@ -846,6 +875,7 @@ mod tests {
                 "  to   2023-07-10T11:00:00Z 198.51.100.7 (Frankfurt am Main, Germany ±20 km) AS64500 Example Net  ec2.amazonaws.com DescribeInstances in eu-central-1  event ev-2",
                 "  distance 16480 km (at least 16440 km given the accuracy radii) in 1 hour: 16440 km/h",
                 "  identity arn:aws:iam::123456789012:user/alice",
+                "  account  123456789012",
                 "  object   s3://trail-bucket/AWSLogs/123456789012/CloudTrail/eu-central-1/2023/07/10/x.json.gz",
                 "  geoip    GeoLite2-City built 2023-06-29T00:53:20Z",
                 "  triage 1. Confirm with the owner of access key AKIAIOSFODNN7EXAMPLE whether it should be used from both places.",
@@ -853,6 +883,32 @@ mod tests {
             ]
         );
         assert_eq!(sample_finding().to_text(), text, "one text rendering");
+    }
+
+    #[test]
+    fn a_key_used_in_another_account_shows_both_accounts() {
+        let mut f = sample_finding();
+        f.account_id = Some("210987654321".to_owned());
+        assert!(
+            render_text(&f).contains("  account  210987654321 called, key of account 123456789012"),
+            "{}",
+            render_text(&f)
+        );
+        let email = render_email(&f);
+        assert!(
+            email.contains("  Account:    210987654321 (called)"),
+            "{email}"
+        );
+        assert!(
+            email.contains("  Key owner:  account 123456789012"),
+            "{email}"
+        );
+        let chat: serde_json::Value = serde_json::from_str(&render_chat(&f).to_json()).unwrap();
+        let context = &chat["metadata"]["additionalContext"];
+        assert_eq!(context["account_id"], "210987654321");
+        assert_eq!(context["credential_account_id"], "123456789012");
+        // One account: no second line.
+        assert!(!render_email(&sample_finding()).contains("Key owner"));
     }
 
     #[test]

@@ -24,5 +24,6 @@ pub trait Notifier {
         -> impl Future<Output = Result<(), NotifyError>> + Send;
 }
 
+pub mod claim;
 pub mod stdout;
 pub use stdout::{FindingFormat, WriterNotifier};

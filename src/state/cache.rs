@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use super::{compact, SaveOutcome, StateError, StateStore, Versioned, VersionedTally};
+use super::{compact, Loaded, SaveOutcome, StateError, StateStore, Versioned, VersionedTally};
 use crate::detect::tally::{Tally, TallyKey};
 use crate::detect::SubjectState;
 
@@ -224,7 +224,7 @@ impl<S: StateStore> WriteBackCache<S> {
 }
 
 impl<S: StateStore + Send> StateStore for WriteBackCache<S> {
-    async fn load(&self, subjects: &[String]) -> Result<HashMap<String, Versioned>, StateError> {
+    async fn load_each(&self, subjects: &[String]) -> Result<Loaded, StateError> {
         let misses: Vec<String> = {
             let entries = self.lock();
             subjects
@@ -234,10 +234,22 @@ impl<S: StateStore + Send> StateStore for WriteBackCache<S> {
                 .collect()
         };
         let round = self.round();
+        let mut corrupt = Vec::new();
         if !misses.is_empty() {
-            let mut loaded = self.inner.load(&misses).await?;
+            let Loaded {
+                states: mut loaded,
+                corrupt: unreadable,
+            } = self.inner.load_each(&misses).await?;
             let mut entries = self.lock();
+            for (subject, err) in unreadable {
+                // Not cached: an entry would stand for a state that is not there, and
+                // its flush would overwrite the corrupt item.
+                corrupt.push((subject, err));
+            }
             for subject in misses {
+                if corrupt.iter().any(|(s, _)| *s == subject) {
+                    continue;
+                }
                 let entry = match loaded.remove(&subject) {
                     Some(v) => Entry {
                         slot: Slot::Hot(v.state),
@@ -293,7 +305,10 @@ impl<S: StateStore + Send> StateStore for WriteBackCache<S> {
                 },
             );
         }
-        Ok(lent)
+        Ok(Loaded {
+            states: lent,
+            corrupt,
+        })
     }
 
     async fn save(
@@ -465,6 +480,39 @@ mod tests {
     async fn keeps_the_state_store_port_contract() {
         let cache = WriteBackCache::new(MemoryStateStore::new());
         crate::state::test_states::check_port_contract(&cache).await;
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_corrupt_inner_item_is_reported_each_time_and_never_cached() {
+        let inner = MemoryStateStore::new();
+        inner.put_raw(KEY, 4, b"not json");
+        let cache = WriteBackCache::new(inner);
+        for _ in 0..2 {
+            let loaded = cache.load_each(&[KEY.to_owned()]).await.unwrap();
+            assert!(loaded.states.is_empty());
+            assert_eq!(loaded.corrupt.len(), 1);
+            assert_eq!(loaded.corrupt[0].0, KEY);
+        }
+        // No entry stands for it: a save as if it were new conflicts with the item, and a
+        // flush writes nothing over it.
+        let fresh = SubjectState::new(KEY);
+        assert_eq!(
+            cache.save(&fresh, 0).await.unwrap(),
+            SaveOutcome::Saved { version: 1 }
+        );
+        let err = cache.flush().await.unwrap_err();
+        assert!(err.to_string().contains(KEY), "{err}");
+        assert!(
+            cache
+                .inner()
+                .load_each(&[KEY.to_owned()])
+                .await
+                .unwrap()
+                .corrupt
+                .len()
+                == 1,
+            "the corrupt item is still there for a person"
+        );
     }
 
     #[tokio::test(flavor = "current_thread")]

@@ -18,7 +18,7 @@ use redb::{
     TableDefinition,
 };
 
-use super::{SaveOutcome, StateError, StateStore, Versioned, VersionedTally};
+use super::{Loaded, SaveOutcome, StateError, StateStore, Versioned, VersionedTally};
 use crate::detect::tally::{Tally, TallyKey};
 use crate::detect::SubjectState;
 
@@ -221,7 +221,7 @@ impl FileStateStore {
 
 impl StateStore for FileStateStore {
     /// Reads all of `subjects` in one read transaction, so they come from one snapshot.
-    async fn load(&self, subjects: &[String]) -> Result<HashMap<String, Versioned>, StateError> {
+    async fn load_each(&self, subjects: &[String]) -> Result<Loaded, StateError> {
         let txn = self
             .db
             .begin_read()
@@ -229,14 +229,23 @@ impl StateStore for FileStateStore {
         let table = txn
             .open_table(SUBJECTS)
             .map_err(|e| self.backend("cannot open the subjects table", e))?;
-        let mut loaded = HashMap::with_capacity(subjects.len());
+        let mut loaded = Loaded {
+            states: HashMap::with_capacity(subjects.len()),
+            corrupt: Vec::new(),
+        };
         for subject in subjects {
             let stored = table
                 .get(subject.as_str())
                 .map_err(|e| self.backend(format!("cannot read subject {subject}"), e))?;
             if let Some(stored) = stored {
-                let (version, state) = decode(subject, stored.value())?;
-                loaded.insert(subject.clone(), Versioned { state, version });
+                match decode(subject, stored.value()) {
+                    Ok((version, state)) => {
+                        loaded
+                            .states
+                            .insert(subject.clone(), Versioned { state, version });
+                    }
+                    Err(err) => loaded.corrupt.push((subject.clone(), err)),
+                }
             }
         }
         Ok(loaded)
@@ -505,6 +514,24 @@ mod tests {
             );
             assert!(err.to_string().contains(KEY), "{case}: {err}");
         }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn load_each_reports_a_corrupt_subject_and_loads_the_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_in(&dir);
+        put_raw(&store, KEY, &[1, 0, 0]);
+        let good = state_seen_at("AKIAGOODNEIGHBOUR001", 1_000);
+        store.save(&good, 0).await.unwrap();
+        let loaded = store
+            .load_each(&[KEY.to_owned(), good.subject.clone()])
+            .await
+            .expect("a corrupt item does not fail the load");
+        assert_eq!(loaded.states.len(), 1);
+        assert_eq!(loaded.states[&good.subject].state, good);
+        assert_eq!(loaded.corrupt.len(), 1);
+        assert_eq!(loaded.corrupt[0].0, KEY);
+        assert!(matches!(loaded.corrupt[0].1, StateError::Corrupt { .. }));
     }
 
     #[tokio::test(flavor = "current_thread")]

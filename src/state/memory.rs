@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use super::{SaveOutcome, StateError, StateStore, Versioned, VersionedTally};
+use super::{Loaded, SaveOutcome, StateError, StateStore, Versioned, VersionedTally};
 use crate::detect::tally::{Tally, TallyKey};
 use crate::detect::SubjectState;
 
@@ -44,6 +44,14 @@ impl MemoryStateStore {
         })
     }
 
+    /// Stores `bytes` as the item of `subject`, whatever they are: for the tests of
+    /// what a corrupt item does.
+    #[cfg(test)]
+    pub(crate) fn put_raw(&self, subject: &str, version: u64, bytes: &[u8]) {
+        self.lock()
+            .insert(subject.to_owned(), (version, bytes.to_vec()));
+    }
+
     fn lock(&self) -> MutexGuard<'_, HashMap<String, (u64, Vec<u8>)>> {
         // Every write is a single insert, so a panic elsewhere cannot leave the map half
         // updated: the data behind a poisoned lock is still good.
@@ -52,19 +60,26 @@ impl MemoryStateStore {
 }
 
 impl StateStore for MemoryStateStore {
-    async fn load(&self, subjects: &[String]) -> Result<HashMap<String, Versioned>, StateError> {
+    async fn load_each(&self, subjects: &[String]) -> Result<Loaded, StateError> {
         let stored = self.lock();
-        let mut loaded = HashMap::with_capacity(subjects.len());
+        let mut loaded = Loaded {
+            states: HashMap::with_capacity(subjects.len()),
+            corrupt: Vec::new(),
+        };
         for subject in subjects {
             if let Some((version, bytes)) = stored.get(subject) {
-                let state = decode(subject, bytes)?;
-                loaded.insert(
-                    subject.clone(),
-                    Versioned {
-                        state,
-                        version: *version,
-                    },
-                );
+                match decode(subject, bytes) {
+                    Ok(state) => {
+                        loaded.states.insert(
+                            subject.clone(),
+                            Versioned {
+                                state,
+                                version: *version,
+                            },
+                        );
+                    }
+                    Err(err) => loaded.corrupt.push((subject.clone(), err)),
+                }
             }
         }
         Ok(loaded)
@@ -174,5 +189,23 @@ mod tests {
         );
         assert!(err.to_string().contains(KEY), "{err}");
         assert!(!err.is_transient());
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn load_each_reports_a_corrupt_subject_and_loads_the_others() {
+        use crate::state::test_states::state_seen_at;
+        let store = MemoryStateStore::new();
+        store.put_raw(KEY, 1, b"{\"subject\": ");
+        let good = state_seen_at("AKIAGOODNEIGHBOUR001", 1_000);
+        store.save(&good, 0).await.unwrap();
+        let loaded = store
+            .load_each(&[KEY.to_owned(), good.subject.clone()])
+            .await
+            .expect("a corrupt item does not fail the load");
+        assert_eq!(loaded.states.len(), 1);
+        assert_eq!(loaded.states[&good.subject].state, good);
+        assert_eq!(loaded.corrupt.len(), 1);
+        assert_eq!(loaded.corrupt[0].0, KEY);
+        assert!(matches!(loaded.corrupt[0].1, StateError::Corrupt { .. }));
     }
 }

@@ -66,12 +66,42 @@ impl StateError {
     }
 }
 
+/// What a load found, subject by subject.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// The subjects whose stored state was read; subjects never saved are absent.
+    pub states: HashMap<String, Versioned>,
+    /// Subjects whose stored item exists but cannot be read (not JSON, not a state, a
+    /// state of another subject). One bad item must not stop the judging of every other
+    /// subject of an object, so it is reported here rather than failing the load; the
+    /// caller must neither judge nor save such a subject, or the save would overwrite the
+    /// evidence a person needs to repair it.
+    pub corrupt: Vec<(String, StateError)>,
+}
+
 pub trait StateStore: Sync {
-    /// Loads the named subjects; subjects never saved are absent from the map.
+    /// Loads the named subjects, each on its own: an item that cannot be read is
+    /// reported in [`Loaded::corrupt`]; only a fault of the store itself (network,
+    /// throttling, I/O) fails the whole load.
+    fn load_each(
+        &self,
+        subjects: &[String],
+    ) -> impl Future<Output = Result<Loaded, StateError>> + Send;
+
+    /// Loads the named subjects; subjects never saved are absent from the map. Fails on
+    /// the first corrupt item: for callers that need every subject they ask for.
     fn load(
         &self,
         subjects: &[String],
-    ) -> impl Future<Output = Result<HashMap<String, Versioned>, StateError>> + Send;
+    ) -> impl Future<Output = Result<HashMap<String, Versioned>, StateError>> + Send {
+        async move {
+            let loaded = self.load_each(subjects).await?;
+            match loaded.corrupt.into_iter().next() {
+                Some((_, err)) => Err(err),
+                None => Ok(loaded.states),
+            }
+        }
+    }
 
     /// Saves `state` if the stored version is still `expected_version` (0: absent).
     fn save(

@@ -321,6 +321,27 @@ async fn a_corrupt_item_is_reported_with_its_subject() {
         "{err:?}"
     );
     assert!(!err.is_transient());
+
+    // Loaded each on its own, the corrupt item is reported by key and the others load.
+    let good = state_of("AKIAGOODNEIGHBOUR001", &[(1_000, "Lima")]);
+    store.save(&good, 0).await.expect("save the neighbour");
+    let loaded = store
+        .load_each(&[
+            subject.to_owned(),
+            good.subject.clone(),
+            "AKIANEVERSAVED000001".to_owned(),
+        ])
+        .await
+        .expect("a corrupt item does not fail the load");
+    assert_eq!(loaded.states.len(), 1, "{loaded:?}");
+    assert_eq!(loaded.states[&good.subject].state, good);
+    assert_eq!(loaded.corrupt.len(), 1, "{loaded:?}");
+    let (key, err) = &loaded.corrupt[0];
+    assert_eq!(key, subject);
+    assert!(
+        matches!(err, StateError::Corrupt { subject: s, .. } if s == subject),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]

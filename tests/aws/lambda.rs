@@ -4,6 +4,7 @@
 //! The handler is called directly with typed events (parsed from the JSON S3, SQS and
 //! EventBridge send), as `bootstrap` calls it; `e2e.rs` goes through the runtime.
 
+use std::collections::HashMap;
 use std::io::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -12,6 +13,7 @@ use flate2::write::GzEncoder;
 use flate2::Compression;
 use geotrail::aws::dynamo::create_table;
 use geotrail::aws::lambda::config::LambdaConfig;
+use geotrail::aws::lambda::dead_letter::DeadLetterQueue;
 use geotrail::aws::lambda::event::Invocation;
 use geotrail::aws::lambda::{Handler, ObjectOutcome, ObjectStatus, Response};
 use geotrail::aws::DynamoStateStore;
@@ -176,6 +178,8 @@ struct Stack {
     topic_arn: String,
     raw_queue: String,
     envelope_queue: String,
+    /// Where the handler sends objects no retry can judge.
+    dead_letters: String,
     /// Counts the handler's S3, DynamoDB and SNS requests.
     counter: RequestCounter,
     geo: Arc<GeoDb>,
@@ -206,6 +210,14 @@ impl Stack {
         let sqs = sqs_client().await;
         let raw_queue = subscribed_queue(&sns, &sqs, &topic_arn, true, None).await;
         let envelope_queue = subscribed_queue(&sns, &sqs, &topic_arn, false, None).await;
+        let dead_letters = sqs
+            .create_queue()
+            .queue_name(unique_name("geotrail-dead-letters"))
+            .send()
+            .await
+            .expect("CreateQueue")
+            .queue_url
+            .expect("a queue URL");
         let geo = Arc::new(crate::common::mmdb::fixture_geo_db());
         Stack {
             s3,
@@ -215,6 +227,7 @@ impl Stack {
             topic_arn,
             raw_queue,
             envelope_queue,
+            dead_letters,
             counter: RequestCounter::new(),
             geo,
         }
@@ -245,6 +258,15 @@ impl Stack {
 
     /// A handler as `bootstrap` builds it, its clients counted by `self.counter`.
     async fn handler(&self, extra: &[(&str, &str)]) -> Handler {
+        self.handler_without_dead_letters(extra)
+            .await
+            .with_dead_letters(DeadLetterQueue::new(
+                sqs_client().await,
+                self.dead_letters.clone(),
+            ))
+    }
+
+    async fn handler_without_dead_letters(&self, extra: &[(&str, &str)]) -> Handler {
         let counter = Some(&self.counter);
         Handler::new(
             &self.config(extra),
@@ -253,6 +275,15 @@ impl Stack {
             dynamodb_client(counter).await,
             sns_client(counter).await,
         )
+    }
+
+    /// The dead letters received until `want` came or a few seconds passed, parsed.
+    async fn dead_letters(&self, want: usize) -> Vec<serde_json::Value> {
+        receive(&self.sqs, &self.dead_letters, want, Duration::from_secs(5))
+            .await
+            .iter()
+            .map(|body| serde_json::from_str(body).expect("a dead letter is JSON"))
+            .collect()
     }
 
     async fn put(&self, key: &str, body: Vec<u8>) {
@@ -747,6 +778,19 @@ async fn a_malformed_object_is_named_and_the_other_objects_of_the_event_are_proc
             .len(),
         2
     );
+    // The rest of the bomb was never judged: a person may raise the limit and redrive it.
+    // A truncated object would read the same after a redrive: logged and counted only.
+    assert!(o.dead_lettered, "{o:#?}");
+    assert_eq!(report_metrics.objects_dead_lettered, 1);
+    let letters = stack.dead_letters(2).await;
+    assert_eq!(letters.len(), 1, "{letters:#?}");
+    assert_eq!(letters[0]["detail"]["object"]["key"], bomb.as_str());
+    assert!(
+        letters[0]["geotrail"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("decodes to more than 1 MiB")),
+        "{letters:#?}"
+    );
 }
 
 #[tokio::test]
@@ -854,11 +898,14 @@ async fn a_message_whose_object_cannot_be_committed_is_retried_and_its_neighbour
         json!({"s3Bucket": unique_name("geotrail-no-bucket"), "s3ObjectKey": [log_key("x")]});
 
     let report = handler
-        .process(sqs_event(&[
-            ("m-retry", s3_event_json(&stack.bucket, &[&key])),
-            ("m-digest", s3_event_json(&stack.bucket, &[&digest])),
-            ("m-no-bucket", in_missing_bucket.to_string()),
-        ]))
+        .process_request(
+            sqs_event(&[
+                ("m-retry", s3_event_json(&stack.bucket, &[&key])),
+                ("m-digest", s3_event_json(&stack.bucket, &[&digest])),
+                ("m-no-bucket", in_missing_bucket.to_string()),
+            ]),
+            Some("request-1"),
+        )
         .await;
 
     assert_eq!(report.failed_messages, ["m-retry"], "{:#?}", report.objects);
@@ -883,9 +930,51 @@ async fn a_message_whose_object_cannot_be_committed_is_retried_and_its_neighbour
     assert_eq!(
         (
             report.metrics.objects_failed,
-            report.metrics.objects_retried
+            report.metrics.objects_retried,
+            report.metrics.objects_dead_lettered,
         ),
-        (2, 1)
+        (2, 1, 1)
+    );
+    // ... it goes to the dead letters, with the object, the reason and the request id.
+    assert!(missing.dead_lettered, "{missing:#?}");
+    let letters = stack.dead_letters(1).await;
+    assert_eq!(letters.len(), 1, "{letters:#?}");
+    let why = &letters[0]["geotrail"];
+    assert_eq!(why["request_id"], "request-1");
+    assert_eq!(why["message_id"], "m-no-bucket");
+    assert_eq!(letters[0]["detail"]["object"]["key"], log_key("x").as_str());
+    assert!(
+        why["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("NoSuchBucket")),
+        "{why}"
+    );
+}
+
+#[tokio::test]
+async fn without_a_dead_letter_queue_an_object_no_retry_can_judge_fails_its_message() {
+    let stack = Stack::new().await;
+    let handler = stack.handler_without_dead_letters(&[]).await;
+    let in_missing_bucket =
+        json!({"s3Bucket": unique_name("geotrail-no-bucket"), "s3ObjectKey": [log_key("x")]});
+    let report = handler
+        .process(sqs_event(&[("m-no-bucket", in_missing_bucket.to_string())]))
+        .await;
+    // Left to the source queue's redrive policy rather than dropped as a success.
+    assert_eq!(
+        report.failed_messages,
+        ["m-no-bucket"],
+        "{:#?}",
+        report.objects
+    );
+    let o = &report.objects[0];
+    assert_eq!(o.status, ObjectStatus::Failed { retry: false });
+    assert!(!o.dead_lettered);
+    assert!(
+        o.dead_letter_failed
+            .as_deref()
+            .is_some_and(|why| why.contains("no dead-letter queue")),
+        "{o:#?}"
     );
 }
 
@@ -1164,4 +1253,129 @@ async fn measure_handler_time_per_object() {
             per("GetObject"),
         );
     }
+}
+
+#[tokio::test]
+async fn a_corrupt_state_item_quarantines_its_subject_and_the_object_goes_to_the_dead_letters() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let stack = Stack::new().await;
+    let handler = stack.handler(&[]).await;
+    let (rotten, healthy) = ("AKIALAMBDAROTTEN0001", "AKIALAMBDAHEALTHY001");
+    // What a foreign writer or a bad migration could leave: not a state at all.
+    let garbage = HashMap::from([
+        ("pk".to_owned(), AttributeValue::S(rotten.to_owned())),
+        ("version".to_owned(), AttributeValue::N("7".to_owned())),
+        (
+            "state".to_owned(),
+            AttributeValue::S("{\"subject\": 42".to_owned()),
+        ),
+    ]);
+    let raw = dynamodb_client(None).await;
+    raw.put_item()
+        .table_name(&stack.table)
+        .set_item(Some(garbage.clone()))
+        .send()
+        .await
+        .expect("PutItem");
+    let key = log_key("rotten-and-healthy");
+    let mut records = sydney_then_frankfurt(rotten, t0(), "r");
+    records.extend(sydney_then_frankfurt(healthy, t0(), "h"));
+    stack.put(&key, log_object(&records)).await;
+
+    let report = handler
+        .process_request(s3_event(&stack.bucket, &[&key]), Some("request-q"))
+        .await;
+    let metrics = report.metrics.clone();
+    let objects = objects(report.into_response().expect("nothing to retry"));
+    let o = outcome(&objects, &key);
+    assert_eq!(o.status, ObjectStatus::Done, "{o:#?}");
+    assert_eq!(
+        o.findings.len(),
+        1,
+        "the healthy subject was judged: {o:#?}"
+    );
+    assert_eq!(o.quarantined.len(), 1, "{o:#?}");
+    assert_eq!(o.quarantined[0].subject, rotten);
+    assert!(o.dead_lettered, "{o:#?}");
+    assert_eq!(
+        (
+            metrics.subjects_quarantined,
+            metrics.objects_failed,
+            metrics.objects_dead_lettered
+        ),
+        (1, 1, 1)
+    );
+    let published = receive(&stack.sqs, &stack.raw_queue, 1, Duration::from_secs(10)).await;
+    assert_eq!(published.len(), 1);
+    assert_eq!(finding(&published[0]).subject, healthy);
+
+    let letters = stack.dead_letters(1).await;
+    assert_eq!(letters.len(), 1, "{letters:#?}");
+    assert_eq!(letters[0]["detail"]["object"]["key"], key.as_str());
+    assert_eq!(letters[0]["geotrail"]["request_id"], "request-q");
+    let reason = letters[0]["geotrail"]["reason"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        reason.contains(rotten) && reason.contains("corrupt"),
+        "{reason}"
+    );
+
+    // The item is left as it was, for a person to repair; then the redrive judges it.
+    let item = raw
+        .get_item()
+        .table_name(&stack.table)
+        .key("pk", AttributeValue::S(rotten.to_owned()))
+        .consistent_read(true)
+        .send()
+        .await
+        .expect("GetItem")
+        .item
+        .expect("still there");
+    assert_eq!(item, garbage);
+}
+
+#[tokio::test]
+async fn twenty_four_objects_of_one_key_in_one_event_take_one_read_and_one_write() {
+    let stack = Stack::new().await;
+    let handler = stack.handler(&[]).await;
+    let subject = "AKIALAMBDABUSYKEY001";
+    let start = t0() - 24 * HOUR_MS;
+    let mut keys = Vec::new();
+    for hour in 0..24 {
+        let key = log_key(&format!("busy-{hour:02}"));
+        let t = start + hour * HOUR_MS;
+        let mut records = vec![record(subject, LONDON, t, &format!("busy-{hour}"))];
+        if hour == 12 {
+            // Sydney 30 minutes later: one impossible hop in the day.
+            records.push(record(subject, SYDNEY, t + 30 * MINUTE_MS, "busy-syd"));
+        }
+        stack.put(&key, log_object(&records)).await;
+        keys.push(key);
+    }
+    let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+    stack.counter.reset();
+    let response = handler
+        .handle(s3_event(&stack.bucket, &refs))
+        .await
+        .expect("no object fails");
+    let objects = objects(response);
+    assert_eq!(objects.len(), 24);
+    for o in &objects {
+        assert_eq!((o.status, o.conflicts), (ObjectStatus::Done, 0), "{o:#?}");
+    }
+    let counts = stack.counter.snapshot();
+    assert_eq!(stack.counter.count("BatchGetItem"), 1, "{counts:?}");
+    // One save of the subject, and the finding's claim (then marked sent).
+    assert_eq!(stack.counter.count("PutItem"), 2, "{counts:?}");
+    assert_eq!(stack.counter.count("UpdateItem"), 1, "{counts:?}");
+    let with_findings: Vec<&str> = objects
+        .iter()
+        .filter(|o| !o.findings.is_empty())
+        .map(|o| o.key.as_str())
+        .collect();
+    assert_eq!(with_findings, [keys[12].as_str()]);
+    let published = receive(&stack.sqs, &stack.raw_queue, 1, Duration::from_secs(10)).await;
+    assert_eq!(published.len(), 1);
+    assert!(finding(&published[0]).source_object.ends_with(&keys[12]));
 }

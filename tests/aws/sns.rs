@@ -4,13 +4,17 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::types::Message;
+use geotrail::aws::dynamo::create_table;
 use geotrail::aws::sns::severity_rank;
-use geotrail::aws::SnsNotifier;
+use geotrail::aws::{DynamoClaims, SnsNotifier};
 use geotrail::finding::render::render_subject;
 use geotrail::finding::Finding;
+use geotrail::notify::claim::{Claim, ClaimPolicy, ClaimStore, ClaimingNotifier, Incident};
 use geotrail::notify::Notifier;
 
-use super::support::{sns_client, sqs_client, subscribed_queue, unique_name, RequestCounter};
+use super::support::{
+    dynamodb_client, sns_client, sqs_client, subscribed_queue, unique_name, RequestCounter,
+};
 
 /// A finding as the detector writes it, from its JSON.
 fn finding(id: &str, severity: &str, subject: &str) -> Finding {
@@ -313,4 +317,128 @@ async fn publishing_to_a_missing_topic_fails_naming_it() {
         std::error::Error::source(&err).is_some(),
         "the SDK error is kept as the source"
     );
+}
+
+/// A topic with a raw queue subscribed, a state table, and SNS behind claims in it.
+async fn claiming_stack(
+    pending_timeout: Duration,
+) -> (
+    ClaimingNotifier<DynamoClaims, SnsNotifier>,
+    aws_sdk_sqs::Client,
+    String,
+) {
+    let sns = sns_client(None).await;
+    let sqs = sqs_client().await;
+    let topic_arn = sns
+        .create_topic()
+        .name(unique_name("geotrail-findings"))
+        .send()
+        .await
+        .expect("CreateTopic")
+        .topic_arn
+        .expect("a topic ARN");
+    let queue = subscribed_queue(&sns, &sqs, &topic_arn, true, None).await;
+    let dynamodb = dynamodb_client(None).await;
+    let table = unique_name("geotrail-state");
+    create_table(&dynamodb, &table).await.expect("create table");
+    let notifier = ClaimingNotifier::new(
+        DynamoClaims::new(dynamodb, table),
+        SnsNotifier::new(sns, topic_arn),
+        ClaimPolicy {
+            pending_timeout,
+            reopen_after: Some(Duration::from_secs(3600)),
+            lifetime: Duration::from_secs(86_400),
+            wait_for_holder: Duration::from_millis(300),
+        },
+    );
+    (notifier, sqs, queue)
+}
+
+/// The same hop of a pair, with the id it would get in another dedup window.
+fn same_incident_other_id(f: &Finding, id: &str) -> Finding {
+    let mut other = f.clone();
+    other.finding_id = id.to_owned();
+    other
+}
+
+#[tokio::test]
+async fn one_incident_published_twice_under_two_finding_ids_reaches_subscribers_once() {
+    let (notifier, sqs, queue) = claiming_stack(Duration::from_secs(120)).await;
+    let first = finding(
+        "f1000000000000000000000000000001",
+        "high",
+        "AKIACLAIM00000000001",
+    );
+    let second = same_incident_other_id(&first, "f1000000000000000000000000000002");
+    notifier
+        .publish(std::slice::from_ref(&first))
+        .await
+        .expect("first");
+    notifier
+        .publish(std::slice::from_ref(&second))
+        .await
+        .expect("second");
+    // A different incident of the same places: a hop three hours later.
+    let mut later = same_incident_other_id(&first, "f1000000000000000000000000000003");
+    later.event_time = "2023-07-10T14:00:00Z".to_owned();
+    notifier
+        .publish(std::slice::from_ref(&later))
+        .await
+        .expect("later");
+
+    let got = receive(&sqs, &queue, 3).await;
+    let ids: Vec<String> = got
+        .iter()
+        .map(|m| {
+            serde_json::from_str::<Finding>(m.body().unwrap())
+                .unwrap()
+                .finding_id
+        })
+        .collect();
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    assert!(
+        ids.contains(&first.finding_id) && ids.contains(&later.finding_id),
+        "{ids:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_claim_pending_past_its_timeout_is_retaken_and_a_fresh_one_fails_the_publish() {
+    let timeout = Duration::from_secs(2);
+    let (notifier, sqs, queue) = claiming_stack(timeout).await;
+    let f = finding(
+        "f2000000000000000000000000000001",
+        "high",
+        "AKIACLAIM00000000002",
+    );
+    let incident = Incident::of(&f);
+    // Another invocation claimed it and has not published yet.
+    let now = geotrail::clock::epoch_ms_now();
+    let taken = notifier
+        .claims()
+        .claim(&incident, "crashed", now, &ClaimPolicy::default())
+        .await
+        .expect("claim");
+    assert_eq!(taken, Claim::Taken);
+    let err = notifier
+        .publish(std::slice::from_ref(&f))
+        .await
+        .expect_err("held by another");
+    assert!(err.to_string().contains("still being published"), "{err}");
+    assert!(
+        receive(&sqs, &queue, 1).await.is_empty(),
+        "nothing sent while held"
+    );
+
+    // It crashed: after the timeout the claim is retaken and the finding sent, once.
+    tokio::time::sleep(timeout).await;
+    notifier
+        .publish(std::slice::from_ref(&f))
+        .await
+        .expect("retaken");
+    notifier
+        .publish(std::slice::from_ref(&f))
+        .await
+        .expect("already sent");
+    assert_eq!(receive(&sqs, &queue, 2).await.len(), 1);
 }

@@ -13,6 +13,7 @@ use serde_json::Value;
 use crate::common::mmdb::fixture_geo_db;
 use crate::common::trail::{gzip, json_lines, object, record, CollectingNotifier};
 
+mod commit;
 mod order;
 mod rules;
 
@@ -41,6 +42,7 @@ pub(crate) fn travel_policy() -> Policy {
 
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()
+        .enable_time()
         .build()
         .unwrap()
         .block_on(f)
@@ -153,6 +155,21 @@ fn flags_key_used_in_sydney_then_frankfurt_within_twenty_minutes() {
     );
     assert_eq!(t.travel_time_human_readable, "20 minutes");
     assert!(t.speed_kmh.unwrap() > 40_000.0);
+}
+
+#[test]
+fn a_finding_names_the_account_called_and_the_account_that_owns_the_key() {
+    // The key of account 123456789012 calls two other accounts (a role chain, an
+    // organization trail); the finding's account is the one the later event called.
+    let mut records = stolen_key_records();
+    records[2]["recipientAccountId"] = "111111111111".into();
+    records[3]["recipientAccountId"] = "222222222222".into();
+    let (_, findings) = run(&[named("s3://trail/a.json.gz", object(&records))]);
+    assert_eq!(findings.len(), 1, "{findings:#?}");
+    let f = &findings[0];
+    assert_eq!(f.account_id.as_deref(), Some("222222222222"));
+    assert_eq!(f.credential_account_id.as_deref(), Some("123456789012"));
+    assert_eq!(f.user_identity.account_id.as_deref(), Some("123456789012"));
 }
 
 #[test]

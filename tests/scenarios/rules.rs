@@ -231,14 +231,11 @@ struct RacedStore {
 }
 
 impl StateStore for RacedStore {
-    async fn load(
+    async fn load_each(
         &self,
         subjects: &[String],
-    ) -> Result<
-        std::collections::HashMap<String, geotrail::state::Versioned>,
-        geotrail::state::StateError,
-    > {
-        self.inner.load(subjects).await
+    ) -> Result<geotrail::state::Loaded, geotrail::state::StateError> {
+        self.inner.load_each(subjects).await
     }
 
     async fn save(

@@ -19,6 +19,9 @@ pub const GEOIP: &str = "GEOTRAIL_GEOIP";
 pub const GEOIP_ASN: &str = "GEOTRAIL_GEOIP_ASN";
 pub const MAX_OBJECT_MIB: &str = "GEOTRAIL_MAX_OBJECT_MIB";
 pub const STATE_TTL_DAYS: &str = "GEOTRAIL_STATE_TTL_DAYS";
+/// The SQS queue (URL) for objects no retry can judge; unset: such objects fail the
+/// invocation or message, and end in Lambda's or the source queue's dead letters.
+pub const DEAD_LETTER_QUEUE_URL: &str = "GEOTRAIL_DEAD_LETTER_QUEUE_URL";
 /// Set by Lambda; the dimension of the function's metrics.
 pub const FUNCTION_NAME: &str = "AWS_LAMBDA_FUNCTION_NAME";
 /// Set by Lambda: the function's memory in MB, which the object limit is derived from.
@@ -105,6 +108,8 @@ pub struct LambdaConfig {
     /// Where `max_object_mib` came from, for the message that refuses an object.
     pub max_object_origin: String,
     pub state_ttl_days: u32,
+    /// Where objects no retry can judge are sent, with the reason.
+    pub dead_letter_queue_url: Option<String>,
     /// The metrics' `FunctionName` dimension: Lambda's name for the function, or
     /// `geotrail` outside Lambda.
     pub function_name: String,
@@ -183,6 +188,16 @@ impl LambdaConfig {
         };
 
         let function_name = get(FUNCTION_NAME).unwrap_or_else(|| "geotrail".to_owned());
+        let dead_letter_queue_url = get(DEAD_LETTER_QUEUE_URL);
+        if let Some(url) = &dead_letter_queue_url {
+            if !url.starts_with("https://") && !url.starts_with("http://") {
+                return Err(ConfigError::Invalid {
+                    name: DEAD_LETTER_QUEUE_URL,
+                    value: url.clone(),
+                    expected: "an SQS queue URL (https://sqs.REGION.amazonaws.com/ACCOUNT/NAME)",
+                });
+            }
+        }
 
         Ok(LambdaConfig {
             table,
@@ -192,6 +207,7 @@ impl LambdaConfig {
             max_object_mib,
             max_object_origin,
             state_ttl_days,
+            dead_letter_queue_url,
             function_name,
             settings,
             policy,

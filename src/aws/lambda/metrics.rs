@@ -32,6 +32,11 @@ pub struct InvocationMetrics {
     pub skipped: SkipCounts,
     pub findings: u64,
     pub state_conflicts: u64,
+    /// Subjects whose stored state is unreadable, left unjudged (their objects are also
+    /// in `objects_failed`).
+    pub subjects_quarantined: u64,
+    /// Objects sent to the dead-letter queue for a person to redrive.
+    pub objects_dead_lettered: u64,
     pub duration_ms: u64,
 }
 
@@ -94,6 +99,16 @@ impl InvocationMetrics {
         }
         put("Findings".into(), "Count", self.findings);
         put("StateConflicts".into(), "Count", self.state_conflicts);
+        put(
+            "SubjectsQuarantined".into(),
+            "Count",
+            self.subjects_quarantined,
+        );
+        put(
+            "ObjectsDeadLettered".into(),
+            "Count",
+            self.objects_dead_lettered,
+        );
         put("DurationMs".into(), "Milliseconds", self.duration_ms);
         let document = Document {
             aws: Metadata {

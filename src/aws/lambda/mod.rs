@@ -1,25 +1,40 @@
 //! The Lambda entry point: S3 notifications in, findings to SNS, state in DynamoDB.
 //!
 //! `bootstrap` builds a [`Handler`] once per execution environment (clients, the GeoIP
-//! reader, the policy) and hands every invocation to [`Handler::handle`]. For each
-//! object an invocation names, the handler:
+//! reader, the policy) and hands every invocation to [`Handler::handle`]. The handler:
 //!
 //! 1. skips digest files by key, before any GetObject;
-//! 2. streams the object out of S3 into [`scan_object`] on a blocking thread;
-//! 3. commits the scan ([`commit_scan`]: publish, then save; see `pipeline`'s
-//!    documentation for why that order loses no finding and publishes none twice);
-//! 4. logs one summary line, and adds to the invocation's EMF metrics.
+//! 2. streams each object out of S3 into [`scan_object`] on a blocking thread, a few
+//!    at once;
+//! 3. commits the scans of the invocation together ([`commit_scans`]: each subject
+//!    loaded and saved once for all of them; publish, then save; see `pipeline`'s
+//!    documentation for why that order loses no finding);
+//! 4. sends every object no retry can judge to the dead-letter queue;
+//! 5. logs one summary line per object, and prints the invocation's EMF metrics.
 //!
 //! What fails what: only faults a retry can fix (throttling, 5xx, network, lost races)
 //! fail the invocation, or with SQS only the message that named the object, so the rest
 //! of the batch is not redelivered. A notification no retry can decode fails too, so it
 //! ends in the dead-letter queue where a person can look at it instead of vanishing. A
 //! malformed object is logged with its name and counted, what could be read of it is
-//! still judged, and it is not retried: a retry would read the same bytes. So are
-//! errors that need a person (access denied, a KMS key the function may not use): they
-//! are logged and counted in `ObjectsFailed`. An object deleted since its event is a skip.
+//! still judged, and it is not retried: a retry would read the same bytes. An object
+//! deleted since its event is a skip.
+//!
+//! Objects that need a person (access denied, a KMS key the function may not use, a
+//! state item too large to save, a panic, an object past the size limit, a subject
+//! whose stored state is corrupt) are sent to the dead-letter queue by the function
+//! itself, one letter per object with the reason and the request id, and counted in
+//! `ObjectsDeadLettered`. Failing the invocation would get them there too, but badly:
+//! an S3 or EventBridge invocation is retried twice first, repeating the fault on every
+//! object of the event, and Lambda's on-failure record carries the event and the last
+//! error, not which object failed and why; an SQS message would be redelivered until
+//! the source queue's own redrive policy moves it, with no reason at all. Only when the
+//! letter cannot be sent (or no queue is configured) does the object fail its
+//! invocation or message instead, so that the platform's retries and dead letters keep
+//! it.
 
 pub mod config;
+pub mod dead_letter;
 pub mod event;
 pub mod metrics;
 
@@ -29,18 +44,24 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use aws_config::SdkConfig;
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse};
 use futures_util::stream::{self, StreamExt};
+use futures_util::FutureExt as _;
 use serde::Serialize;
 use tracing::{error, info, warn};
 
 use self::config::LambdaConfig;
+use self::dead_letter::{DeadLetter, DeadLetterQueue};
 use self::event::{Decoded, Invocation, Notification, ObjectRef};
 use self::metrics::InvocationMetrics;
 use super::s3::{S3ObjectSource, S3SourceError};
-use super::{DynamoStateStore, SnsNotifier};
+use super::{DynamoClaims, DynamoStateStore, SnsNotifier};
 use crate::cloudtrail::{self, ObjectError, ObjectSkip, ReadOptions};
 use crate::detect::Policy;
 use crate::geo::{GeoCache, GeoDb};
-use crate::pipeline::{commit_scan, scan_object, ObjectScan, SkipCounts};
+use crate::notify::claim::{ClaimPolicy, ClaimingNotifier};
+use crate::pipeline::{
+    commit_scans, scan_object, CommitReport, ConflictRetry, ObjectScan, PipelineError, Quarantined,
+    SkipCounts,
+};
 
 /// Objects of one invocation read at once. Most of an object's time is waiting on S3,
 /// DynamoDB and SNS; a few in flight keep one vCPU busy without piling up memory (each
@@ -75,13 +96,16 @@ pub fn clients(
 pub struct Handler {
     source: S3ObjectSource,
     store: DynamoStateStore,
-    notifier: SnsNotifier,
+    /// SNS behind incident claims in the state table: at most one message per incident.
+    notifier: ClaimingNotifier<DynamoClaims, SnsNotifier>,
     geo: Arc<GeoDb>,
     policy: Arc<Policy>,
     read_options: ReadOptions,
     /// Where the decoded-size limit came from, for the message that refuses an object.
     max_object_origin: String,
     function_name: String,
+    dead_letters: Option<DeadLetterQueue>,
+    conflict_retry: ConflictRetry,
 }
 
 impl Handler {
@@ -95,17 +119,35 @@ impl Handler {
         Handler {
             source: S3ObjectSource::new(s3),
             store: DynamoStateStore::new(
-                dynamodb,
+                dynamodb.clone(),
                 config.table.clone(),
                 i64::from(config.state_ttl_days),
             ),
-            notifier: SnsNotifier::new(sns, config.topic_arn.clone()),
+            notifier: ClaimingNotifier::new(
+                DynamoClaims::new(dynamodb.clone(), config.table.clone()),
+                SnsNotifier::new(sns, config.topic_arn.clone()),
+                ClaimPolicy::for_detection(&config.policy),
+            ),
             geo,
             policy: Arc::new(config.policy.clone()),
             read_options: config.read_options(),
             max_object_origin: config.max_object_origin.clone(),
             function_name: config.function_name.clone(),
+            dead_letters: None,
+            conflict_retry: ConflictRetry::default(),
         }
+    }
+
+    /// Sends objects no retry can judge to this queue (see the module documentation).
+    pub fn with_dead_letters(mut self, queue: DeadLetterQueue) -> Handler {
+        self.dead_letters = Some(queue);
+        self
+    }
+
+    /// Replaces how long lost save races are retried.
+    pub fn with_conflict_retry(mut self, retry: ConflictRetry) -> Handler {
+        self.conflict_retry = retry;
+        self
     }
 
     /// Replaces the state store (tests give it a shorter backoff).
@@ -118,7 +160,16 @@ impl Handler {
     /// invocation fails as a whole when something must be retried; an SQS batch lists
     /// the messages to redeliver.
     pub async fn handle(&self, invocation: Invocation) -> Result<Response, HandlerError> {
-        let report = self.process(invocation).await;
+        self.handle_request(invocation, None).await
+    }
+
+    /// [`Handler::handle`], with Lambda's request id for the dead letters.
+    pub async fn handle_request(
+        &self,
+        invocation: Invocation,
+        request_id: Option<&str>,
+    ) -> Result<Response, HandlerError> {
+        let report = self.process_request(invocation, request_id).await;
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
@@ -131,6 +182,15 @@ impl Handler {
     /// Handles one invocation and reports what happened to every object, without
     /// deciding the answer to Lambda ([`Handler::handle`] does).
     pub async fn process(&self, invocation: Invocation) -> InvocationReport {
+        self.process_request(invocation, None).await
+    }
+
+    /// [`Handler::process`], with Lambda's request id for the dead letters.
+    pub async fn process_request(
+        &self,
+        invocation: Invocation,
+        request_id: Option<&str>,
+    ) -> InvocationReport {
         let started = Instant::now();
         let Decoded {
             from_sqs,
@@ -163,11 +223,39 @@ impl Handler {
                 }
             }
         }
-        let outcomes: Vec<(usize, ObjectOutcome)> = stream::iter(work)
-            .map(|(index, object)| async move { (index, self.process_object(object).await) })
-            .buffered(OBJECTS_IN_FLIGHT)
-            .collect()
-            .await;
+
+        let mut outcomes: Vec<(usize, ObjectOutcome)> = Vec::with_capacity(work.len());
+        let mut group: Vec<(usize, ObjectOutcome, ObjectScan)> = Vec::new();
+        let mut group_bytes = 0u64;
+        let mut reads = stream::iter(work)
+            .map(|(index, object)| async move {
+                let (outcome, scan) = self.read_object(object).await;
+                (index, outcome, scan)
+            })
+            .buffered(OBJECTS_IN_FLIGHT);
+        while let Some((index, outcome, scan)) = reads.next().await {
+            let Some(scan) = scan else {
+                outcomes.push((index, outcome));
+                continue;
+            };
+            group_bytes += scan.summary.as_ref().map_or(0, |s| s.bytes_decoded);
+            group.push((index, outcome, scan));
+            // Scans wait for one commit only up to one object limit of decoded bytes, so
+            // that a large batch does not hold every object's sightings at once; the
+            // objects of a typical invocation (a few MiB each) are committed together.
+            if group_bytes >= self.read_options.max_decompressed_bytes.unwrap_or(u64::MAX) {
+                outcomes.extend(self.commit_group(std::mem::take(&mut group)).await);
+                group_bytes = 0;
+            }
+        }
+        drop(reads);
+        outcomes.extend(self.commit_group(group).await);
+
+        for (index, outcome) in &mut outcomes {
+            let message_id = deliveries[*index].message_id.as_deref();
+            self.dead_letter(outcome, request_id, message_id).await;
+            outcome.log();
+        }
 
         let mut failed_deliveries = vec![false; deliveries.len()];
         for (index, delivery) in deliveries.iter().enumerate() {
@@ -195,17 +283,91 @@ impl Handler {
         report
     }
 
-    /// One object through the pipeline; never fails, the outcome says what happened.
-    async fn process_object(&self, object: ObjectRef) -> ObjectOutcome {
+    /// Commits the scans of `group` together and records each object's result.
+    async fn commit_group(
+        &self,
+        group: Vec<(usize, ObjectOutcome, ObjectScan)>,
+    ) -> Vec<(usize, ObjectOutcome)> {
+        if group.is_empty() {
+            return Vec::new();
+        }
         let started = Instant::now();
-        let mut outcome = ObjectOutcome::new(object);
-        self.run_object(&mut outcome).await;
-        outcome.duration_ms = started.elapsed().as_millis() as u64;
-        outcome.log();
-        outcome
+        let (mut outcomes, scans): (Vec<(usize, ObjectOutcome)>, Vec<ObjectScan>) = group
+            .into_iter()
+            .map(|(index, outcome, scan)| ((index, outcome), scan))
+            .unzip();
+        // Boxed: the commit's future is deep enough to overflow the compiler's layout
+        // recursion limit in the binary that awaits it.
+        let committed = std::panic::AssertUnwindSafe(Box::pin(commit_scans(
+            &scans,
+            &self.policy,
+            self.geo.info(),
+            &self.store,
+            &self.notifier,
+            &self.conflict_retry,
+        )))
+        .catch_unwind()
+        .await;
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        match committed {
+            Ok(results) => {
+                for ((_, outcome), result) in outcomes.iter_mut().zip(results) {
+                    outcome.record_commit(result);
+                    outcome.duration_ms += elapsed_ms;
+                }
+            }
+            Err(panic) => {
+                // A bug that a retry would only repeat: every object of the commit goes to
+                // the dead letters with the panic's message.
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic without a message".to_owned());
+                for (_, outcome) in &mut outcomes {
+                    outcome.fail(&Panicked(format!("commit panicked: {message}")), false);
+                    outcome.duration_ms += elapsed_ms;
+                }
+            }
+        }
+        outcomes
     }
 
-    async fn run_object(&self, outcome: &mut ObjectOutcome) {
+    /// Sends `outcome`'s object to the dead letters if it needs a person; when that is
+    /// impossible, fails it for a retry instead, so the platform's dead letters keep it.
+    async fn dead_letter(
+        &self,
+        outcome: &mut ObjectOutcome,
+        request_id: Option<&str>,
+        message_id: Option<&str>,
+    ) {
+        let Some(reason) = outcome.needs_person() else {
+            return;
+        };
+        let Some(queue) = &self.dead_letters else {
+            outcome.dead_letter_failed = Some("no dead-letter queue is configured".to_owned());
+            return;
+        };
+        let mut letter = DeadLetter::new(&outcome.object, reason, &self.function_name);
+        letter.geotrail.request_id = request_id.map(str::to_owned);
+        letter.geotrail.message_id = message_id.map(str::to_owned);
+        match queue.send(&letter).await {
+            Ok(()) => outcome.dead_lettered = true,
+            Err(err) => outcome.dead_letter_failed = Some(error_chain(&err)),
+        }
+    }
+
+    /// Reads one object into a scan; `None` when there is nothing to commit (skipped,
+    /// or failed before the scan), the outcome then says why.
+    async fn read_object(&self, object: ObjectRef) -> (ObjectOutcome, Option<ObjectScan>) {
+        let started = Instant::now();
+        let mut outcome = ObjectOutcome::new(object);
+        let scan = self.scan(&mut outcome).await;
+        outcome.duration_ms = started.elapsed().as_millis() as u64;
+        (outcome, scan)
+    }
+
+    async fn scan(&self, outcome: &mut ObjectOutcome) -> Option<ObjectScan> {
         let ObjectRef { bucket, key } = outcome.object.clone();
         if let Some(skip) = cloudtrail::skip_by_name(&key) {
             let reason = match skip {
@@ -213,7 +375,7 @@ impl Handler {
                 ObjectSkip::ConfigWritabilityCheck => "config_writability_check",
             };
             outcome.status = ObjectStatus::Skipped { reason };
-            return;
+            return None;
         }
         let object = match self.source.open(&bucket, &key).await {
             Ok(object) => object,
@@ -221,9 +383,12 @@ impl Handler {
                 outcome.status = ObjectStatus::Skipped {
                     reason: "object_deleted",
                 };
-                return;
+                return None;
             }
-            Err(err) => return outcome.fail(&err, err.is_transient()),
+            Err(err) => {
+                outcome.fail(&err, err.is_transient());
+                return None;
+            }
         };
 
         // S3's clock, which no writer of the object controls; a wall clock is the last resort.
@@ -256,39 +421,29 @@ impl Handler {
             Ok((_, Some(network))) => {
                 // The connection dropped mid-body: the decoder saw a truncated stream,
                 // but the bytes are fine and a retry reads them whole.
-                return outcome.fail(&network, true);
+                outcome.fail(&network, true);
+                return None;
             }
             Ok((scan, None)) => scan,
             // A panic in the scan is a bug that a retry would only repeat.
-            Err(join) => return outcome.fail(&join, false),
+            Err(join) => {
+                outcome.fail(&Panicked(format!("scan failed: {join}")), false);
+                return None;
+            }
         };
         outcome.record_scan(&scan, &self.max_object_origin);
-
-        match commit_scan(
-            &scan,
-            &self.policy,
-            self.geo.info(),
-            &self.store,
-            &self.notifier,
-        )
-        .await
-        {
-            Ok(commit) => {
-                outcome.findings = commit
-                    .findings
-                    .iter()
-                    .map(|f| f.finding_id.clone())
-                    .collect();
-                outcome.conflicts = commit.conflicts;
-                outcome.subjects_saved = commit.subjects_saved;
-                if outcome.status == ObjectStatus::Pending {
-                    outcome.status = ObjectStatus::Done;
-                }
-            }
-            Err(err) => outcome.fail(&err, err.is_transient()),
+        if scan.subjects.is_empty() {
+            outcome.record_commit(Ok(CommitReport::default()));
+            return None;
         }
+        Some(scan)
     }
 }
+
+/// A panic, caught and reported as the object's error.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Panicked(String);
 
 fn message_prefix(message_id: Option<&str>) -> String {
     message_id
@@ -305,7 +460,12 @@ fn metrics_of(objects: &[ObjectOutcome], started: Instant) -> InvocationMetrics 
         match o.status {
             ObjectStatus::Skipped { .. } => m.objects_skipped += 1,
             ObjectStatus::Malformed | ObjectStatus::Failed { .. } => m.objects_failed += 1,
+            ObjectStatus::Done if !o.quarantined.is_empty() => m.objects_failed += 1,
             ObjectStatus::Pending | ObjectStatus::Done => {}
+        }
+        m.subjects_quarantined += o.quarantined.len() as u64;
+        if o.dead_lettered {
+            m.objects_dead_lettered += 1;
         }
         if o.retry() {
             m.objects_retried += 1;
@@ -367,6 +527,16 @@ pub struct ObjectOutcome {
     /// Why processing stopped, naming the object.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Subjects whose stored state is corrupt: not judged, their items left alone.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub quarantined: Vec<Quarantined>,
+    /// Sent to the dead-letter queue, with the reason.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub dead_lettered: bool,
+    /// Why the object needed the dead-letter queue and could not be sent there: it is
+    /// failed for a retry instead.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dead_letter_failed: Option<String>,
     pub duration_ms: u64,
     #[serde(skip)]
     object: ObjectRef,
@@ -389,14 +559,63 @@ impl ObjectOutcome {
             records_too_large: 0,
             faults: Vec::new(),
             error: None,
+            quarantined: Vec::new(),
+            dead_lettered: false,
+            dead_letter_failed: None,
             duration_ms: 0,
             object,
         }
     }
 
-    /// The invocation (or SQS message) must fail so this object is read again.
+    /// The invocation (or SQS message) must fail so this object is read again, or, when
+    /// it needed the dead letters and could not get there, kept by the platform's.
     pub fn retry(&self) -> bool {
         matches!(self.status, ObjectStatus::Failed { retry: true })
+            || self.dead_letter_failed.is_some()
+    }
+
+    /// Why a person must look at the object and redrive it, if they must: it was not
+    /// judged (or not all of it), and reading it again as it is would not change that.
+    fn needs_person(&self) -> Option<String> {
+        if matches!(self.status, ObjectStatus::Failed { retry: false }) {
+            return self.error.clone();
+        }
+        if self.too_large {
+            return self.error.clone();
+        }
+        if !self.quarantined.is_empty() {
+            let subjects: Vec<String> = self
+                .quarantined
+                .iter()
+                .map(|q| format!("subject {}: {}", q.subject, q.reason))
+                .collect();
+            return Some(format!(
+                "{}: not judged for {} subject(s) whose stored state is unreadable: {}",
+                self.object,
+                subjects.len(),
+                subjects.join("; ")
+            ));
+        }
+        None
+    }
+
+    fn record_commit(&mut self, committed: Result<CommitReport, PipelineError>) {
+        match committed {
+            Ok(commit) => {
+                self.findings = commit
+                    .findings
+                    .iter()
+                    .map(|f| f.finding_id.clone())
+                    .collect();
+                self.conflicts = commit.conflicts;
+                self.subjects_saved = commit.subjects_saved;
+                self.quarantined = commit.quarantined;
+                if self.status == ObjectStatus::Pending {
+                    self.status = ObjectStatus::Done;
+                }
+            }
+            Err(err) => self.fail(&err, err.is_transient()),
+        }
     }
 
     fn fail(&mut self, err: &dyn std::error::Error, retry: bool) {
@@ -466,6 +685,24 @@ impl ObjectOutcome {
             self.duration_ms,
         );
         let faults = self.faults.len();
+        for q in &self.quarantined {
+            error!(
+                bucket,
+                key,
+                subject = q.subject.as_str(),
+                reason = q.reason.as_str(),
+                "subject quarantined: its stored state is unreadable, its sightings were not judged"
+            );
+        }
+        let dead_lettered = self.dead_lettered;
+        if let Some(why) = &self.dead_letter_failed {
+            error!(
+                bucket,
+                key,
+                error = why.as_str(),
+                "object needs a person but is not in the dead-letter queue: failed for a retry"
+            );
+        }
         match &self.error {
             Some(error) => error!(
                 bucket,
@@ -476,6 +713,7 @@ impl ObjectOutcome {
                 skipped,
                 findings,
                 conflicts,
+                dead_lettered,
                 duration_ms,
                 error = error.as_str(),
                 "object failed"
@@ -491,6 +729,7 @@ impl ObjectOutcome {
                 findings,
                 conflicts,
                 faults,
+                dead_lettered,
                 duration_ms,
                 "object processed"
             ),
