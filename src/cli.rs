@@ -223,16 +223,20 @@ struct Totals {
     sightings: u64,
     skipped: SkipCounts,
     findings: u64,
+    /// Raised below `--min-severity`: never built, only counted.
+    unreported: u64,
     by_rule: SkipCounts,
     bytes: u64,
     newest_event_ms: Option<i64>,
 }
 
 fn scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
-    let policy = args
+    let mut policy = args
         .policy
         .to_policy()
         .context("invalid detection options")?;
+    // What would not be printed is not built either.
+    policy.rules.report_min = args.min_severity;
     let geo = open_geoip(&args.geoip, args.geoip_asn.as_deref())?;
     let inputs = expand_inputs(&args.paths)?;
     let options = ReadOptions {
@@ -282,7 +286,7 @@ fn scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
     progress.finish_and_clear();
     if !args.quiet {
         print_summary(
-            notifier.hidden(),
+            notifier.hidden() + run.totals.unreported,
             &run.totals,
             run.subjects.len(),
             started.elapsed(),
@@ -483,10 +487,14 @@ impl Run<'_> {
                 }
             });
         }
-        t.findings += report.findings.len() as u64;
+        t.findings += report.findings.len() as u64 + report.unreported;
+        t.unreported += report.unreported;
         for f in &report.findings {
             t.by_rule.add(f.rule.as_str());
         }
+        // Only the long-term key rule raises findings too minor to build.
+        t.by_rule
+            .add_n(Rule::LongTermAccessKeyAuth.as_str(), report.unreported);
         t.skipped.add_n("stale", report.stale);
         Ok(())
     }

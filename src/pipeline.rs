@@ -553,6 +553,8 @@ pub struct CommitReport {
     pub subjects_saved: usize,
     /// Account-level tallies written.
     pub tallies_saved: usize,
+    /// Findings raised below the policy's `report_min`: remembered, not built.
+    pub unreported: u64,
     /// Saves that lost a race and were redone.
     pub conflicts: u64,
     /// Sightings older than a subject's history window.
@@ -868,6 +870,7 @@ pub async fn commit_scans<S: StateStore + Sync, N: Notifier + Sync>(
         if failed[index].is_some() {
             continue;
         }
+        // A deadline of its own: the subjects' races must not have spent it already.
         let tallied = commit_tallies(
             scan,
             policy,
@@ -875,7 +878,7 @@ pub async fn commit_scans<S: StateStore + Sync, N: Notifier + Sync>(
             store,
             notifier,
             retry,
-            started,
+            Instant::now(),
             &mut published,
             &mut reports[index],
         )
@@ -928,9 +931,10 @@ async fn commit_tallies<S: StateStore + Sync, N: Notifier + Sync>(
             versions.insert(key.clone(), v.version);
             tallies.insert(key, v.tally);
         }
-        let before = tallies.clone();
-        let findings = rarity::judge(&scan.rules, &mut tallies, &policy.rules, geoip, &scan.name);
-        let fresh: Vec<Finding> = findings
+        let judged = rarity::judge(&scan.rules, &mut tallies, &policy.rules, geoip, &scan.name);
+        report.unreported = judged.unreported;
+        let fresh: Vec<Finding> = judged
+            .findings
             .into_iter()
             .filter(|f| !published.contains(&f.finding_id))
             .collect();
@@ -947,7 +951,7 @@ async fn commit_tallies<S: StateStore + Sync, N: Notifier + Sync>(
         }
         let mut changed: Vec<(&Tally, u64)> = tallies
             .iter()
-            .filter(|(k, t)| before.get(*k) != Some(*t))
+            .filter(|(k, _)| judged.changed.contains(*k))
             .map(|(k, t)| (t, versions.get(k).copied().unwrap_or(0)))
             .collect();
         changed.sort_by_key(|(t, _)| t.key());

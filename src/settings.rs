@@ -216,6 +216,7 @@ impl PolicySettings {
                 group_window_ms: i64::from(self.rare_group_minutes) * MINUTE_MS,
                 key_auth_window_ms: i64::from(self.key_auth_dedup_minutes) * MINUTE_MS,
                 new_address_days: i64::from(self.new_address_days),
+                report_min: crate::finding::Severity::Info,
             },
         };
         if !self.learning_hours.is_finite() {

@@ -1,6 +1,6 @@
 use serde::{Deserialize, Serialize};
 
-use crate::finding::Rule;
+use crate::finding::{Rule, Severity};
 
 /// What a traveller is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
@@ -165,6 +165,10 @@ pub struct RulePolicy {
     /// A long-term key's address is new when the key was not used from it this many
     /// days before (Elastic's new-terms window).
     pub new_address_days: i64,
+    /// Findings below this are raised and remembered but not built: the CLI does not
+    /// print them, and on a busy trail the informational ones are most of all findings.
+    /// The Lambda reports everything (`Info`).
+    pub report_min: Severity,
 }
 
 impl Default for RulePolicy {
@@ -177,6 +181,7 @@ impl Default for RulePolicy {
             group_window_ms: 60 * MINUTE_MS,
             key_auth_window_ms: 60 * MINUTE_MS,
             new_address_days: 10,
+            report_min: Severity::Info,
         }
     }
 }

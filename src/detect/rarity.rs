@@ -35,6 +35,8 @@
 //! known, never invent a rare one; finding ids and alert marks keep replays quiet.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -75,7 +77,8 @@ pub struct Call {
     pub location: Option<Arc<Location>>,
     pub error_code: Option<Arc<str>>,
     pub error_message: Option<Box<str>>,
-    pub user_agent: Option<Box<str>>,
+    /// Shared: one client's calls carry the same user agent.
+    pub user_agent: Option<Arc<str>>,
 }
 
 impl Call {
@@ -90,7 +93,7 @@ impl Call {
             place: self.location.as_ref().map(|l| l.display_name()),
             error_code: self.error_code.as_deref().map(str::to_owned),
             error_message: self.error_message.as_deref().map(str::to_owned),
-            user_agent: self.user_agent.as_deref().map(str::to_owned),
+            user_agent: self.user_agent.as_deref().map(|u| quoted(u).into()),
         }
     }
 }
@@ -141,16 +144,16 @@ type GroupKey = (Arc<str>, Arc<str>, Arc<str>, i64);
 #[derive(Debug, Default)]
 pub struct RuleBatch {
     /// Earliest and latest trusted event time per account.
-    accounts: HashMap<Arc<str>, (i64, i64)>,
+    accounts: FxHashMap<Arc<str>, (i64, i64)>,
     /// (account, source, name, place key, day).
-    cities: HashMap<CityKey, (Group, Arc<Location>)>,
+    cities: FxHashMap<CityKey, (Group, Arc<Location>)>,
     /// (account, error code, day).
-    errors: HashMap<ErrorKey, Group>,
+    errors: FxHashMap<ErrorKey, Group>,
     /// (access key id, source address, window).
-    key_auth: HashMap<KeyAuthKey, Group>,
-    strings: HashSet<Arc<str>>,
-    place_keys: HashMap<usize, Arc<str>>,
-    identities: HashMap<Arc<str>, Arc<UserIdentitySummary>>,
+    key_auth: FxHashMap<KeyAuthKey, Group>,
+    strings: FxHashSet<Arc<str>>,
+    place_keys: FxHashMap<usize, Arc<str>>,
+    identities: FxHashMap<Arc<str>, Arc<UserIdentitySummary>>,
 }
 
 /// One event as the account-level rules read it, borrowed from the record.
@@ -284,7 +287,7 @@ impl RuleBatch {
                 location: e.location.cloned(),
                 error_code: e.error_code.map(|c| self.intern(c)),
                 error_message: e.error_message.map(quoted),
-                user_agent: e.user_agent.map(quoted),
+                user_agent: e.user_agent.map(|u| self.intern(u)),
             })
         });
         if let Some((key, location)) = city {
@@ -374,23 +377,41 @@ fn mark(tallies: &mut HashMap<TallyKey, Tally>, key: &TallyKey, id: &str, t: i64
 /// Judges `batch` against `tallies` (which must hold every key of
 /// [`RuleBatch::tally_keys`] that the store has; missing ones start empty), adds the batch
 /// to them, and returns the findings not raised before, sorted by id.
+/// What judging one object did.
+#[derive(Debug, Default)]
+pub struct Judged {
+    /// Findings not raised before, sorted by id.
+    pub findings: Vec<Finding>,
+    /// The tallies that changed and must be saved.
+    pub changed: HashSet<TallyKey>,
+    /// Findings raised (and marked) but below the policy's `report_min`, so never built.
+    pub unreported: u64,
+}
+
 pub fn judge(
     batch: &RuleBatch,
     tallies: &mut HashMap<TallyKey, Tally>,
     policy: &RulePolicy,
     geoip: &GeoDbInfo,
     source_object: &str,
-) -> Vec<Finding> {
+) -> Judged {
+    let mut changed: HashSet<TallyKey> = HashSet::new();
+    let mut unreported = 0;
     // Accounts first: the learning period counts from the earliest event, this object's
     // included.
     for (account, (lo, hi)) in &batch.accounts {
-        if let Tally::Account(a) = tally_mut(tallies, &TallyKey::account(account)) {
+        let key = TallyKey::account(account);
+        if let Tally::Account(a) = tally_mut(tallies, &key) {
+            let was = (a.first_seen_ms, a.latest_ms);
             a.first_seen_ms = a.first_seen_ms.min(*lo);
             // Every object of an account touches this item; moving its clock only by the
             // hour keeps racing writers off it (the clock only prunes marks and sets the
             // TTL).
             if a.latest_ms == i64::MIN || *hi > a.latest_ms.saturating_add(HOUR_MS) {
                 a.latest_ms = *hi;
+            }
+            if was != (a.first_seen_ms, a.latest_ms) {
+                changed.insert(key);
             }
         }
     }
@@ -488,6 +509,7 @@ pub fn judge(
         }
         let t = g.calls.iter().map(|c| c.t).max().unwrap_or_default();
         mark(tallies, &akey, &id, t);
+        changed.insert(akey);
         findings.push(city_finding(id, g, policy, geoip, source_object));
     }
 
@@ -551,6 +573,7 @@ pub fn judge(
         }
         let t = g.calls.iter().map(|c| c.t).max().unwrap_or_default();
         mark(tallies, &akey, &id, t);
+        changed.insert(akey);
         findings.push(error_finding(id, &code, g, policy, geoip, source_object));
     }
 
@@ -587,9 +610,29 @@ pub fn judge(
                 at
             }
         };
-        if !alerted {
+        let new_address = out_of_learning
+            && tally.addresses[at]
+                .seen
+                .before(call.t, policy.new_address_days)
+                == 0;
+        let severity = if new_address {
+            Severity::Low
+        } else {
+            Severity::Info
+        };
+        if !alerted && severity < policy.report_min {
+            // Raised and remembered like any other, only not written out: on a busy
+            // trail these are most of all findings, and nobody asked to see them.
+            tally.alerts.push(AlertMark {
+                id: id.clone(),
+                a: String::new(),
+                b: String::new(),
+                t: call.t,
+            });
+            changed.insert(tkey.clone());
+            unreported += 1;
+        } else if !alerted {
             let seen = &tally.addresses[at].seen;
-            let new_address = out_of_learning && seen.before(call.t, policy.new_address_days) == 0;
             let last_seen = seen
                 .days
                 .iter()
@@ -620,6 +663,7 @@ pub fn judge(
                 b: String::new(),
                 t: call.t,
             });
+            changed.insert(tkey.clone());
             findings.push(finding);
         }
         if fresh.contains(&tkey) {
@@ -630,11 +674,18 @@ pub fn judge(
         }
     }
 
-    for tally in tallies.values_mut() {
-        bound(tally, policy);
+    changed.extend(fresh);
+    for key in &changed {
+        if let Some(tally) = tallies.get_mut(key) {
+            bound(tally, policy);
+        }
     }
     findings.sort_by(|a, b| a.finding_id.cmp(&b.finding_id));
-    findings
+    Judged {
+        findings,
+        changed,
+        unreported,
+    }
 }
 
 /// Prunes a tally to the lookback counted back from its own latest time, and caps it.

@@ -94,6 +94,7 @@ impl Run {
             &GeoDbInfo::default(),
             name,
         )
+        .findings
     }
 }
 
@@ -486,4 +487,28 @@ fn tallies_stay_bounded_by_the_lookback_and_their_caps() {
     assert!(c.places.len() <= 31, "{} places kept", c.places.len());
     assert!(c.to_owned().places.iter().all(|p| p.seen.days.len() == 1));
     assert!(Tally::Command(c.clone()).to_json().len() < 16 * 1024);
+}
+
+#[test]
+fn findings_below_report_min_are_counted_and_remembered_but_not_built() {
+    let quiet = RulePolicy {
+        report_min: Severity::Low,
+        ..only(Rule::LongTermAccessKeyAuth)
+    };
+    let sydney = city("Sydney", "Australia");
+    let batch = batch_of(&[ev(T0, "GetCallerIdentity", &sydney)], &quiet);
+    let mut tallies = HashMap::new();
+    let judged = judge(&batch, &mut tallies, &quiet, &GeoDbInfo::default(), "o");
+    assert!(judged.findings.is_empty());
+    assert_eq!(judged.unreported, 1, "an informational use during learning");
+    assert!(judged.changed.contains(&TallyKey::key_addresses(KEY)));
+    let loud = RulePolicy {
+        report_min: Severity::Info,
+        ..quiet
+    };
+    let again = judge(&batch, &mut tallies, &loud, &GeoDbInfo::default(), "o");
+    assert!(
+        again.findings.is_empty() && again.unreported == 0,
+        "already raised"
+    );
 }

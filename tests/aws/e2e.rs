@@ -446,6 +446,8 @@ async fn racing_lambda_processes_on_one_impossible_hop_publish_exactly_one_messa
             asn_db.to_str().expect("UTF-8 temp path"),
         ),
         ("GEOTRAIL_DEAD_LETTER_QUEUE_URL", dead_letters.as_str()),
+        // One incident at stake: the account-level rules would add their own findings.
+        ("GEOTRAIL_RULES", "impossible_travel,future_event_time"),
     ];
     let (guard, port) = start_watch(dir.path(), &env, PROCESSES);
 

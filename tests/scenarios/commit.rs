@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use geotrail::cloudtrail::ReadOptions;
-use geotrail::detect::{Policy, SubjectState};
+use geotrail::detect::SubjectState;
 use geotrail::finding::Finding;
 use geotrail::geo::{GeoCache, GeoDb};
 use geotrail::notify::claim::{ClaimPolicy, ClaimingNotifier, Incident, MemoryClaims};
@@ -165,7 +165,7 @@ fn scan(geo: &GeoDb, name: &str, records: &[Value]) -> ObjectScan {
         object(records).as_slice(),
         i64::MAX,
         &mut cache,
-        &Policy::default(),
+        &super::travel_policy(),
         &ReadOptions::default(),
     )
 }
@@ -210,7 +210,7 @@ fn more_lost_races_than_five_are_retried_until_the_save_wins_and_publish_once() 
     );
     let report = block_on(commit_scan(
         &s,
-        &Policy::default(),
+        &super::travel_policy(),
         geo.info(),
         &store,
         &notifier,
@@ -247,7 +247,7 @@ fn a_subject_that_keeps_losing_fails_its_object_once_the_deadline_has_passed() {
     let started = Instant::now();
     let mut results = block_on(commit_scans(
         std::slice::from_ref(&s),
-        &Policy::default(),
+        &super::travel_policy(),
         geo.info(),
         &store,
         &notifier,
@@ -281,7 +281,7 @@ fn a_corrupt_subject_is_quarantined_and_the_others_of_the_object_are_judged() {
     let s = scan(&geo, "s3://trail/both", &records);
     let report = block_on(commit_scan(
         &s,
-        &Policy::default(),
+        &super::travel_policy(),
         geo.info(),
         &store,
         &notifier,
@@ -336,7 +336,7 @@ fn objects_of_one_subject_are_judged_together_with_one_load_and_one_save() {
         .collect();
     let results = block_on(commit_scans(
         &scans,
-        &Policy::default(),
+        &super::travel_policy(),
         geo.info(),
         &store,
         &notifier,
@@ -389,7 +389,7 @@ fn commit_until_done<S: StateStore, N: Notifier + Sync>(
             assert!(tries < 50, "{} never committed", s.name);
             match block_on(commit_scan(
                 s,
-                &Policy::default(),
+                &super::travel_policy(),
                 geo.info(),
                 store,
                 notifier,
