@@ -50,7 +50,7 @@ use crate::detect::{
 use crate::finding::{Finding, FutureEvent, Rule, UserIdentitySummary};
 use crate::geo::{classify_source, GeoCache, GeoDbInfo};
 use crate::notify::{Notifier, NotifyError};
-use crate::state::{Loaded, SaveOutcome, StateError, StateStore, Versioned};
+use crate::state::{Loaded, SaveOutcome, StateError, StateStore, Versioned, VersionedTally};
 
 /// How many record errors an object keeps in full; the rest are counted.
 const MAX_RECORD_ERRORS_KEPT: usize = 20;
@@ -949,18 +949,27 @@ async fn commit_tallies<S: StateStore + Sync, N: Notifier + Sync>(
             published.extend(fresh.iter().map(|f| f.finding_id.clone()));
             report.findings.extend(fresh);
         }
-        let mut changed: Vec<(&Tally, u64)> = tallies
-            .iter()
-            .filter(|(k, _)| judged.changed.contains(*k))
-            .map(|(k, t)| (t, versions.get(k).copied().unwrap_or(0)))
-            .collect();
-        changed.sort_by_key(|(t, _)| t.key());
-        let outcomes = store.save_tallies(&changed).await.map_err(state_err)?;
-        let conflicted: Vec<String> = changed
+        let mut changed: Vec<(TallyKey, Tally, u64)> = Vec::with_capacity(judged.changed.len());
+        let mut unchanged: Vec<VersionedTally> = Vec::new();
+        for (key, tally) in tallies {
+            let version = versions.get(&key).copied().unwrap_or(0);
+            if judged.changed.contains(&key) {
+                changed.push((key, tally, version));
+            } else if version > 0 {
+                unchanged.push(VersionedTally { tally, version });
+            }
+        }
+        store.give_back_tallies(unchanged);
+        // A stable order: racing writers then contend on items in the same sequence.
+        changed.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let (saving, items): (Vec<TallyKey>, Vec<(Tally, u64)>) =
+            changed.into_iter().map(|(k, t, v)| (k, (t, v))).unzip();
+        let outcomes = store.save_tallies_owned(items).await.map_err(state_err)?;
+        let conflicted: Vec<String> = saving
             .iter()
             .zip(&outcomes)
             .filter(|(_, o)| matches!(o, SaveOutcome::Conflict))
-            .map(|((t, _), _)| t.item_key())
+            .map(|(k, _)| k.item_key())
             .collect();
         report.tallies_saved += outcomes.len() - conflicted.len();
         let Some(first) = conflicted.first() else {

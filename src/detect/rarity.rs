@@ -337,19 +337,11 @@ struct RareGroup {
 }
 
 fn tally_mut<'t>(tallies: &'t mut HashMap<TallyKey, Tally>, key: &TallyKey) -> &'t mut Tally {
-    tallies.entry(key.clone()).or_insert_with(|| key.empty())
-}
-
-fn learning_over(
-    tallies: &HashMap<TallyKey, Tally>,
-    account: &str,
-    t: i64,
-    p: &RulePolicy,
-) -> bool {
-    match tallies.get(&TallyKey::account(account)) {
-        Some(Tally::Account(a)) => t >= a.first_seen_ms.saturating_add(p.learning_ms),
-        _ => false,
+    // Looked up before inserting: `entry` would copy the key's strings on every call.
+    if !tallies.contains_key(key) {
+        tallies.insert(key.clone(), key.empty());
     }
+    tallies.get_mut(key).expect("inserted above")
 }
 
 fn has_alerted(tallies: &HashMap<TallyKey, Tally>, key: &TallyKey, id: &str) -> bool {
@@ -415,6 +407,20 @@ pub fn judge(
             }
         }
     }
+    // When each account's learning period ends, read once rather than per call.
+    let learning_end: FxHashMap<&str, i64> = batch
+        .accounts
+        .keys()
+        .filter_map(|account| match tallies.get(&TallyKey::account(account)) {
+            Some(Tally::Account(a)) => Some((
+                &**account,
+                a.first_seen_ms.saturating_add(policy.learning_ms),
+            )),
+            _ => None,
+        })
+        .collect();
+    let learning_over =
+        |account: &str, t: i64| learning_end.get(account).is_some_and(|end| t >= *end);
     // Counted once per object: a retry after a lost race, or a replay, finds its tag.
     let tag = hash_id(&["object", source_object]);
     let fresh: HashSet<TallyKey> = batch
@@ -437,7 +443,7 @@ pub fn judge(
         let out_of_learning: Vec<bool> = group
             .calls
             .iter()
-            .map(|c| learning_over(tallies, account, c.t, policy))
+            .map(|c| learning_over(account, c.t))
             .collect();
         let Tally::Command(tally) = tally_mut(tallies, &tkey) else {
             unreachable!("a command key holds a command tally")
@@ -522,7 +528,7 @@ pub fn judge(
         let out_of_learning: Vec<bool> = group
             .calls
             .iter()
-            .map(|c| learning_over(tallies, account, c.t, policy))
+            .map(|c| learning_over(account, c.t))
             .collect();
         let tkey = TallyKey::error(account, code);
         let counts = fresh.contains(&tkey);
@@ -585,7 +591,7 @@ pub fn judge(
         let Some(call) = group.calls.first() else {
             continue;
         };
-        let out_of_learning = learning_over(tallies, &call.account, call.t, policy);
+        let out_of_learning = learning_over(&call.account, call.t);
         let tkey = TallyKey::key_addresses(access_key);
         let id = hash_id(&[
             Rule::LongTermAccessKeyAuth.as_str(),

@@ -54,6 +54,8 @@ struct TallyEntry {
     version: u64,
     inner_version: u64,
     dirty: bool,
+    /// Lent out to a commit (`tally` is `None` meanwhile).
+    lent: bool,
 }
 
 #[derive(Debug)]
@@ -187,7 +189,7 @@ impl<S: StateStore> WriteBackCache<S> {
         self.flush().await?;
         self.lock()
             .retain(|_, e| e.dirty || matches!(e.slot, Slot::Lent));
-        self.lock_tallies().retain(|_, e| e.dirty);
+        self.lock_tallies().retain(|_, e| e.dirty || e.lent);
         Ok(())
     }
 
@@ -370,31 +372,89 @@ impl<S: StateStore + Send> StateStore for WriteBackCache<S> {
                         version: v.version,
                         inner_version: v.version,
                         dirty: false,
+                        lent: false,
                     },
                     None => TallyEntry {
                         tally: None,
                         version: 0,
                         inner_version: 0,
                         dirty: false,
+                        lent: false,
                     },
                 };
                 tallies.entry(key).or_insert(entry);
             }
         }
-        let tallies = self.lock_tallies();
-        Ok(keys
-            .iter()
-            .filter_map(|k| {
-                let e = tallies.get(k)?;
-                Some((
+        // Lent, not copied: a commit hands each back by saving it or by
+        // `give_back_tallies`.
+        let mut tallies = self.lock_tallies();
+        let mut lent = HashMap::with_capacity(keys.len());
+        for k in keys {
+            let Some(e) = tallies.get_mut(k) else {
+                continue;
+            };
+            if e.lent {
+                return Err(StateError::Backend {
+                    store: "write-back cache".to_owned(),
+                    message: format!("tally {} is already lent to another commit", k.item_key()),
+                    source: None,
+                });
+            }
+            if let Some(tally) = e.tally.take() {
+                e.lent = true;
+                lent.insert(
                     k.clone(),
                     VersionedTally {
-                        tally: e.tally.clone()?,
+                        tally,
                         version: e.version,
                     },
-                ))
+                );
+            }
+        }
+        Ok(lent)
+    }
+
+    async fn save_tallies_owned(
+        &self,
+        items: Vec<(Tally, u64)>,
+    ) -> Result<Vec<SaveOutcome>, StateError> {
+        let mut tallies = self.lock_tallies();
+        Ok(items
+            .into_iter()
+            .map(|(tally, expected)| {
+                let key = tally.key();
+                let current = tallies.get(&key).map_or(0, |e| e.version);
+                if current != expected {
+                    return SaveOutcome::Conflict;
+                }
+                let inner_version = tallies.get(&key).map_or(0, |e| e.inner_version);
+                tallies.insert(
+                    key,
+                    TallyEntry {
+                        tally: Some(tally),
+                        version: current + 1,
+                        inner_version,
+                        dirty: true,
+                        lent: false,
+                    },
+                );
+                SaveOutcome::Saved {
+                    version: current + 1,
+                }
             })
             .collect())
+    }
+
+    fn give_back_tallies(&self, lent: Vec<VersionedTally>) {
+        let mut tallies = self.lock_tallies();
+        for VersionedTally { tally, version } in lent {
+            if let Some(e) = tallies.get_mut(&tally.key()) {
+                if e.lent && e.version == version {
+                    e.tally = Some(tally);
+                    e.lent = false;
+                }
+            }
+        }
     }
 
     async fn save_tallies(&self, items: &[(&Tally, u64)]) -> Result<Vec<SaveOutcome>, StateError> {
@@ -415,6 +475,7 @@ impl<S: StateStore + Send> StateStore for WriteBackCache<S> {
                         version: current + 1,
                         inner_version,
                         dirty: true,
+                        lent: false,
                     },
                 );
                 SaveOutcome::Saved {

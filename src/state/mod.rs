@@ -150,6 +150,24 @@ pub trait StateStore: Sync {
         items: &[(&Tally, u64)],
     ) -> impl Future<Output = Result<Vec<SaveOutcome>, StateError>> + Send;
 
+    /// [`save_tallies`](Self::save_tallies) for callers that are done with the tallies:
+    /// a store that keeps them in memory takes them without a copy.
+    fn save_tallies_owned(
+        &self,
+        items: Vec<(Tally, u64)>,
+    ) -> impl Future<Output = Result<Vec<SaveOutcome>, StateError>> + Send {
+        async move {
+            let refs: Vec<(&Tally, u64)> = items.iter().map(|(t, v)| (t, *v)).collect();
+            self.save_tallies(&refs).await
+        }
+    }
+
+    /// Hands back tallies that were loaded and not changed (see
+    /// [`give_back`](Self::give_back)).
+    fn give_back_tallies(&self, tallies: Vec<VersionedTally>) {
+        drop(tallies);
+    }
+
     /// Hands back states that were loaded and not changed. Stores that lend their
     /// in-memory states out on `load` take them back here; others drop them.
     fn give_back(&self, states: Vec<Versioned>) {
