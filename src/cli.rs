@@ -90,6 +90,8 @@ pub enum ExplainFormat {
 pub enum FormatArg {
     Text,
     Jsonl,
+    /// OCSF Detection Findings (class 2004), one per line.
+    Ocsf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -246,6 +248,7 @@ fn scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
     let format = match args.format {
         FormatArg::Text => FindingFormat::Text,
         FormatArg::Jsonl => FindingFormat::Jsonl,
+        FormatArg::Ocsf => FindingFormat::Ocsf,
     };
     let notifier = WriterNotifier::new(io::BufWriter::new(io::stdout()), format)
         .with_min_severity(args.min_severity);
