@@ -88,7 +88,9 @@ pub enum ExplainFormat {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum FormatArg {
+    /// Readable blocks, one per finding.
     Text,
+    /// The finding JSON, one per line.
     Jsonl,
     /// OCSF Detection Findings (class 2004), one per line.
     Ocsf,
