@@ -1,7 +1,6 @@
 //! A finding as an OCSF Detection Finding (class 2004, category 2 "Findings"), for the
-//! data lakes and SIEMs that ingest the Open Cybersecurity Schema Framework: Amazon
-//! Security Lake, Splunk, Sentinel and the like. Pure: [`to_ocsf`] is a function of the
-//! finding, so a replay renders the same event.
+//! security data lakes and SIEMs that ingest the Open Cybersecurity Schema Framework.
+//! Pure: [`to_ocsf`] is a function of the finding, so a replay renders the same event.
 //!
 //! What OCSF has a place for goes there: every CloudTrail event a finding names is one
 //! entry of `evidences` (who called what, from which address, placed where) and one of
