@@ -88,8 +88,12 @@ pub enum ExplainFormat {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum FormatArg {
+    /// Readable blocks, one per finding.
     Text,
+    /// The finding JSON, one per line.
     Jsonl,
+    /// OCSF Detection Findings (class 2004), one per line.
+    Ocsf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -246,6 +250,7 @@ fn scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
     let format = match args.format {
         FormatArg::Text => FindingFormat::Text,
         FormatArg::Jsonl => FindingFormat::Jsonl,
+        FormatArg::Ocsf => FindingFormat::Ocsf,
     };
     let notifier = WriterNotifier::new(io::BufWriter::new(io::stdout()), format)
         .with_min_severity(args.min_severity);

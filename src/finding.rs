@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::geo::{GeoDbInfo, Location};
 
+pub mod ocsf;
 pub mod render;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -422,6 +423,11 @@ pub struct Finding {
 impl Finding {
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("a Finding always serializes")
+    }
+
+    /// The finding as an OCSF Detection Finding: [`ocsf::to_ocsf`].
+    pub fn to_ocsf_json(&self) -> String {
+        ocsf::to_ocsf(self).to_string()
     }
 
     /// A readable multi-line rendering for terminals: [`render::render_text`].

@@ -533,8 +533,9 @@ pub(crate) mod samples {
 
     use crate::detect::SubjectKind;
     use crate::finding::{
-        Finding, ImpossibleTravel, Rule, Severity, TravelEndpoint, TriggeringLocations,
-        UserIdentitySummary,
+        CallRef, CommandEvidence, Finding, FutureEvent, FutureEventTime, ImpossibleTravel,
+        LongTermAccessKeyAuth, PlaceCount, PlaceRef, Rule, Severity, TravelEndpoint,
+        TriggeringLocations, UnusualCityForCommand, UnusualErrorCode, UserIdentitySummary,
     };
     use crate::geo::GeoDbInfo;
 
@@ -611,6 +612,181 @@ pub(crate) mod samples {
             source_object: "s3://trail-bucket/AWSLogs/123456789012/CloudTrail/eu-central-1/2023/07/10/x.json.gz".to_owned(),
             event_time: "2023-07-10T11:00:00Z".to_owned(),
         }
+    }
+
+    /// One call of a rarity finding, from the thief's address in Frankfurt.
+    pub(crate) fn call(id: &str, time: &str, source: &str, name: &str) -> CallRef {
+        CallRef {
+            event_id: id.to_owned(),
+            event_time: time.to_owned(),
+            event_name: name.to_owned(),
+            event_source: source.to_owned(),
+            aws_region: "eu-central-1".to_owned(),
+            source_ip_address: "198.51.100.7".to_owned(),
+            place: Some("Frankfurt am Main, Germany".to_owned()),
+            error_code: None,
+            error_message: None,
+            user_agent: Some("aws-cli/2.13.0".to_owned()),
+        }
+    }
+
+    /// The sample finding's common fields under another rule, without its block.
+    fn for_rule(rule: Rule, severity: Severity, title: &str, summary: &str) -> Finding {
+        Finding {
+            finding_id: format!("sample-{}", rule.as_str()),
+            rule,
+            severity,
+            title: title.to_owned(),
+            summary: summary.to_owned(),
+            impossible_travel: None,
+            references: rule.references().iter().map(|r| (*r).to_owned()).collect(),
+            ..sample_finding()
+        }
+    }
+
+    pub(crate) fn unusual_city_finding() -> Finding {
+        let mut f = for_rule(
+            Rule::UnusualCityForCommand,
+            Severity::Low,
+            "Unusual city for ec2:DescribeInstances: alice from Frankfurt am Main, Germany",
+            "`arn:aws:iam::123456789012:user/alice` called ec2:DescribeInstances from Frankfurt am Main, Germany, where the account has not called it in the last 30 days.",
+        );
+        f.subject = "arn:aws:iam::123456789012:user/alice".to_owned();
+        f.subject_kind = SubjectKind::Principal;
+        f.unusual_city_for_command = Some(UnusualCityForCommand {
+            place: PlaceRef {
+                name: "Frankfurt am Main, Germany".to_owned(),
+                city: Some("Frankfurt am Main".to_owned()),
+                subdivision: Some("Hesse".to_owned()),
+                country: Some("Germany".to_owned()),
+                country_code: Some("DE".to_owned()),
+                latitude: 50.1155,
+                longitude: 8.6842,
+                accuracy_radius_km: Some(20),
+                asn: Some(64_500),
+                as_org: Some("Example Net".to_owned()),
+            },
+            commands: vec![CommandEvidence {
+                event_source: "ec2.amazonaws.com".to_owned(),
+                event_name: "DescribeInstances".to_owned(),
+                calls_from_city: 1,
+                seen_from_city_before: 0,
+                seen_in_account: 12,
+                first_seen_in_account: Some("2023-06-20T09:00:00Z".to_owned()),
+                usual_places: vec![PlaceCount {
+                    place: "Sydney, Australia".to_owned(),
+                    count: 12,
+                    first_seen: Some("2023-06-20T09:00:00Z".to_owned()),
+                    last_seen: Some("2023-07-10T10:00:00Z".to_owned()),
+                }],
+            }],
+            calls: vec![call(
+                "ev-2",
+                "2023-07-10T11:00:00Z",
+                "ec2.amazonaws.com",
+                "DescribeInstances",
+            )],
+            lookback_days: 30,
+            min_seen: 1,
+        });
+        f
+    }
+
+    pub(crate) fn unusual_error_finding() -> Finding {
+        let mut f = for_rule(
+            Rule::UnusualErrorCode,
+            Severity::Low,
+            "Unusual error AccessDenied for alice",
+            "`arn:aws:iam::123456789012:user/alice` got error `AccessDenied` on 1 call(s) (cloudtrail:StopLogging) from 198.51.100.7; in account 123456789012 this error was not seen in the last 30 days.",
+        );
+        f.subject = "arn:aws:iam::123456789012:user/alice".to_owned();
+        f.subject_kind = SubjectKind::Principal;
+        let mut denied = call(
+            "ev-3",
+            "2023-07-10T11:05:00Z",
+            "cloudtrail.amazonaws.com",
+            "StopLogging",
+        );
+        denied.error_code = Some("AccessDenied".to_owned());
+        denied.error_message =
+            Some("User is not authorized to perform: cloudtrail:StopLogging".to_owned());
+        f.unusual_error_code = Some(UnusualErrorCode {
+            error_code: "AccessDenied".to_owned(),
+            calls: vec![denied],
+            seen_before: 0,
+            days_seen: 0,
+            first_seen: None,
+            last_seen: None,
+            lookback_days: 30,
+            min_seen: 1,
+        });
+        f.event_time = "2023-07-10T11:05:00Z".to_owned();
+        f
+    }
+
+    pub(crate) fn key_auth_finding() -> Finding {
+        let mut f = for_rule(
+            Rule::LongTermAccessKeyAuth,
+            Severity::Low,
+            "Long-term access key AKIAIOSFODNN7EXAMPLE used from a new address 198.51.100.7",
+            "Access key `AKIAIOSFODNN7EXAMPLE` of IAM user alice signed a successful call from 198.51.100.7 (Frankfurt am Main, Germany); the key was not used from this address in the 10 days before.",
+        );
+        f.long_term_access_key_auth = Some(LongTermAccessKeyAuth {
+            access_key_id: "AKIAIOSFODNN7EXAMPLE".to_owned(),
+            source_ip_address: "198.51.100.7".to_owned(),
+            place: Some("Frankfurt am Main, Germany".to_owned()),
+            new_address: true,
+            new_address_days: 10,
+            address_last_seen: None,
+            known_addresses: vec!["203.0.113.10".to_owned()],
+            calls: vec![call(
+                "ev-2",
+                "2023-07-10T11:00:00Z",
+                "ec2.amazonaws.com",
+                "DescribeInstances",
+            )],
+            calls_in_window: 1,
+            dedup_minutes: 60,
+        });
+        f
+    }
+
+    pub(crate) fn future_event_finding() -> Finding {
+        let mut f = for_rule(
+            Rule::FutureEventTime,
+            Severity::Low,
+            "Log records from the future for AKIAIOSFODNN7EXAMPLE",
+            "1 record(s) of `AKIAIOSFODNN7EXAMPLE` are stamped after the object was written (2023-07-10T11:10:00Z), up to 2023-07-11T09:00:00Z.",
+        );
+        f.future_event_time = Some(FutureEventTime {
+            object_written_at: "2023-07-10T11:10:00Z".to_owned(),
+            tolerance_seconds: 3600,
+            count: 1,
+            events: vec![FutureEvent {
+                event_id: "ev-9".to_owned(),
+                event_time: "2023-07-11T09:00:00Z".to_owned(),
+                event_name: "GetCallerIdentity".to_owned(),
+                event_source: "sts.amazonaws.com".to_owned(),
+                aws_region: "us-east-1".to_owned(),
+                source_ip_address: "192.0.2.44".to_owned(),
+            }],
+        });
+        f.event_time = "2023-07-10T11:10:00Z".to_owned();
+        f
+    }
+
+    /// One finding of every rule, in `Rule::ALL` order.
+    pub(crate) fn one_finding_per_rule() -> Vec<Finding> {
+        Rule::ALL
+            .into_iter()
+            .map(|rule| match rule {
+                Rule::ImpossibleTravel => sample_finding(),
+                Rule::UnusualCityForCommand => unusual_city_finding(),
+                Rule::UnusualErrorCode => unusual_error_finding(),
+                Rule::LongTermAccessKeyAuth => key_auth_finding(),
+                Rule::FutureEventTime => future_event_finding(),
+            })
+            .collect()
     }
 
     /// A finding whose every log-derived field is hostile.

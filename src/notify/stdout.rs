@@ -12,6 +12,8 @@ pub enum FindingFormat {
     Text,
     /// One JSON object per line, for `jq` and log shippers.
     Jsonl,
+    /// One OCSF Detection Finding per line, for data lakes and SIEMs.
+    Ocsf,
 }
 
 /// Writes findings to a stream (stdout for the CLI).
@@ -65,6 +67,7 @@ impl<W: Write + Send> Notifier for WriterNotifier<W> {
             }
             match self.format {
                 FindingFormat::Jsonl => writeln!(out, "{}", f.to_json())?,
+                FindingFormat::Ocsf => writeln!(out, "{}", f.to_ocsf_json())?,
                 FindingFormat::Text => writeln!(out, "{}", f.to_text())?,
             }
         }

@@ -211,6 +211,73 @@ fn the_rules_command_lists_every_rule_with_its_anchor() {
 }
 
 #[test]
+fn ocsf_output_is_one_detection_finding_per_finding() {
+    let dir = tempfile::tempdir().unwrap();
+    let scan = |format: &str| {
+        let (out, stdout, stderr) = run(geotrail(
+            &[
+                "--rules",
+                "all",
+                "--no-state",
+                "--min-severity",
+                "info",
+                "--format",
+                format,
+            ],
+            dir.path(),
+        )
+        .arg(trail()));
+        assert!(out.status.success(), "{stderr}");
+        findings(&stdout)
+    };
+    let plain = scan("jsonl");
+    let ocsf = scan("ocsf");
+    assert_eq!(ocsf.len(), plain.len());
+    let mut rules = Vec::new();
+    for (event, finding) in ocsf.iter().zip(&plain) {
+        assert_eq!(event["class_uid"], 2004, "{event}");
+        assert_eq!(event["category_uid"], 2, "{event}");
+        assert_eq!(event["type_uid"], 200401, "{event}");
+        assert!(event["time"].is_i64(), "{event}");
+        assert!(event["severity_id"].is_u64(), "{event}");
+        assert!(event["metadata"]["version"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("1.")));
+        assert_eq!(event["metadata"]["product"]["name"], "geotrail");
+        assert_eq!(event["finding_info"]["uid"], finding["finding_id"]);
+        assert_eq!(event["finding_info"]["analytic"]["uid"], finding["rule"]);
+        rules.push(finding["rule"].as_str().unwrap().to_owned());
+    }
+    rules.sort();
+    rules.dedup();
+    assert_eq!(
+        rules,
+        [
+            "impossible_travel",
+            "long_term_access_key_auth",
+            "unusual_city_for_command",
+            "unusual_error_code"
+        ]
+    );
+    let travel = ocsf
+        .iter()
+        .find(|e| e["finding_info"]["analytic"]["uid"] == "impossible_travel")
+        .unwrap();
+    let cities: Vec<&str> = travel["evidences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["src_endpoint"]["location"]["city"].as_str().unwrap())
+        .collect();
+    assert_eq!(cities, ["Sydney", "Frankfurt am Main"]);
+    assert!(travel["observables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|o| o["type_id"] == 19 && o["value"] == ALICE_KEY));
+}
+
+#[test]
 fn text_output_is_readable() {
     let dir = tempfile::tempdir().unwrap();
     let (out, stdout, _) = run(geotrail(&["--no-state"], dir.path()).arg(trail()));
