@@ -37,6 +37,8 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Read;
+
+use foldhash::HashMap as FastMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -207,7 +209,7 @@ pub fn scan_object<R: Read + Send>(
         });
         return scan;
     }
-    let mut by_subject: HashMap<String, SubjectSightings> = HashMap::new();
+    let mut by_subject: FastMap<String, SubjectSightings> = FastMap::default();
     let mut names = Interner::default();
     let not_after_ms = written_at_ms.saturating_add(policy.future_tolerance_ms);
     let mut on_record = |record: Result<Event<'_>, RecordError>| match record {
@@ -261,7 +263,7 @@ fn collect(
     not_after_ms: i64,
     geo: &mut GeoCache<'_>,
     policy: &Policy,
-    by_subject: &mut HashMap<String, SubjectSightings>,
+    by_subject: &mut FastMap<String, SubjectSightings>,
     rules: &mut RuleBatch,
     names: &mut Interner,
 ) -> Result<(), &'static str> {
@@ -335,9 +337,11 @@ fn collect(
     if !location.is_precise() {
         return Err("low_precision_location");
     }
-    let entry = by_subject
-        .entry(subject.to_owned())
-        .or_insert_with(|| SubjectSightings::new(subject));
+    // Looked up before inserting: `entry` would copy the subject's name for every event.
+    if !by_subject.contains_key(subject) {
+        by_subject.insert(subject.to_owned(), SubjectSightings::new(subject));
+    }
+    let entry = by_subject.get_mut(subject).expect("inserted above");
     if event.event_time_ms >= entry.latest_ms {
         entry.latest_ms = event.event_time_ms;
         // Rebuilt only when it changes: most events of a subject carry the same identity.

@@ -36,7 +36,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use rustc_hash::{FxHashMap, FxHashSet};
+use foldhash::{HashMap as FastMap, HashSet as FastSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -144,16 +144,16 @@ type GroupKey = (Arc<str>, Arc<str>, Arc<str>, i64);
 #[derive(Debug, Default)]
 pub struct RuleBatch {
     /// Earliest and latest trusted event time per account.
-    accounts: FxHashMap<Arc<str>, (i64, i64)>,
+    accounts: FastMap<Arc<str>, (i64, i64)>,
     /// (account, source, name, place key, day).
-    cities: FxHashMap<CityKey, (Group, Arc<Location>)>,
+    cities: FastMap<CityKey, (Group, Arc<Location>)>,
     /// (account, error code, day).
-    errors: FxHashMap<ErrorKey, Group>,
+    errors: FastMap<ErrorKey, Group>,
     /// (access key id, source address, window).
-    key_auth: FxHashMap<KeyAuthKey, Group>,
-    strings: FxHashSet<Arc<str>>,
-    place_keys: FxHashMap<usize, Arc<str>>,
-    identities: FxHashMap<Arc<str>, Arc<UserIdentitySummary>>,
+    key_auth: FastMap<KeyAuthKey, Group>,
+    strings: FastSet<Arc<str>>,
+    place_keys: FastMap<usize, Arc<str>>,
+    identities: FastMap<Arc<str>, Arc<UserIdentitySummary>>,
 }
 
 /// One event as the account-level rules read it, borrowed from the record.
@@ -408,7 +408,7 @@ pub fn judge(
         }
     }
     // When each account's learning period ends, read once rather than per call.
-    let learning_end: FxHashMap<&str, i64> = batch
+    let learning_end: FastMap<&str, i64> = batch
         .accounts
         .keys()
         .filter_map(|account| match tallies.get(&TallyKey::account(account)) {

@@ -4,6 +4,8 @@
 //! object.
 
 use std::collections::HashMap;
+
+use foldhash::HashMap as FastMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
@@ -61,7 +63,8 @@ struct TallyEntry {
 #[derive(Debug)]
 pub struct WriteBackCache<S> {
     inner: S,
-    entries: Mutex<HashMap<String, Entry>>,
+    // A fast seeded hash, not SipHash: looked up for every subject of every object.
+    entries: Mutex<FastMap<String, Entry>>,
     tallies: Mutex<HashMap<TallyKey, TallyEntry>>,
     round: AtomicU64,
 }
@@ -70,7 +73,7 @@ impl<S: StateStore> WriteBackCache<S> {
     pub fn new(inner: S) -> WriteBackCache<S> {
         WriteBackCache {
             inner,
-            entries: Mutex::new(HashMap::new()),
+            entries: Mutex::new(FastMap::default()),
             tallies: Mutex::new(HashMap::new()),
             round: AtomicU64::new(0),
         }
@@ -215,7 +218,7 @@ impl<S: StateStore> WriteBackCache<S> {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, Entry>> {
+    fn lock(&self) -> MutexGuard<'_, FastMap<String, Entry>> {
         // Every update is a single insert or field write: a poisoned map is still sound.
         self.entries.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -499,7 +502,7 @@ impl<S: StateStore + Send> StateStore for WriteBackCache<S> {
     }
 }
 
-fn put(entries: &mut HashMap<String, Entry>, state: SubjectState, version: u64, round: u64) {
+fn put(entries: &mut FastMap<String, Entry>, state: SubjectState, version: u64, round: u64) {
     match entries.get_mut(&state.subject) {
         Some(e) => {
             e.slot = Slot::Hot(state);
