@@ -193,93 +193,18 @@ impl StateStore for DynamoStateStore {
             subject: subject.clone(),
             source,
         })?;
-        let new_version = expected_version
-            .checked_add(1)
-            .ok_or_else(|| StateError::Backend {
-                store: self.store_name(),
-                message: format!(
-                    "subject {subject}: version {expected_version} cannot be incremented"
-                ),
-                source: None,
-            })?;
-        let now = epoch_seconds_now();
         // The TTL runs from the subject's last sighting (event time), so history that is
-        // no longer useful disappears whatever the wall clock says; a state with no
-        // sighting yet gets its TTL from the write.
-        let last_seen = state
-            .last_seen_ms()
-            .map(|ms| ms.div_euclid(1000))
-            .unwrap_or(now);
-        let expires_at = last_seen.saturating_add(self.ttl_days.saturating_mul(86_400));
-        let item: Item = HashMap::from([
-            (PK.to_owned(), AttributeValue::S(subject.clone())),
-            (
-                VERSION.to_owned(),
-                AttributeValue::N(new_version.to_string()),
-            ),
-            (STATE.to_owned(), AttributeValue::S(json)),
-            (
-                EXPIRES_AT.to_owned(),
-                AttributeValue::N(expires_at.to_string()),
-            ),
-            (UPDATED_AT.to_owned(), AttributeValue::N(now.to_string())),
-        ]);
-        let bytes = item_size(&item);
-        if bytes > MAX_ITEM_BYTES {
-            return Err(StateError::TooLarge {
-                subject: subject.clone(),
-                bytes,
-                limit: MAX_ITEM_BYTES,
-            });
-        }
-
-        let request = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item));
-        let request = if expected_version == 0 {
-            request
-                .condition_expression("attribute_not_exists(#pk)")
-                .expression_attribute_names("#pk", PK)
-        } else {
-            request
-                .condition_expression("#v = :expected")
-                .expression_attribute_names("#v", VERSION)
-                .expression_attribute_values(
-                    ":expected",
-                    AttributeValue::N(expected_version.to_string()),
-                )
-        };
-        match request.send().await {
-            Ok(_) => Ok(SaveOutcome::Saved {
-                version: new_version,
-            }),
-            Err(err) => {
-                if let Some(service) = err.as_service_error() {
-                    if service.is_conditional_check_failed_exception() {
-                        return Ok(SaveOutcome::Conflict);
-                    }
-                    // Our size estimate is conservative; should the service still refuse the
-                    // item, say so as the data fault it is, not as a retryable outage.
-                    if service.code() == Some("ValidationException")
-                        && service.message().is_some_and(|m| m.contains("size"))
-                    {
-                        return Err(StateError::TooLarge {
-                            subject: subject.clone(),
-                            bytes,
-                            limit: DYNAMODB_ITEM_LIMIT,
-                        });
-                    }
-                }
-                Err(self.backend_error(
-                    format!(
-                        "PutItem of subject {subject} (expected version {expected_version}) failed"
-                    ),
-                    err,
-                ))
-            }
-        }
+        // no longer useful disappears whatever the wall clock says.
+        let last_seen_s = state.last_seen_ms().map(|ms| ms.div_euclid(1000));
+        self.put_versioned(
+            "subject",
+            subject,
+            STATE,
+            json,
+            last_seen_s,
+            expected_version,
+        )
+        .await
     }
 
     /// One conditional PutItem per subject, several in flight: an object with a hundred
@@ -347,23 +272,50 @@ impl DynamoStateStore {
         tally: &Tally,
         expected_version: u64,
     ) -> Result<SaveOutcome, StateError> {
-        let key = tally.item_key();
+        // Like a subject's, the TTL runs from the tally's latest event time.
+        let latest_s = (tally.latest_ms() != i64::MIN).then(|| tally.latest_ms().div_euclid(1000));
+        self.put_versioned(
+            "tally",
+            &tally.item_key(),
+            TALLY,
+            tally.to_json(),
+            latest_s,
+            expected_version,
+        )
+        .await
+    }
+
+    /// Writes the item `pk` holding `json` in `attribute`, if the stored version is still
+    /// `expected_version` (0: absent). Its TTL runs from `latest_s` (event time, epoch
+    /// seconds), or from the write when nothing was seen yet. `what` names the kind of
+    /// item in errors: "subject", "tally".
+    async fn put_versioned(
+        &self,
+        what: &str,
+        pk: &str,
+        attribute: &str,
+        json: String,
+        latest_s: Option<i64>,
+        expected_version: u64,
+    ) -> Result<SaveOutcome, StateError> {
+        let new_version = expected_version
+            .checked_add(1)
+            .ok_or_else(|| StateError::Backend {
+                store: self.store_name(),
+                message: format!("{what} {pk}: version {expected_version} cannot be incremented"),
+                source: None,
+            })?;
         let now = epoch_seconds_now();
-        // Like subjects, the TTL runs from the tally's latest event time.
-        let latest = if tally.latest_ms() == i64::MIN {
-            now
-        } else {
-            tally.latest_ms().div_euclid(1000)
-        };
-        let expires_at = latest.saturating_add(self.ttl_days.saturating_mul(86_400));
-        let new_version = expected_version.saturating_add(1);
+        let expires_at = latest_s
+            .unwrap_or(now)
+            .saturating_add(self.ttl_days.saturating_mul(86_400));
         let item: Item = HashMap::from([
-            (PK.to_owned(), AttributeValue::S(key.clone())),
+            (PK.to_owned(), AttributeValue::S(pk.to_owned())),
             (
                 VERSION.to_owned(),
                 AttributeValue::N(new_version.to_string()),
             ),
-            (TALLY.to_owned(), AttributeValue::S(tally.to_json())),
+            (attribute.to_owned(), AttributeValue::S(json)),
             (
                 EXPIRES_AT.to_owned(),
                 AttributeValue::N(expires_at.to_string()),
@@ -373,11 +325,12 @@ impl DynamoStateStore {
         let bytes = item_size(&item);
         if bytes > MAX_ITEM_BYTES {
             return Err(StateError::TooLarge {
-                subject: key,
+                subject: pk.to_owned(),
                 bytes,
                 limit: MAX_ITEM_BYTES,
             });
         }
+
         let request = self
             .client
             .put_item()
@@ -400,17 +353,28 @@ impl DynamoStateStore {
             Ok(_) => Ok(SaveOutcome::Saved {
                 version: new_version,
             }),
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(SaveOutcome::Conflict)
+            Err(err) => {
+                if let Some(service) = err.as_service_error() {
+                    if service.is_conditional_check_failed_exception() {
+                        return Ok(SaveOutcome::Conflict);
+                    }
+                    // Our size estimate is conservative; should the service still refuse the
+                    // item, say so as the data fault it is, not as a retryable outage.
+                    if service.code() == Some("ValidationException")
+                        && service.message().is_some_and(|m| m.contains("size"))
+                    {
+                        return Err(StateError::TooLarge {
+                            subject: pk.to_owned(),
+                            bytes,
+                            limit: DYNAMODB_ITEM_LIMIT,
+                        });
+                    }
+                }
+                Err(self.backend_error(
+                    format!("PutItem of {what} {pk} (expected version {expected_version}) failed"),
+                    err,
+                ))
             }
-            Err(err) => Err(self.backend_error(
-                format!("PutItem of tally {key} (expected version {expected_version}) failed"),
-                err,
-            )),
         }
     }
 }
