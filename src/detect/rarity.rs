@@ -501,22 +501,10 @@ pub fn judge(
             tally.latest_ms = tally.latest_ms.max(tally.places[at].seen.last_ms);
         }
     }
-    for ((account, principal, place, window), g) in city_groups {
-        let id = hash_id(&[
-            Rule::UnusualCityForCommand.as_str(),
-            &account,
-            &principal,
-            &place,
-            &window.to_string(),
-        ]);
-        let akey = TallyKey::account(&account);
-        if has_alerted(tallies, &akey, &id) {
-            continue;
+    for (key, g) in city_groups {
+        if let Some(id) = raise(tallies, &mut changed, Rule::UnusualCityForCommand, &key, &g) {
+            findings.push(city_finding(id, g, policy, geoip, source_object));
         }
-        let t = g.calls.iter().map(|c| c.t).max().unwrap_or_default();
-        mark(tallies, &akey, &id, t);
-        changed.insert(akey);
-        findings.push(city_finding(id, g, policy, geoip, source_object));
     }
 
     let mut error_groups: BTreeMap<GroupKey, RareGroup> = BTreeMap::new();
@@ -565,22 +553,10 @@ pub fn judge(
             tally.latest_ms = tally.latest_ms.max(tally.seen.last_ms);
         }
     }
-    for ((account, principal, code, window), g) in error_groups {
-        let id = hash_id(&[
-            Rule::UnusualErrorCode.as_str(),
-            &account,
-            &principal,
-            &code,
-            &window.to_string(),
-        ]);
-        let akey = TallyKey::account(&account);
-        if has_alerted(tallies, &akey, &id) {
-            continue;
+    for (key, g) in error_groups {
+        if let Some(id) = raise(tallies, &mut changed, Rule::UnusualErrorCode, &key, &g) {
+            findings.push(error_finding(id, &key.2, g, policy, geoip, source_object));
         }
-        let t = g.calls.iter().map(|c| c.t).max().unwrap_or_default();
-        mark(tallies, &akey, &id, t);
-        changed.insert(akey);
-        findings.push(error_finding(id, &code, g, policy, geoip, source_object));
     }
 
     let mut key_keys: Vec<&KeyAuthKey> = batch.key_auth.keys().collect();
@@ -692,6 +668,33 @@ pub fn judge(
         changed,
         unreported,
     }
+}
+
+/// The id of the finding about `key` (account, principal, place or code, window), marked
+/// in the account's tally; `None` when it was raised before.
+fn raise(
+    tallies: &mut HashMap<TallyKey, Tally>,
+    changed: &mut HashSet<TallyKey>,
+    rule: Rule,
+    key: &GroupKey,
+    g: &RareGroup,
+) -> Option<String> {
+    let (account, principal, about, window) = key;
+    let id = hash_id(&[
+        rule.as_str(),
+        account,
+        principal,
+        about,
+        &window.to_string(),
+    ]);
+    let akey = TallyKey::account(account);
+    if has_alerted(tallies, &akey, &id) {
+        return None;
+    }
+    let t = g.calls.iter().map(|c| c.t).max().unwrap_or_default();
+    mark(tallies, &akey, &id, t);
+    changed.insert(akey);
+    Some(id)
 }
 
 /// Prunes a tally to the lookback counted back from its own latest time, and caps it.
