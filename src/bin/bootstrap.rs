@@ -15,6 +15,9 @@ use geotrail::aws::lambda::{clients, Handler};
 use geotrail::geo::GeoDb;
 use lambda_runtime::{service_fn, LambdaEvent};
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 // One thread drives the I/O; the CPU work of each object runs on the blocking pool.
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
