@@ -43,8 +43,8 @@ use std::sync::Arc;
 use super::history::{containment_step, hash_id, AlertMark, FindingContext, FindingText};
 use super::policy::{RulePolicy, SubjectKind, HOUR_MS, MINUTE_MS};
 use super::tally::{
-    day_of, prune_alerts, AddressSeen, PlaceSeen, Seen, Tally, TallyKey, MAX_ADDRESSES_PER_KEY,
-    MAX_PLACES_PER_COMMAND,
+    day_of, object_tag, prune_alerts, AddressSeen, PlaceSeen, Seen, Tally, TallyKey,
+    MAX_ADDRESSES_PER_KEY, MAX_PLACES_PER_COMMAND,
 };
 use crate::finding::{
     format_rfc3339_ms, CallRef, CommandEvidence, Finding, LongTermAccessKeyAuth, PlaceCount,
@@ -422,11 +422,11 @@ pub fn judge(
     let learning_over =
         |account: &str, t: i64| learning_end.get(account).is_some_and(|end| t >= *end);
     // Counted once per object: a retry after a lost race, or a replay, finds its tag.
-    let tag = hash_id(&["object", source_object]);
+    let tag = object_tag(source_object);
     let fresh: HashSet<TallyKey> = batch
         .tally_keys()
         .into_iter()
-        .filter(|k| tally_mut(tallies, k).first_application(&tag))
+        .filter(|k| tally_mut(tallies, k).first_application(tag))
         .collect();
     let mut findings = Vec::new();
     let lookback = policy.lookback_days;

@@ -17,6 +17,7 @@
 //! so no single record can wipe an account's history.
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use super::history::AlertMark;
 use super::policy::DAY_MS;
@@ -157,10 +158,10 @@ pub struct CommandTally {
     pub name: String,
     pub latest_ms: i64,
     pub places: Vec<PlaceSeen>,
-    /// Tags of the latest objects added ([`MAX_APPLIED`]): a retried or replayed object
-    /// is not counted twice.
-    #[serde(default)]
-    pub applied: Vec<String>,
+    /// Tags of the latest objects added ([`MAX_APPLIED`], [`object_tag`]): a retried or
+    /// replayed object is not counted twice.
+    #[serde(default, deserialize_with = "object_tags")]
+    pub applied: Vec<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -180,8 +181,8 @@ pub struct ErrorTally {
     pub code: String,
     pub latest_ms: i64,
     pub seen: Seen,
-    #[serde(default)]
-    pub applied: Vec<String>,
+    #[serde(default, deserialize_with = "object_tags")]
+    pub applied: Vec<u64>,
 }
 
 /// The source addresses a long-term access key was used from.
@@ -193,8 +194,8 @@ pub struct KeyAddressTally {
     pub addresses: Vec<AddressSeen>,
     #[serde(default)]
     pub alerts: Vec<AlertMark>,
-    #[serde(default)]
-    pub applied: Vec<String>,
+    #[serde(default, deserialize_with = "object_tags")]
+    pub applied: Vec<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -354,7 +355,7 @@ impl Tally {
     }
 
     /// The tags of objects already added, for tallies that count.
-    pub fn applied_mut(&mut self) -> Option<&mut Vec<String>> {
+    pub fn applied_mut(&mut self) -> Option<&mut Vec<u64>> {
         match self {
             Tally::Account(_) => None,
             Tally::Command(c) => Some(&mut c.applied),
@@ -364,14 +365,14 @@ impl Tally {
     }
 
     /// Whether the object tagged `tag` was added already; if not, remembers it as added.
-    pub fn first_application(&mut self, tag: &str) -> bool {
+    pub fn first_application(&mut self, tag: u64) -> bool {
         let Some(applied) = self.applied_mut() else {
             return true;
         };
-        if applied.iter().any(|a| a == tag) {
+        if applied.contains(&tag) {
             return false;
         }
-        applied.push(tag.to_owned());
+        applied.push(tag);
         if applied.len() > MAX_APPLIED {
             applied.remove(0);
         }
@@ -400,6 +401,41 @@ impl Tally {
         }
         Ok(tally)
     }
+}
+
+/// The tag a tally remembers an object by: the first 8 bytes of SHA-256 over the object's
+/// name. A tally holds one per object it counted, and a key tally is touched by every
+/// object its key shows up in, so the tag is a number rather than text: eight bytes, not
+/// sixty. Two names colliding among a tally's last [`MAX_APPLIED`] would cost one
+/// object's counts, at odds of about 2^-58.
+pub fn object_tag(object: &str) -> u64 {
+    let digest = Sha256::new()
+        .chain_update(b"object\0")
+        .chain_update(object.as_bytes())
+        .chain_update(b"\0")
+        .finalize();
+    u64::from_be_bytes(digest[..8].try_into().expect("SHA-256 is 32 bytes"))
+}
+
+/// Reads tags as numbers, or as the 32-hex-digit text earlier releases wrote (the same
+/// digest, so an object counted before an upgrade is still known after it).
+fn object_tags<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Vec<u64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Tag {
+        Number(u64),
+        Text(String),
+    }
+    let tags = Vec::<Tag>::deserialize(de)?;
+    tags.into_iter()
+        .map(|tag| match tag {
+            Tag::Number(n) => Ok(n),
+            Tag::Text(hex) => hex
+                .get(..16)
+                .and_then(|h| u64::from_str_radix(h, 16).ok())
+                .ok_or_else(|| serde::de::Error::custom(format!("object tag {hex:?} is not hex"))),
+        })
+        .collect()
 }
 
 /// Keeps the newest marks within the lookback, at most [`MAX_TALLY_ALERTS`].
@@ -469,5 +505,21 @@ mod tests {
         assert_eq!(back, tally);
         let err = Tally::from_json("account#1", tally.to_json().as_bytes()).unwrap_err();
         assert!(err.contains("holds the tally of error#"), "{err}");
+    }
+
+    #[test]
+    fn object_tags_written_as_text_by_earlier_releases_still_match() {
+        let tag = object_tag("AWSLogs/1/CloudTrail/x.json.gz");
+        let earlier = super::super::history::hash_id(&["object", "AWSLogs/1/CloudTrail/x.json.gz"]);
+        let json = format!(
+            r#"{{"kind":"error","v":1,"account":"1","code":"E","latest_ms":0,"seen":{{"days":[]}},"applied":["{earlier}",7]}}"#
+        );
+        let mut tally = Tally::from_json("error#1#E", json.as_bytes()).unwrap();
+        assert!(!tally.first_application(tag), "known by its old text tag");
+        assert!(!tally.first_application(7));
+        assert!(tally.first_application(object_tag("another")));
+        let bad = json.replace(&earlier, "not hex");
+        let err = Tally::from_json("error#1#E", bad.as_bytes()).unwrap_err();
+        assert!(err.contains("not hex"), "{err}");
     }
 }
