@@ -45,6 +45,10 @@ impl<A, B> Fanout<A, B> {
     pub fn second(&self) -> &B {
         &self.second
     }
+
+    pub fn into_parts(self) -> (A, B) {
+        (self.first, self.second)
+    }
 }
 
 impl<A: Notifier + Sync, B: Notifier + Sync> Notifier for Fanout<A, B> {
