@@ -13,14 +13,15 @@ use geotrail::aws::backoff::Backoff;
 use geotrail::aws::lambda::{HandlerError, ObjectStatus};
 use geotrail::aws::{EventBridgeNotifier, SecurityHubNotifier};
 use geotrail::finding::Finding;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use super::lambda::{
     finding, log_key, log_object, objects, outcome, receive, record, s3_event,
     sydney_then_frankfurt, t0, Stack, ACCOUNT, FRANKFURT, HOUR_MS, SYDNEY,
 };
 use super::support::{
-    dynamodb_client, eventbridge_client, sdk_config, securityhub_client, unique_name,
+    decoded_template, dynamodb_client, eventbridge_client, sdk_config, securityhub_client,
+    unique_name,
 };
 
 fn product_arn() -> String {
@@ -434,4 +435,60 @@ async fn eventbridge_rules_route_findings_by_rule_and_severity() {
     assert_eq!(stack.counter.count("PutEvents"), 3);
     let later = receive(&stack.sqs, &urgent, 1, Duration::from_secs(1)).await;
     assert!(later.is_empty(), "{later:#?}");
+}
+
+#[test]
+fn the_template_grants_each_sink_one_action_on_one_resource_and_only_when_it_is_on() {
+    let template = decoded_template();
+    assert_eq!(template["Parameters"]["SecurityHub"]["Default"], "Disabled");
+    assert_eq!(
+        template["Parameters"]["FindingsEventBusName"]["Default"],
+        ""
+    );
+    let function = &template["Resources"]["GeotrailFunction"]["Properties"];
+    let statements = function["Policies"][0]["Statement"]
+        .as_array()
+        .expect("the function's policy statements");
+    let when = |condition: &str| -> Vec<Value> {
+        statements
+            .iter()
+            .filter_map(|s| s.get("Fn::If"))
+            .filter(|f| f[0] == condition)
+            .map(|f| {
+                assert_eq!(f[2], json!({ "Ref": "AWS::NoValue" }), "{f}");
+                f[1].clone()
+            })
+            .collect()
+    };
+    let product = "arn:${AWS::Partition}:securityhub:${AWS::Region}:${AWS::AccountId}:product/${AWS::AccountId}/default";
+    assert_eq!(
+        when("SecurityHubEnabled"),
+        [json!({
+            "Effect": "Allow",
+            "Action": "securityhub:BatchImportFindings",
+            "Resource": { "Fn::Sub": product },
+        })]
+    );
+    assert_eq!(
+        when("HasFindingsEventBus"),
+        [json!({
+            "Effect": "Allow",
+            "Action": "events:PutEvents",
+            "Resource": { "Fn::Sub": "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/${FindingsEventBusName}" },
+        })]
+    );
+    // Nothing else in the policy names either service.
+    let policy = serde_json::to_string(statements).unwrap();
+    assert_eq!(policy.matches("securityhub:").count(), 2, "{policy}");
+    assert_eq!(policy.matches("events:").count(), 2, "{policy}");
+
+    let env = &function["Environment"]["Variables"];
+    assert_eq!(
+        env["GEOTRAIL_SECURITY_HUB_PRODUCT_ARN"],
+        json!({ "Fn::If": ["SecurityHubEnabled", { "Fn::Sub": product }, ""] })
+    );
+    assert_eq!(
+        env["GEOTRAIL_EVENT_BUS"],
+        json!({ "Ref": "FindingsEventBusName" })
+    );
 }

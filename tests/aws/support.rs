@@ -237,7 +237,7 @@ pub fn email_filter_policy() -> String {
     policy.to_string()
 }
 
-fn decoded_template() -> serde_json::Value {
+pub fn decoded_template() -> serde_json::Value {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let python = root.join(".venv/bin/python");
     assert!(
