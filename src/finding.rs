@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::geo::{GeoDbInfo, Location};
 
+pub mod asff;
 pub mod ocsf;
 pub mod render;
 

@@ -12,6 +12,7 @@ use geotrail::aws::lambda::config::LambdaConfig;
 use geotrail::aws::lambda::dead_letter::DeadLetterQueue;
 use geotrail::aws::lambda::event::Invocation;
 use geotrail::aws::lambda::{clients, Handler};
+use geotrail::aws::{EventBridgeNotifier, SecurityHubNotifier};
 use geotrail::geo::GeoDb;
 use lambda_runtime::{service_fn, LambdaEvent};
 
@@ -54,11 +55,24 @@ async fn build() -> anyhow::Result<Handler> {
         build_epoch = geo.info().build_epoch,
         table = config.table.as_str(),
         topic_arn = config.topic_arn.as_str(),
+        security_hub_product_arn = config.security_hub_product_arn.as_deref(),
+        event_bus = config.event_bus.as_deref(),
         "geotrail ready"
     );
     let sdk = aws_config::load_from_env().await;
     let (s3, dynamodb, sns) = clients(&sdk);
-    let handler = Handler::new(&config, Arc::new(geo), s3, dynamodb, sns);
+    let mut handler = Handler::new(&config, Arc::new(geo), s3, dynamodb, sns);
+    if let Some(arn) = &config.security_hub_product_arn {
+        let client = aws_sdk_securityhub::Client::new(&sdk);
+        handler = handler.with_security_hub(
+            SecurityHubNotifier::new(client, arn)
+                .with_context(|| format!("importing findings into Security Hub as {arn}"))?,
+        );
+    }
+    if let Some(bus) = &config.event_bus {
+        let client = aws_sdk_eventbridge::Client::new(&sdk);
+        handler = handler.with_event_bus(EventBridgeNotifier::new(client, bus));
+    }
     Ok(match &config.dead_letter_queue_url {
         Some(url) => {
             handler.with_dead_letters(DeadLetterQueue::new(aws_sdk_sqs::Client::new(&sdk), url))

@@ -164,12 +164,43 @@ pub trait ClaimStore: Sync {
     ) -> impl Future<Output = Result<(), NotifyError>> + Send;
 }
 
+/// One store shared by several notifiers (each under its own channel).
+impl<T: ClaimStore + Send> ClaimStore for std::sync::Arc<T> {
+    fn claim(
+        &self,
+        incident: &Incident,
+        token: &str,
+        now_ms: i64,
+        policy: &ClaimPolicy,
+    ) -> impl Future<Output = Result<Claim, NotifyError>> + Send {
+        T::claim(self, incident, token, now_ms, policy)
+    }
+
+    fn mark_sent(
+        &self,
+        incident: &Incident,
+        token: &str,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<(), NotifyError>> + Send {
+        T::mark_sent(self, incident, token, now_ms)
+    }
+
+    fn release(
+        &self,
+        incident: &Incident,
+        token: &str,
+    ) -> impl Future<Output = Result<(), NotifyError>> + Send {
+        T::release(self, incident, token)
+    }
+}
+
 /// A [`Notifier`] that publishes each incident at most once through `inner`.
 #[derive(Debug, Clone)]
 pub struct ClaimingNotifier<C, N> {
     claims: C,
     inner: N,
     policy: ClaimPolicy,
+    channel: Option<&'static str>,
 }
 
 impl<C: ClaimStore, N: Notifier + Sync> ClaimingNotifier<C, N> {
@@ -178,7 +209,25 @@ impl<C: ClaimStore, N: Notifier + Sync> ClaimingNotifier<C, N> {
             claims,
             inner,
             policy,
+            channel: None,
         }
+    }
+
+    /// Claims incidents under keys of their own, `CHANNEL:` and the incident key, so that
+    /// several notifiers share one claim store and each delivers each incident once: a
+    /// failure of one is retried without repeating what the others delivered. Without a
+    /// channel the keys are the incident keys alone (the SNS topic's, as they always were).
+    pub fn with_channel(mut self, channel: &'static str) -> ClaimingNotifier<C, N> {
+        self.channel = Some(channel);
+        self
+    }
+
+    fn incident(&self, finding: &Finding) -> Incident {
+        let mut incident = Incident::of(finding);
+        if let Some(channel) = self.channel {
+            incident.key = format!("{channel}:{}", incident.key);
+        }
+        incident
     }
 
     pub fn inner(&self) -> &N {
@@ -216,7 +265,7 @@ impl<C: ClaimStore, N: Notifier + Sync> Notifier for ClaimingNotifier<C, N> {
         let mut failures: Vec<String> = Vec::new();
         let mut first_error: Option<NotifyError> = None;
         for finding in findings {
-            let incident = Incident::of(finding);
+            let incident = self.incident(finding);
             let token = format!("{:032x}", fastrand::u128(..));
             match self.take(&incident, &token).await {
                 Ok(Claim::Taken) => {}
@@ -269,7 +318,10 @@ impl<C: ClaimStore, N: Notifier + Sync> Notifier for ClaimingNotifier<C, N> {
             return Ok(());
         }
         Err(NotifyError::Backend {
-            notifier: "claiming notifier".to_owned(),
+            notifier: match self.channel {
+                Some(channel) => format!("claiming notifier ({channel})"),
+                None => "claiming notifier".to_owned(),
+            },
             message: format!(
                 "{} of {} findings not published: {}",
                 failures.len(),
@@ -550,6 +602,43 @@ mod tests {
         notifier.publish(&findings).await.unwrap();
         notifier.publish(&findings).await.unwrap();
         assert_eq!(*notifier.inner().sent.lock().unwrap(), ["f2", "f1"]);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn channels_share_a_store_and_a_failed_channel_is_retried_alone() {
+        let claims = std::sync::Arc::new(MemoryClaims::new());
+        let topic = ClaimingNotifier::new(claims.clone(), Failing::default(), policy());
+        let hub = ClaimingNotifier::new(claims.clone(), Failing::default(), policy())
+            .with_channel("securityhub");
+        hub.inner()
+            .fail
+            .store(1, std::sync::atomic::Ordering::Relaxed);
+        let both = crate::notify::Fanout::new(topic, Some(hub));
+        let f = [finding("f1", "AKIA1")];
+
+        let err = both.publish(&f).await.unwrap_err().to_string();
+        assert!(
+            err.contains("claiming notifier (securityhub)") && err.contains("f1"),
+            "{err}"
+        );
+        both.publish(&f).await.unwrap();
+        both.publish(&f).await.unwrap();
+        assert_eq!(
+            *both.first().inner().sent.lock().unwrap(),
+            ["f1"],
+            "sent once"
+        );
+        let hub = both.second().as_ref().unwrap();
+        assert_eq!(
+            *hub.inner().sent.lock().unwrap(),
+            ["f1"],
+            "retried alone, once"
+        );
+        let key = Incident::of(&f[0]).key;
+        assert!(claims.record(&key).is_some_and(|r| r.sent));
+        assert!(claims
+            .record(&format!("securityhub:{key}"))
+            .is_some_and(|r| r.sent));
     }
 
     #[tokio::test(flavor = "current_thread")]

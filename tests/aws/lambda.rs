@@ -28,18 +28,18 @@ use super::support::{
     unique_name, RequestCounter,
 };
 
-const ACCOUNT: &str = "123456789012";
+pub(super) const ACCOUNT: &str = "123456789012";
 // Fixture addresses (tests/fixtures/geo/README.md).
-const SYDNEY: &str = "1.128.0.10";
-const FRANKFURT: &str = "46.101.0.10";
+pub(super) const SYDNEY: &str = "1.128.0.10";
+pub(super) const FRANKFURT: &str = "46.101.0.10";
 const PARIS: &str = "82.64.0.10";
 const LONDON: &str = "81.2.69.10";
 
-const MINUTE_MS: i64 = 60_000;
-const HOUR_MS: i64 = 60 * MINUTE_MS;
+pub(super) const MINUTE_MS: i64 = 60_000;
+pub(super) const HOUR_MS: i64 = 60 * MINUTE_MS;
 
 /// A recent start time, so items get TTLs in the future as they would in production.
-fn t0() -> i64 {
+pub(super) fn t0() -> i64 {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .expect("clock after 1970")
@@ -48,12 +48,17 @@ fn t0() -> i64 {
     (now / HOUR_MS - 72) * HOUR_MS
 }
 
-fn rfc3339(ms: i64) -> String {
+pub(super) fn rfc3339(ms: i64) -> String {
     geotrail::finding::format_rfc3339_ms(ms)
 }
 
 /// One CloudTrail record of an IAM user's access key.
-fn record(access_key: &str, ip: &str, time_ms: i64, event_id: &str) -> serde_json::Value {
+pub(super) fn record(
+    access_key: &str,
+    ip: &str,
+    time_ms: i64,
+    event_id: &str,
+) -> serde_json::Value {
     json!({
         "eventVersion": "1.09",
         "userIdentity": {
@@ -82,19 +87,19 @@ fn record(access_key: &str, ip: &str, time_ms: i64, event_id: &str) -> serde_jso
     })
 }
 
-fn gzip(bytes: &[u8]) -> Vec<u8> {
+pub(super) fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut encoder = GzEncoder::new(Vec::new(), Compression::fast());
     encoder.write_all(bytes).expect("gzip into memory");
     encoder.finish().expect("gzip into memory")
 }
 
 /// A CloudTrail log object, gzipped as CloudTrail writes it.
-fn log_object(records: &[serde_json::Value]) -> Vec<u8> {
+pub(super) fn log_object(records: &[serde_json::Value]) -> Vec<u8> {
     gzip(json!({ "Records": records }).to_string().as_bytes())
 }
 
 /// A key as CloudTrail names its objects.
-fn log_key(name: &str) -> String {
+pub(super) fn log_key(name: &str) -> String {
     format!("AWSLogs/{ACCOUNT}/CloudTrail/us-east-1/2025/01/01/{ACCOUNT}_CloudTrail_us-east-1_{name}.json.gz")
 }
 
@@ -143,7 +148,7 @@ fn invocation(json: &str) -> Invocation {
     serde_json::from_str(json).expect("the test event parses as the runtime would parse it")
 }
 
-fn s3_event(bucket: &str, keys: &[&str]) -> Invocation {
+pub(super) fn s3_event(bucket: &str, keys: &[&str]) -> Invocation {
     invocation(&s3_event_json(bucket, keys))
 }
 
@@ -170,23 +175,23 @@ fn sqs_event(messages: &[(&str, String)]) -> Invocation {
 
 /// A bucket, a table, a topic with a raw and an enveloped queue subscribed, and a handler
 /// wired to them; every name unique to the test.
-struct Stack {
+pub(super) struct Stack {
     s3: aws_sdk_s3::Client,
-    sqs: aws_sdk_sqs::Client,
-    bucket: String,
-    table: String,
-    topic_arn: String,
-    raw_queue: String,
-    envelope_queue: String,
+    pub(super) sqs: aws_sdk_sqs::Client,
+    pub(super) bucket: String,
+    pub(super) table: String,
+    pub(super) topic_arn: String,
+    pub(super) raw_queue: String,
+    pub(super) envelope_queue: String,
     /// Where the handler sends objects no retry can judge.
-    dead_letters: String,
+    pub(super) dead_letters: String,
     /// Counts the handler's S3, DynamoDB and SNS requests.
-    counter: RequestCounter,
-    geo: Arc<GeoDb>,
+    pub(super) counter: RequestCounter,
+    pub(super) geo: Arc<GeoDb>,
 }
 
 impl Stack {
-    async fn new() -> Stack {
+    pub(super) async fn new() -> Stack {
         let s3 = s3_client(None).await;
         let bucket = unique_name("geotrail-trail");
         s3.create_bucket()
@@ -234,7 +239,7 @@ impl Stack {
     }
 
     /// The configuration `bootstrap` would read, with `extra` variables set over it.
-    fn config(&self, extra: &[(&str, &str)]) -> LambdaConfig {
+    pub(super) fn config(&self, extra: &[(&str, &str)]) -> LambdaConfig {
         let base = [
             ("GEOTRAIL_TABLE", self.table.as_str()),
             ("GEOTRAIL_TOPIC_ARN", self.topic_arn.as_str()),
@@ -257,7 +262,7 @@ impl Stack {
     }
 
     /// A handler as `bootstrap` builds it, its clients counted by `self.counter`.
-    async fn handler(&self, extra: &[(&str, &str)]) -> Handler {
+    pub(super) async fn handler(&self, extra: &[(&str, &str)]) -> Handler {
         self.handler_without_dead_letters(extra)
             .await
             .with_dead_letters(DeadLetterQueue::new(
@@ -266,7 +271,7 @@ impl Stack {
             ))
     }
 
-    async fn handler_without_dead_letters(&self, extra: &[(&str, &str)]) -> Handler {
+    pub(super) async fn handler_without_dead_letters(&self, extra: &[(&str, &str)]) -> Handler {
         let counter = Some(&self.counter);
         Handler::new(
             &self.config(extra),
@@ -286,7 +291,7 @@ impl Stack {
             .collect()
     }
 
-    async fn put(&self, key: &str, body: Vec<u8>) {
+    pub(super) async fn put(&self, key: &str, body: Vec<u8>) {
         self.s3
             .put_object()
             .bucket(&self.bucket)
@@ -306,7 +311,7 @@ impl Stack {
 }
 
 /// Message bodies received until `want` came or `patience` passed.
-async fn receive(
+pub(super) async fn receive(
     sqs: &aws_sdk_sqs::Client,
     url: &str,
     want: usize,
@@ -349,18 +354,18 @@ struct Envelope {
     message: String,
 }
 
-fn finding(json: &str) -> Finding {
+pub(super) fn finding(json: &str) -> Finding {
     serde_json::from_str(json).unwrap_or_else(|e| panic!("message is a finding ({e}): {json}"))
 }
 
-fn objects(response: Response) -> Vec<ObjectOutcome> {
+pub(super) fn objects(response: Response) -> Vec<ObjectOutcome> {
     match response {
         Response::Direct(summary) => summary.objects,
         Response::Sqs(r) => panic!("a direct invocation answered like an SQS batch: {r:?}"),
     }
 }
 
-fn outcome<'a>(objects: &'a [ObjectOutcome], key: &str) -> &'a ObjectOutcome {
+pub(super) fn outcome<'a>(objects: &'a [ObjectOutcome], key: &str) -> &'a ObjectOutcome {
     objects
         .iter()
         .find(|o| o.key == key)
@@ -368,7 +373,7 @@ fn outcome<'a>(objects: &'a [ObjectOutcome], key: &str) -> &'a ObjectOutcome {
 }
 
 /// Sydney, then Frankfurt an hour later: 16,000 km in an hour.
-fn sydney_then_frankfurt(key: &str, t: i64, id: &str) -> Vec<serde_json::Value> {
+pub(super) fn sydney_then_frankfurt(key: &str, t: i64, id: &str) -> Vec<serde_json::Value> {
     vec![
         record(key, SYDNEY, t, &format!("{id}-syd")),
         record(key, FRANKFURT, t + HOUR_MS, &format!("{id}-fra")),

@@ -4,5 +4,6 @@
 mod dynamo;
 mod e2e;
 mod lambda;
+mod sinks;
 mod sns;
 pub mod support;

@@ -69,6 +69,22 @@ pub async fn sns_client(counter: Option<&RequestCounter>) -> aws_sdk_sns::Client
     aws_sdk_sns::Client::from_conf(config.build())
 }
 
+pub async fn securityhub_client(counter: Option<&RequestCounter>) -> aws_sdk_securityhub::Client {
+    let mut config = aws_sdk_securityhub::config::Builder::from(&sdk_config().await);
+    if let Some(counter) = counter {
+        config = config.interceptor(counter.clone());
+    }
+    aws_sdk_securityhub::Client::from_conf(config.build())
+}
+
+pub async fn eventbridge_client(counter: Option<&RequestCounter>) -> aws_sdk_eventbridge::Client {
+    let mut config = aws_sdk_eventbridge::config::Builder::from(&sdk_config().await);
+    if let Some(counter) = counter {
+        config = config.interceptor(counter.clone());
+    }
+    aws_sdk_eventbridge::Client::from_conf(config.build())
+}
+
 pub async fn sqs_client() -> aws_sdk_sqs::Client {
     aws_sdk_sqs::Client::new(&sdk_config().await)
 }
@@ -221,7 +237,7 @@ pub fn email_filter_policy() -> String {
     policy.to_string()
 }
 
-fn decoded_template() -> serde_json::Value {
+pub fn decoded_template() -> serde_json::Value {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let python = root.join(".venv/bin/python");
     assert!(

@@ -22,6 +22,12 @@ pub const STATE_TTL_DAYS: &str = "GEOTRAIL_STATE_TTL_DAYS";
 /// The SQS queue (URL) for objects no retry can judge; unset: such objects fail the
 /// invocation or message, and end in Lambda's or the source queue's dead letters.
 pub const DEAD_LETTER_QUEUE_URL: &str = "GEOTRAIL_DEAD_LETTER_QUEUE_URL";
+/// Security Hub's product ARN for the account's custom integration
+/// (`arn:PARTITION:securityhub:REGION:ACCOUNT:product/ACCOUNT/default`); set: every
+/// finding is also imported into Security Hub.
+pub const SECURITY_HUB_PRODUCT_ARN: &str = "GEOTRAIL_SECURITY_HUB_PRODUCT_ARN";
+/// An EventBridge bus (name or ARN); set: every finding is also put on it as an event.
+pub const EVENT_BUS: &str = "GEOTRAIL_EVENT_BUS";
 /// Set by Lambda; the dimension of the function's metrics.
 pub const FUNCTION_NAME: &str = "AWS_LAMBDA_FUNCTION_NAME";
 /// Set by Lambda: the function's memory in MB, which the object limit is derived from.
@@ -110,6 +116,10 @@ pub struct LambdaConfig {
     pub state_ttl_days: u32,
     /// Where objects no retry can judge are sent, with the reason.
     pub dead_letter_queue_url: Option<String>,
+    /// Where findings are imported into Security Hub, if anywhere (validated).
+    pub security_hub_product_arn: Option<String>,
+    /// The EventBridge bus findings are put on, if any.
+    pub event_bus: Option<String>,
     /// The metrics' `FunctionName` dimension: Lambda's name for the function, or
     /// `geotrail` outside Lambda.
     pub function_name: String,
@@ -199,6 +209,27 @@ impl LambdaConfig {
             }
         }
 
+        let security_hub_product_arn = get(SECURITY_HUB_PRODUCT_ARN);
+        if let Some(arn) = &security_hub_product_arn {
+            if crate::finding::asff::AsffProduct::parse(arn).is_err() {
+                return Err(ConfigError::Invalid {
+                    name: SECURITY_HUB_PRODUCT_ARN,
+                    value: arn.clone(),
+                    expected: "a Security Hub product ARN (arn:aws:securityhub:REGION:ACCOUNT:product/ACCOUNT/default)",
+                });
+            }
+        }
+        let event_bus = get(EVENT_BUS).map(|b| b.trim().to_owned());
+        if let Some(bus) = &event_bus {
+            if !is_event_bus(bus) {
+                return Err(ConfigError::Invalid {
+                    name: EVENT_BUS,
+                    value: bus.clone(),
+                    expected: "an EventBridge bus name (letters, digits, . - _ /; up to 256) or an event-bus ARN",
+                });
+            }
+        }
+
         Ok(LambdaConfig {
             table,
             topic_arn,
@@ -208,6 +239,8 @@ impl LambdaConfig {
             max_object_origin,
             state_ttl_days,
             dead_letter_queue_url,
+            security_hub_product_arn,
+            event_bus,
             function_name,
             settings,
             policy,
@@ -220,6 +253,17 @@ impl LambdaConfig {
             ..ReadOptions::default()
         }
     }
+}
+
+/// What `PutEvents` takes as `EventBusName`: a bus's name or ARN.
+fn is_event_bus(bus: &str) -> bool {
+    if bus.starts_with("arn:") {
+        return bus.contains(":events:") && bus.contains(":event-bus/");
+    }
+    (1..=256).contains(&bus.len())
+        && bus
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'/'))
 }
 
 /// The days an item must outlive its latest event time, and what needs them. Detection
@@ -442,6 +486,33 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         LambdaConfig::from_env(|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn security_hub_and_the_event_bus_are_off_unless_named_and_checked_when_named() {
+        let c = config(&[]).unwrap();
+        assert_eq!((c.security_hub_product_arn, c.event_bus), (None, None));
+        let arn = "arn:aws:securityhub:us-east-1:123456789012:product/123456789012/default";
+        let c = config(&[(SECURITY_HUB_PRODUCT_ARN, arn), (EVENT_BUS, "findings")]).unwrap();
+        assert_eq!(c.security_hub_product_arn.as_deref(), Some(arn));
+        assert_eq!(c.event_bus.as_deref(), Some("findings"));
+        let c = config(&[(SECURITY_HUB_PRODUCT_ARN, ""), (EVENT_BUS, " ")]).unwrap();
+        assert_eq!((c.security_hub_product_arn, c.event_bus), (None, None));
+        let bus_arn = "arn:aws:events:us-east-1:123456789012:event-bus/findings";
+        assert!(config(&[(EVENT_BUS, bus_arn)]).is_ok());
+
+        for (name, value) in [
+            (
+                SECURITY_HUB_PRODUCT_ARN,
+                "arn:aws:securityhub:us-east-1:123456789012:hub/default",
+            ),
+            (SECURITY_HUB_PRODUCT_ARN, "Enabled"),
+            (EVENT_BUS, "my bus"),
+            (EVENT_BUS, "arn:aws:sns:us-east-1:123456789012:t"),
+        ] {
+            let err = config(&[(name, value)]).unwrap_err().to_string();
+            assert!(err.contains(name) && err.contains(value), "{err}");
+        }
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The Lambda entry point: S3 notifications in, findings to SNS, state in DynamoDB.
+//! The Lambda entry point: S3 notifications in, findings to SNS (and, when configured, to
+//! Security Hub and an EventBridge bus), state in DynamoDB.
 //!
 //! `bootstrap` builds a [`Handler`] once per execution environment (clients, the GeoIP
 //! reader, the policy) and hands every invocation to [`Handler::handle`]. The handler:
@@ -53,11 +54,14 @@ use self::dead_letter::{DeadLetter, DeadLetterQueue};
 use self::event::{Decoded, Invocation, Notification, ObjectRef};
 use self::metrics::InvocationMetrics;
 use super::s3::{S3ObjectSource, S3SourceError};
-use super::{DynamoClaims, DynamoStateStore, SnsNotifier};
+use super::{
+    DynamoClaims, DynamoStateStore, EventBridgeNotifier, SecurityHubNotifier, SnsNotifier,
+};
 use crate::cloudtrail::{self, ObjectError, ObjectSkip, ReadOptions};
 use crate::detect::Policy;
 use crate::geo::{GeoCache, GeoDb};
 use crate::notify::claim::{ClaimPolicy, ClaimingNotifier};
+use crate::notify::Fanout;
 use crate::pipeline::{
     commit_scans, scan_object, CommitReport, ConflictRetry, ObjectScan, PipelineError, Quarantined,
     SkipCounts,
@@ -91,13 +95,31 @@ pub fn clients(
     )
 }
 
+/// The claim channel of Security Hub's imports (SNS keeps the unprefixed keys it always had).
+pub const SECURITY_HUB_CHANNEL: &str = "securityhub";
+/// The claim channel of the EventBridge bus's events.
+pub const EVENT_BUS_CHANNEL: &str = "eventbridge";
+
+/// Where findings go: the SNS topic, and Security Hub and an EventBridge bus when
+/// configured, each behind incident claims of its own in the state table, so that each
+/// delivers each incident once and a failure of one is retried without repeating the
+/// others' deliveries.
+pub type FindingSinks = Fanout<
+    ClaimingNotifier<DynamoClaims, SnsNotifier>,
+    Fanout<
+        Option<ClaimingNotifier<DynamoClaims, SecurityHubNotifier>>,
+        Option<ClaimingNotifier<DynamoClaims, EventBridgeNotifier>>,
+    >,
+>;
+
 /// Everything an invocation borrows, built once per execution environment.
 #[derive(Debug, Clone)]
 pub struct Handler {
     source: S3ObjectSource,
     store: DynamoStateStore,
-    /// SNS behind incident claims in the state table: at most one message per incident.
-    notifier: ClaimingNotifier<DynamoClaims, SnsNotifier>,
+    notifier: FindingSinks,
+    claims: DynamoClaims,
+    claim_policy: ClaimPolicy,
     geo: Arc<GeoDb>,
     policy: Arc<Policy>,
     read_options: ReadOptions,
@@ -123,11 +145,16 @@ impl Handler {
                 config.table.clone(),
                 i64::from(config.state_ttl_days),
             ),
-            notifier: ClaimingNotifier::new(
-                DynamoClaims::new(dynamodb.clone(), config.table.clone()),
-                SnsNotifier::new(sns, config.topic_arn.clone()),
-                ClaimPolicy::for_detection(&config.policy),
+            notifier: Fanout::new(
+                ClaimingNotifier::new(
+                    DynamoClaims::new(dynamodb.clone(), config.table.clone()),
+                    SnsNotifier::new(sns, config.topic_arn.clone()),
+                    ClaimPolicy::for_detection(&config.policy),
+                ),
+                Fanout::new(None, None),
             ),
+            claims: DynamoClaims::new(dynamodb.clone(), config.table.clone()),
+            claim_policy: ClaimPolicy::for_detection(&config.policy),
             geo,
             policy: Arc::new(config.policy.clone()),
             read_options: config.read_options(),
@@ -136,6 +163,26 @@ impl Handler {
             dead_letters: None,
             conflict_retry: ConflictRetry::default(),
         }
+    }
+
+    /// Also imports every finding into Security Hub.
+    pub fn with_security_hub(mut self, hub: SecurityHubNotifier) -> Handler {
+        let (topic, rest) = self.notifier.into_parts();
+        let (_, bus) = rest.into_parts();
+        let hub = ClaimingNotifier::new(self.claims.clone(), hub, self.claim_policy)
+            .with_channel(SECURITY_HUB_CHANNEL);
+        self.notifier = Fanout::new(topic, Fanout::new(Some(hub), bus));
+        self
+    }
+
+    /// Also puts every finding on an EventBridge bus.
+    pub fn with_event_bus(mut self, events: EventBridgeNotifier) -> Handler {
+        let (topic, rest) = self.notifier.into_parts();
+        let (hub, _) = rest.into_parts();
+        let bus = ClaimingNotifier::new(self.claims.clone(), events, self.claim_policy)
+            .with_channel(EVENT_BUS_CHANNEL);
+        self.notifier = Fanout::new(topic, Fanout::new(hub, Some(bus)));
+        self
     }
 
     /// Sends objects no retry can judge to this queue (see the module documentation).
