@@ -849,10 +849,12 @@ fn print_summary(
         "  geoip: {} ({}), state: {}",
         info.database_type,
         crate::finding::format_rfc3339_ms(info.build_epoch as i64 * 1000),
-        if args.no_state {
-            "memory".to_owned()
-        } else {
-            args.state.display().to_string()
+        match () {
+            #[cfg(feature = "aws")]
+            () if args.s3.table.is_some() =>
+                format!("table {}", args.s3.table.as_deref().unwrap_or_default()),
+            () if args.no_state => "memory".to_owned(),
+            () => args.state.display().to_string(),
         }
     );
 }
