@@ -5,6 +5,7 @@ use std::fs::File;
 use std::io::{self, IsTerminal, Read};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -20,7 +21,7 @@ use crate::pipeline::{
     commit_scan, scan_object, CommitReport, ObjectScan, PipelineError, SkipCounts,
 };
 use crate::settings::PolicySettings;
-use crate::state::{FileStateStore, MemoryStateStore, StateStore, WriteBackCache};
+use crate::state::{FileStateStore, MemoryStateStore, StateError, StateStore, WriteBackCache};
 
 /// Where `geoip/fetch.sh` puts the free DB-IP City Lite database.
 pub const DEFAULT_GEOIP: &str = "geoip/dbip-city-lite.mmdb";
@@ -98,7 +99,8 @@ pub enum FormatArg {
 
 #[derive(Debug, clap::Args)]
 pub struct ScanArgs {
-    /// Files and directories (read recursively, in name order); `-` reads standard input.
+    /// Files and directories (read recursively, in name order); `-` reads standard input;
+    /// s3://BUCKET/PREFIX reads a trail's bucket, oldest object first.
     #[arg(required = true, value_name = "PATH")]
     pub paths: Vec<PathBuf>,
     /// MaxMind-format City database (GeoLite2/GeoIP2 City or DB-IP City Lite).
@@ -131,6 +133,13 @@ pub struct ScanArgs {
         value_name = "SEVERITY"
     )]
     pub min_severity: Severity,
+    /// Judge and save state, but publish no finding (the summary still counts them):
+    /// to seed history without alerting on it.
+    #[arg(long)]
+    pub no_alerts: bool,
+    #[cfg(feature = "aws")]
+    #[command(flatten)]
+    pub s3: crate::aws::backfill::BackfillArgs,
     #[command(flatten)]
     pub policy: PolicySettings,
 }
@@ -242,7 +251,6 @@ fn scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
     // What would not be printed is not built either.
     policy.rules.report_min = args.min_severity;
     let geo = open_geoip(&args.geoip, args.geoip_asn.as_deref())?;
-    let inputs = expand_inputs(&args.paths)?;
     let options = ReadOptions {
         max_decompressed_bytes: Some(args.max_object_mib.saturating_mul(1 << 20)),
         ..ReadOptions::default()
@@ -252,14 +260,18 @@ fn scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
         FormatArg::Jsonl => FindingFormat::Jsonl,
         FormatArg::Ocsf => FindingFormat::Ocsf,
     };
-    let notifier = WriterNotifier::new(io::BufWriter::new(io::stdout()), format)
-        .with_min_severity(args.min_severity);
-    // Timers for the backoff after a lost save race, which a state file never loses.
+    let out: Box<dyn io::Write + Send> = if args.no_alerts {
+        Box::new(io::sink())
+    } else {
+        Box::new(io::BufWriter::new(io::stdout()))
+    };
+    let notifier = WriterNotifier::new(out, format).with_min_severity(args.min_severity);
+    // Timers for the backoff after a lost save race; I/O for DynamoDB (`--table`).
     let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
+        .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let show_progress = !args.quiet && io::stderr().is_terminal() && inputs.len() > 1;
+    let terminal = !args.quiet && io::stderr().is_terminal();
 
     let started = Instant::now();
     let mut run = Run {
@@ -270,25 +282,52 @@ fn scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
         subjects: Default::default(),
     };
     let mut cache = GeoCache::new(&geo);
-    let progress = progress_bar(show_progress, &inputs);
-    // Subjects stay in memory between objects and are written back in batches: this
-    // process holds the state file's lock, so nothing else can change them meanwhile.
-    if args.no_state {
+    #[cfg(feature = "aws")]
+    let table = args.s3.table.clone();
+    #[cfg(not(feature = "aws"))]
+    let table: Option<String> = None;
+    if let Some(table) = table {
+        #[cfg(feature = "aws")]
+        {
+            let ttl_days =
+                crate::aws::lambda::config::default_state_ttl_days(&args.policy, &policy);
+            let client = runtime.block_on(async {
+                aws_sdk_dynamodb::Client::new(&aws_config::load_from_env().await)
+            });
+            // No write-back cache: the Lambda may be writing the same items, and every
+            // object's state is saved at once with the version it was read at.
+            let store = crate::aws::dynamo::DynamoStateStore::new(
+                client.clone(),
+                table.clone(),
+                i64::from(ttl_days),
+            );
+            let checkpoints = CheckpointStore::Table { client, table };
+            let plan = plan(&args, checkpoints, &runtime, terminal)?;
+            run.from(plan, &mut cache, &store, &notifier, &runtime, terminal)?;
+        }
+        #[cfg(not(feature = "aws"))]
+        let _ = table;
+    } else if args.no_state {
         let store = WriteBackCache::new(MemoryStateStore::new());
-        run.all(&inputs, &mut cache, &store, &notifier, &runtime, &progress)?;
+        let plan = plan(&args, CheckpointStore::None, &runtime, terminal)?;
+        run.from(plan, &mut cache, &store, &notifier, &runtime, terminal)?;
     } else {
+        // Subjects stay in memory between objects and are written back in batches: this
+        // process holds the state file's lock, so nothing else can change them meanwhile.
         let store = WriteBackCache::new(FileStateStore::open(&args.state)?);
-        let scanned = run.all(&inputs, &mut cache, &store, &notifier, &runtime, &progress);
-        // Whatever was judged is kept, even when the run stopped early.
-        runtime.block_on(store.flush())?;
-        scanned?;
+        let plan = plan(
+            &args,
+            CheckpointStore::File(store.inner()),
+            &runtime,
+            terminal,
+        )?;
+        run.from(plan, &mut cache, &store, &notifier, &runtime, terminal)?;
         if let Some(newest) = run.totals.newest_event_ms {
             store
                 .inner()
                 .prune_before(newest - policy.history_window_ms)?;
         }
     }
-    progress.finish_and_clear();
     if !args.quiet {
         print_summary(
             notifier.hidden() + run.totals.unreported,
@@ -304,6 +343,80 @@ fn scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+#[cfg(feature = "aws")]
+use crate::aws::backfill::{CheckpointStore, Plan};
+
+#[cfg(feature = "aws")]
+fn plan<'a>(
+    args: &ScanArgs,
+    checkpoints: CheckpointStore<'a>,
+    runtime: &tokio::runtime::Runtime,
+    terminal: bool,
+) -> anyhow::Result<Plan<'a>> {
+    crate::aws::backfill::plan(
+        &args.paths,
+        &args.s3,
+        checkpoints,
+        runtime,
+        args.quiet,
+        terminal,
+    )
+}
+
+#[cfg(not(feature = "aws"))]
+use no_aws::{CheckpointStore, Plan};
+
+#[cfg(not(feature = "aws"))]
+fn plan<'a>(
+    args: &ScanArgs,
+    _checkpoints: CheckpointStore<'a>,
+    _runtime: &tokio::runtime::Runtime,
+    _terminal: bool,
+) -> anyhow::Result<Plan<'a>> {
+    if let Some(url) = args
+        .paths
+        .iter()
+        .find(|p| p.to_str().is_some_and(|s| s.starts_with("s3://")))
+    {
+        bail!(
+            "{}: reading from S3 needs geotrail built with the `aws` feature (the default)",
+            url.display()
+        );
+    }
+    Ok(Plan {
+        inputs: expand_inputs(&args.paths)?,
+        resume: no_aws::Resume(std::marker::PhantomData),
+    })
+}
+
+/// Without the AWS SDK there is no S3 to read, so nothing to resume.
+#[cfg(not(feature = "aws"))]
+mod no_aws {
+    pub enum CheckpointStore<'a> {
+        None,
+        File(#[allow(dead_code)] &'a crate::state::FileStateStore),
+    }
+
+    pub struct Plan<'a> {
+        pub inputs: Vec<super::Input>,
+        pub resume: Resume<'a>,
+    }
+
+    pub struct Resume<'a>(pub std::marker::PhantomData<&'a ()>);
+
+    impl Resume<'_> {
+        pub fn done(&mut self, _index: usize, _ok: bool) {}
+
+        pub fn due(&self) -> bool {
+            false
+        }
+
+        pub fn save(&mut self, _runtime: &tokio::runtime::Runtime) -> anyhow::Result<usize> {
+            Ok(0)
+        }
+    }
 }
 
 fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
@@ -383,15 +496,83 @@ struct Run<'a> {
     subjects: std::collections::HashSet<String>,
 }
 
+/// What a scan needs of a store beyond the port.
+trait RunStore: StateStore + Send {
+    /// Between objects: a cache sheds what it holds past its bounds.
+    fn between_objects(&self, _runtime: &tokio::runtime::Runtime) -> Result<(), StateError> {
+        Ok(())
+    }
+
+    /// Makes what was judged durable, before a checkpoint vouches for it.
+    fn commit(&self, _runtime: &tokio::runtime::Runtime) -> Result<(), StateError> {
+        Ok(())
+    }
+}
+
+impl<S: StateStore + Send> RunStore for WriteBackCache<S> {
+    fn between_objects(&self, runtime: &tokio::runtime::Runtime) -> Result<(), StateError> {
+        self.pack_idle(MAX_SUBJECTS_UNPACKED);
+        runtime.block_on(self.trim(MAX_SUBJECTS_IN_MEMORY))
+    }
+
+    fn commit(&self, runtime: &tokio::runtime::Runtime) -> Result<(), StateError> {
+        runtime.block_on(self.flush()).map(drop)
+    }
+}
+
+/// Every save is a conditional PutItem, durable once it returns.
+#[cfg(feature = "aws")]
+impl RunStore for crate::aws::dynamo::DynamoStateStore {}
+
 impl Run<'_> {
-    fn all<S: StateStore + Send, N: Notifier + Sync>(
+    /// Scans a plan's inputs into `store`, writing its checkpoints as objects complete.
+    fn from<S: RunStore, N: Notifier + Sync>(
+        &mut self,
+        plan: Plan<'_>,
+        cache: &mut GeoCache<'_>,
+        store: &S,
+        notifier: &N,
+        runtime: &tokio::runtime::Runtime,
+        terminal: bool,
+    ) -> anyhow::Result<()> {
+        let Plan { inputs, mut resume } = plan;
+        let progress = progress_bar(terminal && inputs.len() > 1, &inputs);
+        let mut on_done = |index: usize, ok: bool| -> anyhow::Result<()> {
+            resume.done(index, ok);
+            if resume.due() {
+                store.commit(runtime)?;
+                resume.save(runtime)?;
+            }
+            Ok(())
+        };
+        let scanned = self.all(
+            &inputs,
+            cache,
+            store,
+            notifier,
+            runtime,
+            &progress,
+            &mut on_done,
+        );
+        progress.finish_and_clear();
+        // Whatever was judged is kept, even when the run stopped early.
+        store.commit(runtime)?;
+        resume.save(runtime)?;
+        scanned
+    }
+
+    /// `on_done(index, ok)` after each input: `ok` when it was read in full and its
+    /// state committed.
+    #[allow(clippy::too_many_arguments)]
+    fn all<S: RunStore, N: Notifier + Sync>(
         &mut self,
         inputs: &[Input],
         cache: &mut GeoCache<'_>,
-        store: &WriteBackCache<S>,
+        store: &S,
         notifier: &N,
         runtime: &tokio::runtime::Runtime,
         progress: &ProgressBar,
+        on_done: &mut dyn FnMut(usize, bool) -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
         // Reading object N+1 (decompress, parse, geolocate) overlaps judging and saving
         // object N: two stages on two threads, objects still committed in the order given.
@@ -422,22 +603,30 @@ impl Run<'_> {
                     }
                 }
             });
-            for (input, scanned) in inputs.iter().zip(rx) {
-                progress.set_message(input.display_name());
+            for (index, (input, scanned)) in inputs.iter().zip(rx).enumerate() {
+                progress.set_message(format!(
+                    "{}/{} objects, {} events  {}",
+                    index,
+                    inputs.len(),
+                    self.totals.events,
+                    input.display_name()
+                ));
                 progress.inc(input.len);
                 let scan = match scanned {
                     Ok(scan) => scan,
                     Err((name, err)) => {
                         progress.suspend(|| eprintln!("geotrail: {name}: {err}"));
                         self.totals.objects_failed += 1;
+                        on_done(index, false)?;
                         continue;
                     }
                 };
+                let failed_before = self.totals.objects_failed;
                 let committed =
                     runtime.block_on(commit_scan(&scan, self.policy, self.geoip, store, notifier));
                 self.account(&scan, committed, progress)?;
-                store.pack_idle(MAX_SUBJECTS_UNPACKED);
-                runtime.block_on(store.trim(MAX_SUBJECTS_IN_MEMORY))?;
+                on_done(index, self.totals.objects_failed == failed_before)?;
+                store.between_objects(runtime)?;
             }
             Ok(())
         })
@@ -505,25 +694,35 @@ impl Run<'_> {
     }
 }
 
-/// One thing to read: a file, or standard input.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One thing to read: a file, standard input, or an object elsewhere (`remote`).
+#[derive(Debug, Clone)]
 pub struct Input {
     pub path: Option<PathBuf>,
     pub len: u64,
+    pub remote: Option<Arc<dyn RemoteObject>>,
+}
+
+/// An object read from somewhere other than the file system: an S3 object of a backfill.
+pub trait RemoteObject: std::fmt::Debug + Send + Sync {
+    fn name(&self) -> &str;
+    /// Called once, by the reader thread, in input order.
+    fn open(&self) -> io::Result<Box<dyn Read + Send>>;
 }
 
 impl Input {
     fn display_name(&self) -> String {
-        match &self.path {
-            Some(p) => p.display().to_string(),
-            None => "<stdin>".to_owned(),
+        match (&self.remote, &self.path) {
+            (Some(remote), _) => remote.name().to_owned(),
+            (None, Some(p)) => p.display().to_string(),
+            (None, None) => "<stdin>".to_owned(),
         }
     }
 
     fn open(&self) -> io::Result<Box<dyn Read + Send>> {
-        Ok(match &self.path {
-            Some(p) => Box::new(File::open(p)?),
-            None => Box::new(io::stdin()),
+        Ok(match (&self.remote, &self.path) {
+            (Some(remote), _) => remote.open()?,
+            (None, Some(p)) => Box::new(File::open(p)?),
+            (None, None) => Box::new(io::stdin()),
         })
     }
 }
@@ -535,7 +734,11 @@ pub fn expand_inputs(paths: &[PathBuf]) -> anyhow::Result<Vec<Input>> {
     let mut out = Vec::new();
     for path in paths {
         if path.as_os_str() == "-" {
-            out.push(Input { path: None, len: 0 });
+            out.push(Input {
+                path: None,
+                len: 0,
+                remote: None,
+            });
             continue;
         }
         let meta =
@@ -546,6 +749,7 @@ pub fn expand_inputs(paths: &[PathBuf]) -> anyhow::Result<Vec<Input>> {
             out.push(Input {
                 path: Some(path.clone()),
                 len: meta.len(),
+                remote: None,
             });
         }
     }
@@ -569,13 +773,14 @@ fn walk(dir: &Path, out: &mut Vec<Input>) -> io::Result<()> {
             out.push(Input {
                 path: Some(path),
                 len: meta.len(),
+                remote: None,
             });
         }
     }
     Ok(())
 }
 
-fn is_log_name(name: &str) -> bool {
+pub(crate) fn is_log_name(name: &str) -> bool {
     let name = name.to_ascii_lowercase();
     [
         ".json",
@@ -644,10 +849,12 @@ fn print_summary(
         "  geoip: {} ({}), state: {}",
         info.database_type,
         crate::finding::format_rfc3339_ms(info.build_epoch as i64 * 1000),
-        if args.no_state {
-            "memory".to_owned()
-        } else {
-            args.state.display().to_string()
+        match () {
+            #[cfg(feature = "aws")]
+            () if args.s3.table.is_some() =>
+                format!("table {}", args.s3.table.as_deref().unwrap_or_default()),
+            () if args.no_state => "memory".to_owned(),
+            () => args.state.display().to_string(),
         }
     );
 }

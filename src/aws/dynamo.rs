@@ -86,6 +86,10 @@ impl DynamoStateStore {
         &self.table
     }
 
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
     fn store_name(&self) -> String {
         format!("table {}", self.table)
     }

@@ -5,6 +5,7 @@
 //! Every adapter takes its SDK client from the caller (built once from `aws-config`
 //! defaults in `main`), so tests point the same code at a local emulator.
 
+pub mod backfill;
 pub mod backoff;
 pub(crate) mod batch;
 pub mod claims;

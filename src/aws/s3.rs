@@ -150,6 +150,20 @@ pub struct S3Object {
 }
 
 impl S3Object {
+    /// The whole body in memory: for a backfill, which fetches several objects at once
+    /// ahead of the one being judged, within a budget of bytes.
+    pub async fn read_all(self) -> Result<bytes::Bytes, S3SourceError> {
+        match self.body.collect().await {
+            Ok(aggregated) => Ok(aggregated.into_bytes()),
+            Err(err) => Err(S3SourceError::Body {
+                bucket: self.bucket,
+                key: self.key,
+                bytes_read: 0,
+                source: io::Error::other(err),
+            }),
+        }
+    }
+
     /// A blocking reader over the body, for a blocking thread.
     ///
     /// Must be called inside the Tokio runtime (it keeps a handle to it), and the reader

@@ -34,6 +34,6 @@ mod time;
 
 pub use error::{ObjectError, RecordError};
 pub use event::{Event, SessionIssuer, UserIdentity};
-pub use name::{skip_by_name, written_at_from_name, ObjectSkip};
+pub use name::{name_time_ms, skip_by_name, written_at_from_name, ObjectSkip};
 pub use reader::{read_object, ObjectKind, ObjectSummary, ReadOptions, DEFAULT_MAX_RECORD_BYTES};
 pub use time::parse_event_time;

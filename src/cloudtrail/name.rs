@@ -42,6 +42,18 @@ fn is_digest_file_name(file: &str) -> bool {
 /// the time being when it wrote the file (UTC, to the minute). The minute is rounded up,
 /// so every genuine event in the object is before it.
 pub fn written_at_from_name(name: &str) -> Option<i64> {
+    name_time(name).map(|(ms, to_the_second)| if to_the_second { ms } else { ms + 60_000 })
+}
+
+/// The time in a CloudTrail object's name as written (the minute's start, or the
+/// second for names that carry seconds), epoch ms: what a backfill selects by, so that
+/// `--since 2025-03-13` takes exactly the objects named `20250313T...` onwards.
+pub fn name_time_ms(name: &str) -> Option<i64> {
+    name_time(name).map(|(ms, _)| ms)
+}
+
+/// (epoch ms, whether the name carries seconds).
+fn name_time(name: &str) -> Option<(i64, bool)> {
     let file = name.rsplit(['/', '\\']).next().unwrap_or(name);
     file.split(['_', '.']).find_map(|word| {
         let b = word.as_bytes();
@@ -63,8 +75,7 @@ pub fn written_at_from_name(name: &str) -> Option<i64> {
             &w[9..11],
             &w[11..13]
         );
-        let ms = super::parse_event_time(&rfc3339)?;
-        Some(if minute { ms + 60_000 } else { ms })
+        Some((super::parse_event_time(&rfc3339)?, second))
     })
 }
 

@@ -25,6 +25,9 @@ use crate::detect::SubjectState;
 const SUBJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("subjects");
 /// Account-level tallies by item key: the same version header, then the tally's JSON.
 const TALLIES: TableDefinition<&str, &[u8]> = TableDefinition::new("tallies");
+/// Small named values kept with the state they describe: a backfill's checkpoints, so
+/// that a checkpoint is never in one file and the state it vouches for in another.
+const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
 
 const VERSION_BYTES: usize = std::mem::size_of::<u64>();
 
@@ -86,6 +89,8 @@ impl FileStateStore {
             .map_err(|e| store.backend("cannot create the subjects table", e))?;
         txn.open_table(TALLIES)
             .map_err(|e| store.backend("cannot create the tallies table", e))?;
+        txn.open_table(META)
+            .map_err(|e| store.backend("cannot create the meta table", e))?;
         txn.commit()
             .map_err(|e| store.backend("cannot commit", e))?;
         Ok(store)
@@ -168,6 +173,48 @@ impl FileStateStore {
             txn.commit().map_err(|e| self.backend("cannot commit", e))?;
         }
         Ok(expired.len() as u64)
+    }
+
+    /// The values stored under keys starting with `prefix`, by key.
+    pub fn meta_with_prefix(&self, prefix: &str) -> Result<Vec<(String, String)>, StateError> {
+        let txn = self
+            .db
+            .begin_read()
+            .map_err(|e| self.backend("cannot begin a read transaction", e))?;
+        let table = txn
+            .open_table(META)
+            .map_err(|e| self.backend("cannot open the meta table", e))?;
+        let mut out = Vec::new();
+        for entry in table
+            .range(prefix..)
+            .map_err(|e| self.backend("cannot read the meta table", e))?
+        {
+            let (key, value) = entry.map_err(|e| self.backend("cannot read the meta table", e))?;
+            if !key.value().starts_with(prefix) {
+                break;
+            }
+            out.push((key.value().to_owned(), value.value().to_owned()));
+        }
+        Ok(out)
+    }
+
+    /// Writes `entries` in one transaction.
+    pub fn put_meta(&self, entries: &[(String, String)]) -> Result<(), StateError> {
+        let txn = self
+            .db
+            .begin_write()
+            .map_err(|e| self.backend("cannot begin a write transaction", e))?;
+        {
+            let mut table = txn
+                .open_table(META)
+                .map_err(|e| self.backend("cannot open the meta table", e))?;
+            for (key, value) in entries {
+                table
+                    .insert(key.as_str(), value.as_str())
+                    .map_err(|e| self.backend(format!("cannot write {key}"), e))?;
+            }
+        }
+        txn.commit().map_err(|e| self.backend("cannot commit", e))
     }
 
     pub fn subjects_count(&self) -> Result<u64, StateError> {
@@ -447,6 +494,33 @@ mod tests {
             store.save(&state, 2).await.unwrap(),
             SaveOutcome::Saved { version: 3 }
         );
+    }
+
+    #[test]
+    fn meta_values_survive_reopening_and_are_listed_by_prefix_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = open_in(&dir);
+            store
+                .put_meta(&[
+                    ("checkpoint#b/x".into(), "1".into()),
+                    ("checkpoint#a/y".into(), "2".into()),
+                    ("other".into(), "3".into()),
+                ])
+                .unwrap();
+            store
+                .put_meta(&[("checkpoint#b/x".into(), "4".into())])
+                .unwrap();
+        }
+        let store = open_in(&dir);
+        assert_eq!(
+            store.meta_with_prefix("checkpoint#").unwrap(),
+            [
+                ("checkpoint#a/y".to_owned(), "2".to_owned()),
+                ("checkpoint#b/x".to_owned(), "4".to_owned())
+            ]
+        );
+        assert!(store.meta_with_prefix("nothing").unwrap().is_empty());
     }
 
     #[test]

@@ -182,7 +182,7 @@ impl LambdaConfig {
 
         let (needed_days, reason) = needed_state_days(&settings, &policy);
         let state_ttl_days = match get(STATE_TTL_DAYS) {
-            None => needed_days.saturating_add(TTL_MARGIN_DAYS),
+            None => default_state_ttl_days(&settings, &policy),
             Some(v) => {
                 let days = parse::<u32>(STATE_TTL_DAYS, &v, "a whole number of days")?;
                 if days < needed_days {
@@ -264,6 +264,14 @@ fn is_event_bus(bus: &str) -> bool {
         && bus
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'/'))
+}
+
+/// The TTL the Lambda gives items by default for these settings: what they need, and a
+/// margin. `geotrail scan --table` writes with it too, so seeded items live as long.
+pub fn default_state_ttl_days(settings: &PolicySettings, policy: &Policy) -> u32 {
+    needed_state_days(settings, policy)
+        .0
+        .saturating_add(TTL_MARGIN_DAYS)
 }
 
 /// The days an item must outlive its latest event time, and what needs them. Detection
