@@ -18,8 +18,9 @@ const FLUSH_BATCH: usize = 1_000;
 
 #[derive(Debug)]
 enum Slot {
-    /// Ready to lend.
-    Hot(SubjectState),
+    /// Ready to lend. Boxed: tens of thousands of entries sit in one map, most of them
+    /// packed, and an inline state would make every slot of the map as large.
+    Hot(Box<SubjectState>),
     /// Not used lately: kept packed ([`compact`]), a fraction of the size.
     Packed(Box<[u8]>),
     /// Lent out to a commit.
@@ -42,7 +43,7 @@ impl Entry {
     /// A copy of the state, unless it is lent out.
     fn state(&self, subject: &str) -> Result<Option<SubjectState>, StateError> {
         Ok(match &self.slot {
-            Slot::Hot(state) => Some(state.clone()),
+            Slot::Hot(state) => Some((**state).clone()),
             Slot::Packed(bytes) => Some(unpack(subject, bytes)?),
             Slot::Lent => None,
         })
@@ -65,7 +66,7 @@ pub struct WriteBackCache<S> {
     inner: S,
     // A fast seeded hash, not SipHash: looked up for every subject of every object.
     entries: Mutex<FastMap<String, Entry>>,
-    tallies: Mutex<HashMap<TallyKey, TallyEntry>>,
+    tallies: Mutex<FastMap<TallyKey, TallyEntry>>,
     round: AtomicU64,
 }
 
@@ -74,7 +75,7 @@ impl<S: StateStore> WriteBackCache<S> {
         WriteBackCache {
             inner,
             entries: Mutex::new(FastMap::default()),
-            tallies: Mutex::new(HashMap::new()),
+            tallies: Mutex::new(FastMap::default()),
             round: AtomicU64::new(0),
         }
     }
@@ -140,7 +141,7 @@ impl<S: StateStore> WriteBackCache<S> {
         Ok(())
     }
 
-    fn lock_tallies(&self) -> MutexGuard<'_, HashMap<TallyKey, TallyEntry>> {
+    fn lock_tallies(&self) -> MutexGuard<'_, FastMap<TallyKey, TallyEntry>> {
         self.tallies.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -197,20 +198,47 @@ impl<S: StateStore> WriteBackCache<S> {
     }
 
     /// Starts a new round; once more than `max_unpacked` states are held unpacked, packs
-    /// every one not used since the previous round. A subject that comes back unpacks
-    /// from memory, without the inner store.
+    /// the longest idle of them until half that many are left (never one used in the
+    /// round just ended). A subject that comes back unpacks from memory, without the
+    /// inner store.
+    ///
+    /// Longest idle first, and down to half: keys that recur every few objects (a
+    /// role session's hour, a busy user) stay unpacked, and the pass over every entry runs
+    /// once per many objects, not once per object. Packing all idle states at once made
+    /// every key that skipped one object pay a pack and an unpack.
     pub fn pack_idle(&self, max_unpacked: usize) {
         let round = self.round.fetch_add(1, Ordering::Relaxed);
         let mut entries = self.lock();
-        let unpacked = entries
-            .values()
-            .filter(|e| matches!(e.slot, Slot::Hot(_)))
-            .count();
+        let mut idle_since: Vec<u64> = Vec::new();
+        let mut unpacked = 0;
+        for e in entries.values() {
+            if matches!(e.slot, Slot::Hot(_)) {
+                unpacked += 1;
+                if e.used < round {
+                    idle_since.push(e.used);
+                }
+            }
+        }
         if unpacked <= max_unpacked {
             return;
         }
+        let excess = (unpacked - max_unpacked / 2).min(idle_since.len());
+        if excess == 0 {
+            return;
+        }
+        // Pack those last used before `cutoff`, and enough of those last used in it.
+        let (_, &mut cutoff, _) = idle_since.select_nth_unstable(excess - 1);
+        let mut at_cutoff = excess - idle_since.iter().filter(|&&u| u < cutoff).count();
         for e in entries.values_mut() {
-            if e.used < round {
+            let pack = match &e.slot {
+                Slot::Hot(_) if e.used < cutoff => true,
+                Slot::Hot(_) if e.used == cutoff && at_cutoff > 0 => {
+                    at_cutoff -= 1;
+                    true
+                }
+                _ => false,
+            };
+            if pack {
                 if let Slot::Hot(state) = &e.slot {
                     e.slot = Slot::Packed(compact::pack(state).into_boxed_slice());
                 }
@@ -257,14 +285,14 @@ impl<S: StateStore + Send> StateStore for WriteBackCache<S> {
                 }
                 let entry = match loaded.remove(&subject) {
                     Some(v) => Entry {
-                        slot: Slot::Hot(v.state),
+                        slot: Slot::Hot(Box::new(v.state)),
                         version: v.version,
                         inner_version: v.version,
                         dirty: false,
                         used: round,
                     },
                     None => Entry {
-                        slot: Slot::Hot(SubjectState::new(subject.clone())),
+                        slot: Slot::Hot(Box::new(SubjectState::new(subject.clone()))),
                         version: 0,
                         inner_version: 0,
                         dirty: false,
@@ -286,7 +314,7 @@ impl<S: StateStore + Send> StateStore for WriteBackCache<S> {
                 continue;
             }
             let state = match std::mem::replace(&mut e.slot, Slot::Lent) {
-                Slot::Hot(state) => state,
+                Slot::Hot(state) => *state,
                 Slot::Packed(bytes) => match unpack(subject, &bytes) {
                     Ok(state) => state,
                     Err(err) => {
@@ -494,7 +522,7 @@ impl<S: StateStore + Send> StateStore for WriteBackCache<S> {
         for Versioned { state, version } in states {
             if let Some(e) = entries.get_mut(&state.subject) {
                 if e.version == version && matches!(e.slot, Slot::Lent) {
-                    e.slot = Slot::Hot(state);
+                    e.slot = Slot::Hot(Box::new(state));
                     e.used = round;
                 }
             }
@@ -505,7 +533,7 @@ impl<S: StateStore + Send> StateStore for WriteBackCache<S> {
 fn put(entries: &mut FastMap<String, Entry>, state: SubjectState, version: u64, round: u64) {
     match entries.get_mut(&state.subject) {
         Some(e) => {
-            e.slot = Slot::Hot(state);
+            e.slot = Slot::Hot(Box::new(state));
             e.version = version;
             e.dirty = true;
             e.used = round;
@@ -514,7 +542,7 @@ fn put(entries: &mut FastMap<String, Entry>, state: SubjectState, version: u64, 
             entries.insert(
                 state.subject.clone(),
                 Entry {
-                    slot: Slot::Hot(state),
+                    slot: Slot::Hot(Box::new(state)),
                     version,
                     inner_version: 0,
                     dirty: true,
@@ -690,5 +718,38 @@ mod packing {
             "packing writes nothing back"
         );
         assert_eq!(cache.inner().snapshot(idle).unwrap().state, idle_state);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn over_the_limit_the_longest_idle_are_packed_down_to_half() {
+        let cache = WriteBackCache::new(MemoryStateStore::new());
+        let keys: Vec<String> = (0..6).map(|i| format!("AKIAKEY{i:013}")).collect();
+        // Key i is last used in round i: key 5 in the round that `pack_idle` ends.
+        for key in &keys {
+            cache.save(&state_seen_at(key, 1_000), 0).await.unwrap();
+            cache.pack_idle(100);
+        }
+        let hot = |cache: &WriteBackCache<MemoryStateStore>| -> Vec<bool> {
+            let entries = cache.lock();
+            keys.iter()
+                .map(|k| matches!(entries[k].slot, Slot::Hot(_)))
+                .collect()
+        };
+        assert_eq!(hot(&cache), [true; 6], "under the limit nothing is packed");
+        cache
+            .save(&state_seen_at(&keys[5], 2_000), 1)
+            .await
+            .unwrap();
+        cache.pack_idle(4);
+        assert_eq!(
+            hot(&cache),
+            [false, false, false, false, true, true],
+            "down to 2, the longest idle first"
+        );
+        cache.pack_idle(0);
+        assert_eq!(hot(&cache), [false; 6]);
+        let loaded = cache.load(&keys).await.unwrap();
+        assert_eq!(loaded.len(), 6);
+        assert_eq!(loaded[&keys[5]].state.latest_ms, 2_000);
     }
 }
