@@ -44,7 +44,7 @@ use std::time::{Duration, Instant};
 
 use crate::cloudtrail::{self, Event, ObjectError, ObjectSummary, ReadOptions, RecordError};
 use crate::detect::rarity::{self, RuleBatch, RuleEvent};
-use crate::detect::tally::{Tally, TallyKey};
+use crate::detect::tally::{Tally, TallyKey, TallyMap};
 use crate::detect::{
     future_time_finding, Effect, FindingContext, FutureRecords, Point, Policy, Sighting,
     SubjectKind, SubjectState,
@@ -929,8 +929,10 @@ async fn commit_tallies<S: StateStore + Sync, N: Notifier + Sync>(
     loop {
         attempts += 1;
         let loaded = store.load_tallies(&keys).await.map_err(state_err)?;
-        let mut versions: HashMap<TallyKey, u64> = HashMap::with_capacity(loaded.len());
-        let mut tallies: HashMap<TallyKey, Tally> = HashMap::with_capacity(keys.len());
+        let mut versions =
+            TallyMap::<u64>::with_capacity_and_hasher(loaded.len(), Default::default());
+        let mut tallies =
+            TallyMap::<Tally>::with_capacity_and_hasher(keys.len(), Default::default());
         for (key, v) in loaded {
             versions.insert(key.clone(), v.version);
             tallies.insert(key, v.tally);

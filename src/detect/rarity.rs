@@ -34,7 +34,7 @@
 //! raises counts of pairs already seen, so it can hide a repeat of something already
 //! known, never invent a rare one; finding ids and alert marks keep replays quiet.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 
 use foldhash::{HashMap as FastMap, HashSet as FastSet};
 use std::net::IpAddr;
@@ -43,8 +43,8 @@ use std::sync::Arc;
 use super::history::{containment_step, hash_id, AlertMark, FindingContext, FindingText};
 use super::policy::{RulePolicy, SubjectKind, HOUR_MS, MINUTE_MS};
 use super::tally::{
-    day_of, object_tag, prune_alerts, AddressSeen, PlaceSeen, Seen, Tally, TallyKey,
-    MAX_ADDRESSES_PER_KEY, MAX_PLACES_PER_COMMAND,
+    day_of, object_tag, prune_alerts, AddressSeen, PlaceSeen, Seen, Tally, TallyKey, TallyMap,
+    TallySet, MAX_ADDRESSES_PER_KEY, MAX_PLACES_PER_COMMAND,
 };
 use crate::finding::{
     format_rfc3339_ms, CallRef, CommandEvidence, Finding, LongTermAccessKeyAuth, PlaceCount,
@@ -336,7 +336,7 @@ struct RareGroup {
     last_seen: Option<i64>,
 }
 
-fn tally_mut<'t>(tallies: &'t mut HashMap<TallyKey, Tally>, key: &TallyKey) -> &'t mut Tally {
+fn tally_mut<'t>(tallies: &'t mut TallyMap<Tally>, key: &TallyKey) -> &'t mut Tally {
     // Looked up before inserting: `entry` would copy the key's strings on every call.
     if !tallies.contains_key(key) {
         tallies.insert(key.clone(), key.empty());
@@ -344,7 +344,7 @@ fn tally_mut<'t>(tallies: &'t mut HashMap<TallyKey, Tally>, key: &TallyKey) -> &
     tallies.get_mut(key).expect("inserted above")
 }
 
-fn has_alerted(tallies: &HashMap<TallyKey, Tally>, key: &TallyKey, id: &str) -> bool {
+fn has_alerted(tallies: &TallyMap<Tally>, key: &TallyKey, id: &str) -> bool {
     match tallies.get(key) {
         Some(Tally::Account(a)) => a.alerts.iter().any(|m| m.id == id),
         Some(Tally::KeyAddresses(k)) => k.alerts.iter().any(|m| m.id == id),
@@ -352,7 +352,7 @@ fn has_alerted(tallies: &HashMap<TallyKey, Tally>, key: &TallyKey, id: &str) -> 
     }
 }
 
-fn mark(tallies: &mut HashMap<TallyKey, Tally>, key: &TallyKey, id: &str, t: i64) {
+fn mark(tallies: &mut TallyMap<Tally>, key: &TallyKey, id: &str, t: i64) {
     let mark = AlertMark {
         id: id.to_owned(),
         a: String::new(),
@@ -366,28 +366,28 @@ fn mark(tallies: &mut HashMap<TallyKey, Tally>, key: &TallyKey, id: &str, t: i64
     }
 }
 
-/// Judges `batch` against `tallies` (which must hold every key of
-/// [`RuleBatch::tally_keys`] that the store has; missing ones start empty), adds the batch
-/// to them, and returns the findings not raised before, sorted by id.
 /// What judging one object did.
 #[derive(Debug, Default)]
 pub struct Judged {
     /// Findings not raised before, sorted by id.
     pub findings: Vec<Finding>,
     /// The tallies that changed and must be saved.
-    pub changed: HashSet<TallyKey>,
+    pub changed: TallySet,
     /// Findings raised (and marked) but below the policy's `report_min`, so never built.
     pub unreported: u64,
 }
 
+/// Judges `batch` against `tallies` (which must hold every key of
+/// [`RuleBatch::tally_keys`] that the store has; missing ones start empty), adds the batch
+/// to them, and returns the findings not raised before, sorted by id.
 pub fn judge(
     batch: &RuleBatch,
-    tallies: &mut HashMap<TallyKey, Tally>,
+    tallies: &mut TallyMap<Tally>,
     policy: &RulePolicy,
     geoip: &GeoDbInfo,
     source_object: &str,
 ) -> Judged {
-    let mut changed: HashSet<TallyKey> = HashSet::new();
+    let mut changed = TallySet::default();
     let mut unreported = 0;
     // Accounts first: the learning period counts from the earliest event, this object's
     // included.
@@ -423,7 +423,7 @@ pub fn judge(
         |account: &str, t: i64| learning_end.get(account).is_some_and(|end| t >= *end);
     // Counted once per object: a retry after a lost race, or a replay, finds its tag.
     let tag = object_tag(source_object);
-    let fresh: HashSet<TallyKey> = batch
+    let fresh: TallySet = batch
         .tally_keys()
         .into_iter()
         .filter(|k| tally_mut(tallies, k).first_application(tag))
@@ -673,8 +673,8 @@ pub fn judge(
 /// The id of the finding about `key` (account, principal, place or code, window), marked
 /// in the account's tally; `None` when it was raised before.
 fn raise(
-    tallies: &mut HashMap<TallyKey, Tally>,
-    changed: &mut HashSet<TallyKey>,
+    tallies: &mut TallyMap<Tally>,
+    changed: &mut TallySet,
     rule: Rule,
     key: &GroupKey,
     g: &RareGroup,

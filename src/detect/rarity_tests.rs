@@ -1,7 +1,6 @@
 //! Table-driven scenarios for the account-level rules: learning, threshold, grouping,
 //! dedup and replay, Panther's condition, and arrival order.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::*;
@@ -81,7 +80,7 @@ fn batch_of(events: &[Ev], policy: &RulePolicy) -> RuleBatch {
 /// A store of tallies in a map, judging objects one after the other.
 #[derive(Default)]
 struct Run {
-    tallies: HashMap<TallyKey, Tally>,
+    tallies: TallyMap<Tally>,
 }
 
 impl Run {
@@ -497,7 +496,7 @@ fn findings_below_report_min_are_counted_and_remembered_but_not_built() {
     };
     let sydney = city("Sydney", "Australia");
     let batch = batch_of(&[ev(T0, "GetCallerIdentity", &sydney)], &quiet);
-    let mut tallies = HashMap::new();
+    let mut tallies = TallyMap::default();
     let judged = judge(&batch, &mut tallies, &quiet, &GeoDbInfo::default(), "o");
     assert!(judged.findings.is_empty());
     assert_eq!(judged.unreported, 1, "an informational use during learning");

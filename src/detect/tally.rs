@@ -214,6 +214,11 @@ pub enum Tally {
     KeyAddresses(KeyAddressTally),
 }
 
+/// Tallies by key, with a fast seeded hash: every object looks up each of its keys a few
+/// times, and a key is up to three strings of log text.
+pub type TallyMap<V> = foldhash::HashMap<TallyKey, V>;
+pub type TallySet = foldhash::HashSet<TallyKey>;
+
 /// A tally's item key; the prefixes never collide with a subject's (an access key id or
 /// an ARN).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
