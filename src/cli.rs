@@ -18,7 +18,7 @@ use crate::finding::{Rule, Severity};
 use crate::geo::{GeoCache, GeoDb, GeoDbInfo};
 use crate::notify::{FindingFormat, Notifier, WriterNotifier};
 use crate::pipeline::{
-    commit_scan, scan_object, CommitReport, ObjectScan, PipelineError, SkipCounts,
+    commit_scans, scan_object, CommitReport, ConflictRetry, ObjectScan, PipelineError, SkipCounts,
 };
 use crate::settings::PolicySettings;
 use crate::state::{FileStateStore, MemoryStateStore, StateError, StateStore, WriteBackCache};
@@ -32,6 +32,8 @@ pub const DEFAULT_STATE: &str = ".geotrail/state.redb";
 /// organisation's trail touches tens of thousands of keys a day, and below that every
 /// object reloads most of its subjects from the store.
 const MAX_SUBJECTS_IN_MEMORY: usize = 100_000;
+/// Objects judged in one commit.
+const MAX_OBJECTS_PER_COMMIT: usize = 8;
 /// Subjects kept unpacked, ready to judge: a few KB each. Past this, the longest idle
 /// are packed down to half of it. Measured on 46,000 keys (600,000 events): a limit of
 /// 5,000 takes a third less memory and a quarter more time than 20,000.
@@ -589,9 +591,12 @@ impl Run<'_> {
         progress: &ProgressBar,
         on_done: &mut dyn FnMut(usize, bool) -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
-        // Reading object N+1 (decompress, parse, geolocate) overlaps judging and saving
-        // object N: two stages on two threads, objects still committed in the order given.
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<ObjectScan, (String, io::Error)>>(2);
+        // Reading the next objects (decompress, parse, geolocate) overlaps judging and
+        // saving the current batch: two stages on two threads, objects still committed in
+        // the order given.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<ObjectScan, (String, io::Error)>>(
+            MAX_OBJECTS_PER_COMMIT,
+        );
         let (policy, options) = (self.policy, self.options);
         std::thread::scope(|scope| {
             scope.spawn(move || {
@@ -618,29 +623,57 @@ impl Run<'_> {
                     }
                 }
             });
-            for (index, (input, scanned)) in inputs.iter().zip(rx).enumerate() {
-                progress.set_message(format!(
-                    "{}/{} objects, {} events  {}",
-                    index,
-                    inputs.len(),
-                    self.totals.events,
-                    input.display_name()
-                ));
-                progress.inc(input.len);
-                let scan = match scanned {
-                    Ok(scan) => scan,
-                    Err((name, err)) => {
-                        progress.suspend(|| eprintln!("geotrail: {name}: {err}"));
-                        self.totals.objects_failed += 1;
-                        on_done(index, false)?;
-                        continue;
+            let mut index = 0;
+            while let Ok(first) = rx.recv() {
+                // Objects are committed a fixed number at a time, so each subject is loaded
+                // and saved once for all of them (a DynamoDB round trip each with
+                // `--table`), while the reader fills the next batch. Fixed, not "whatever
+                // is ready": the output's order must not depend on timing.
+                let mut batch = vec![first];
+                while batch.len() < MAX_OBJECTS_PER_COMMIT {
+                    match rx.recv() {
+                        Ok(next) => batch.push(next),
+                        Err(_) => break,
                     }
-                };
-                let failed_before = self.totals.objects_failed;
-                let committed =
-                    runtime.block_on(commit_scan(&scan, self.policy, self.geoip, store, notifier));
-                self.account(&scan, committed, progress)?;
-                on_done(index, self.totals.objects_failed == failed_before)?;
+                }
+                let mut scans = Vec::with_capacity(batch.len());
+                let mut indices = Vec::with_capacity(batch.len());
+                for scanned in batch {
+                    let input = &inputs[index];
+                    progress.set_message(format!(
+                        "{}/{} objects, {} events  {}",
+                        index,
+                        inputs.len(),
+                        self.totals.events,
+                        input.display_name()
+                    ));
+                    progress.inc(input.len);
+                    match scanned {
+                        Ok(scan) => {
+                            scans.push(scan);
+                            indices.push(index);
+                        }
+                        Err((name, err)) => {
+                            progress.suspend(|| eprintln!("geotrail: {name}: {err}"));
+                            self.totals.objects_failed += 1;
+                            on_done(index, false)?;
+                        }
+                    }
+                    index += 1;
+                }
+                let committed = runtime.block_on(commit_scans(
+                    &scans,
+                    self.policy,
+                    self.geoip,
+                    store,
+                    notifier,
+                    &ConflictRetry::default(),
+                ));
+                for ((scan, committed), index) in scans.iter().zip(committed).zip(indices) {
+                    let failed_before = self.totals.objects_failed;
+                    self.account(scan, committed, progress)?;
+                    on_done(index, self.totals.objects_failed == failed_before)?;
+                }
                 store.between_objects(runtime)?;
             }
             Ok(())
