@@ -230,16 +230,16 @@ pub fn level_of(prefix: &str) -> Level {
             .iter()
             .zip([4, 2, 2])
             .all(|(s, width)| s.len() == width && s.bytes().all(|b| b.is_ascii_digit()));
-    if !date_ok {
-        return Level::Flat;
-    }
-    let mut scope = segments[..region_end].join("/");
-    scope.push('/');
     let within = if date.is_empty() {
         String::new()
     } else {
         format!("{}/", date.join("/"))
     };
+    if !date_ok || (!within.is_empty() && folder_start_ms(&within).is_none()) {
+        return Level::Flat;
+    }
+    let mut scope = segments[..region_end].join("/");
+    scope.push('/');
     Level::Region { scope, within }
 }
 
@@ -247,6 +247,18 @@ pub fn level_of(prefix: &str) -> Level {
 fn day_folder(ms: i64) -> String {
     let date = &crate::finding::format_rfc3339_ms(ms.div_euclid(DAY_MS) * DAY_MS)[..10];
     format!("{}/", date.replace('-', "/"))
+}
+
+/// The first instant of a date folder, `YYYY/`, `YYYY/MM/` or `YYYY/MM/DD/`.
+fn folder_start_ms(within: &str) -> Option<i64> {
+    let parts: Vec<&str> = within.strip_suffix('/')?.split('/').collect();
+    let (year, month, day) = match parts[..] {
+        [year] => (year, "01", "01"),
+        [year, month] => (year, month, "01"),
+        [year, month, day] => (year, month, day),
+        _ => return None,
+    };
+    parse_event_time(&format!("{year}-{month}-{day}T00:00:00Z"))
 }
 
 /// One listing, and what a checkpoint is kept for.
@@ -263,6 +275,20 @@ pub struct Group {
 }
 
 impl Group {
+    /// The part of a run's `range` this listing selects from: a date folder's listing
+    /// holds nothing named before the folder's first day, so neither may the checkpoint
+    /// it writes claim the scope's earlier days.
+    pub fn range(&self, run: &TimeRange) -> TimeRange {
+        let within = self.list_prefix.strip_prefix(self.scope.as_str());
+        match within.and_then(folder_start_ms) {
+            Some(start) => TimeRange {
+                since: Some(run.since.map_or(start, |since| since.max(start))),
+                until: run.until,
+            },
+            None => *run,
+        }
+    }
+
     fn checkpoint_id(&self) -> String {
         format!("{CHECKPOINT_PREFIX}s3://{}/{}", self.bucket, self.scope)
     }
@@ -428,7 +454,8 @@ impl ScopeProgress {
 
     fn checkpoint(&self, range: &TimeRange) -> Option<Checkpoint> {
         let through = self.next.checked_sub(1).map(|i| self.keys[i].clone());
-        Checkpoint::merge(self.old.clone(), range, self.group.ordered, through)
+        let range = self.group.range(range);
+        Checkpoint::merge(self.old.clone(), &range, self.group.ordered, through)
     }
 }
 
@@ -914,6 +941,7 @@ async fn list_group(
     old: Option<Checkpoint>,
     range: TimeRange,
 ) -> anyhow::Result<Listing> {
+    let range = group.range(&range);
     let resume_after = old
         .as_ref()
         .and_then(|cp| cp.resume_after(&range, group.ordered));
@@ -1227,6 +1255,10 @@ mod tests {
                 Level::Flat,
             ),
             ("AWSLogs/111122223333/CloudTrail/eu-west-1/26/", Level::Flat),
+            (
+                "AWSLogs/111122223333/CloudTrail/eu-west-1/2026/13/",
+                Level::Flat,
+            ),
             ("AWSLogs/notanaccount/", Level::Flat),
             ("a//b/", Level::Flat),
         ];
@@ -1272,6 +1304,58 @@ mod tests {
         };
         assert_eq!(flat.bounds(&range, None), (None, None));
         assert_eq!(flat.bounds(&range, Some("logs/x")).0, Some("logs/x".into()));
+    }
+
+    #[test]
+    fn a_date_folders_listing_selects_and_vouches_from_the_folders_first_day() {
+        let scope = "AWSLogs/111122223333/CloudTrail/eu-west-1/";
+        let folder = |within: &str| Group {
+            list_prefix: format!("{scope}{within}"),
+            ..region(scope)
+        };
+        let since = |s: Option<&str>| TimeRange {
+            since: s.map(t),
+            until: None,
+        };
+        let cases = [
+            ("", None, None),
+            ("2026/", None, Some("2026-01-01T00:00:00Z")),
+            ("2026/11/", None, Some("2026-11-01T00:00:00Z")),
+            ("2026/11/03/", None, Some("2026-11-03T00:00:00Z")),
+            // A later --since stands; an earlier one is raised to the folder.
+            (
+                "2026/11/",
+                Some("2026-11-02T06:00:00Z"),
+                Some("2026-11-02T06:00:00Z"),
+            ),
+            (
+                "2026/11/",
+                Some("2026-10-01T00:00:00Z"),
+                Some("2026-11-01T00:00:00Z"),
+            ),
+        ];
+        for (within, run, want) in cases {
+            assert_eq!(
+                folder(within).range(&since(run)),
+                since(want),
+                "{within:?} {run:?}"
+            );
+        }
+        // A run over November that failed nothing vouches for November, not October.
+        let keys: Vec<String> = ["2026-11-01", "2026-11-02"]
+            .iter()
+            .map(|d| key(d, "0000"))
+            .collect();
+        let mut p = ScopeProgress {
+            group: folder("2026/11/"),
+            ..progress(&keys, None)
+        };
+        p.mark(0, true);
+        p.mark(1, true);
+        let cp = p.checkpoint(&TimeRange::default()).unwrap();
+        let october = key("2026-10-31", "2355");
+        assert!(!cp.covers(&october, name_time_ms(&october)), "{cp:?}");
+        assert!(cp.covers(&keys[1], name_time_ms(&keys[1])));
     }
 
     #[test]
@@ -1460,11 +1544,23 @@ mod tests {
             }
         }
         let time = |k: &String| name_time_ms(k);
+        let scope = "AWSLogs/111122223333/CloudTrail/eu-west-1/";
         let mut rng = fastrand::Rng::with_seed(7);
         for _ in 0..300 {
             let mut done: HashSet<String> = HashSet::new();
             let mut stored: Option<Checkpoint> = None;
             for _ in 0..4 {
+                // The region, or one of its date folders (s3://.../eu-west-1/2026/11/03/).
+                let within = match rng.u8(0..4) {
+                    0 => String::new(),
+                    1 => "2026/".to_owned(),
+                    2 => "2026/11/".to_owned(),
+                    _ => format!("2026/11/0{}/", rng.u8(1..=9)),
+                };
+                let group = Group {
+                    list_prefix: format!("{scope}{within}"),
+                    ..region(scope)
+                };
                 let since =
                     (rng.u8(0..3) > 0).then(|| t("2026-11-01T00:00:00Z") + rng.i64(0..9) * DAY_MS);
                 let until =
@@ -1474,15 +1570,22 @@ mod tests {
                     continue;
                 }
                 // What the listing selects, as list_group does.
-                let after = stored.as_ref().and_then(|cp| cp.resume_after(&range, true));
+                let listed = group.range(&range);
+                let after = stored
+                    .as_ref()
+                    .and_then(|cp| cp.resume_after(&listed, true));
                 let selected: Vec<String> = keys
                     .iter()
+                    .filter(|k| k.starts_with(&group.list_prefix))
                     .filter(|k| after.is_none_or(|a| k.as_str() > a))
-                    .filter(|k| range.contains(time(k)))
+                    .filter(|k| listed.contains(time(k)))
                     .filter(|k| !stored.as_ref().is_some_and(|cp| cp.covers(k, time(k))))
                     .cloned()
                     .collect();
-                let mut p = progress(&selected, stored.clone());
+                let mut p = ScopeProgress {
+                    group: group.clone(),
+                    ..progress(&selected, stored.clone())
+                };
                 // Judged oldest first; some fail; a run may stop early.
                 let stop = rng.usize(0..=selected.len());
                 for (i, k) in selected.iter().enumerate().take(stop) {
