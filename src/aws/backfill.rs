@@ -609,14 +609,17 @@ impl Resume<'_> {
     pub fn save(&mut self, runtime: &tokio::runtime::Runtime) -> anyhow::Result<usize> {
         self.last_saved = Instant::now();
         let mut items = Vec::new();
-        for scope in self.scopes.iter_mut().filter(|s| s.dirty) {
-            scope.dirty = false;
+        for scope in self.scopes.iter().filter(|s| s.dirty) {
             if let Some(cp) = scope.checkpoint(&self.range) {
                 let json = serde_json::to_string(&cp).expect("a checkpoint serializes");
                 items.push((scope.group.checkpoint_id(), json));
             }
         }
         runtime.block_on(self.checkpoints.save(&items))?;
+        // Only once written: a failed write is tried again by the next save.
+        for scope in &mut self.scopes {
+            scope.dirty = false;
+        }
         Ok(items.len())
     }
 }
@@ -1418,6 +1421,40 @@ mod tests {
         p.mark(1, true);
         assert!(p.dirty);
         assert_eq!(p.checkpoint(&range).unwrap().through, keys[2]);
+    }
+
+    #[test]
+    fn a_checkpoint_that_could_not_be_written_is_written_by_the_next_save() {
+        use aws_sdk_dynamodb::config::{retry::RetryConfig, BehaviorVersion, Credentials, Region};
+        // Nothing listens on port 1: every write fails at once.
+        let client = aws_sdk_dynamodb::Client::from_conf(
+            aws_sdk_dynamodb::Config::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .region(Region::new("us-east-1"))
+                .endpoint_url("http://127.0.0.1:1")
+                .credentials_provider(Credentials::new("a", "b", None, None, "test"))
+                .retry_config(RetryConfig::disabled())
+                .build(),
+        );
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let keys = [key("2026-11-01", "0000")];
+        let mut resume = Resume {
+            checkpoints: CheckpointStore::Table {
+                client,
+                table: "state".into(),
+            },
+            range: TimeRange::default(),
+            scopes: vec![progress(&keys, None)],
+            at: HashMap::from([(0, (0, 0))]),
+            last_saved: Instant::now(),
+        };
+        resume.done(0, true);
+        assert!(resume.save(&runtime).is_err());
+        assert!(resume.scopes[0].dirty, "still to be written");
+        assert!(resume.save(&runtime).is_err(), "tried again");
     }
 
     #[test]
