@@ -26,13 +26,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
+use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_s3::error::DisplayErrorContext;
 use futures_util::{StreamExt, TryStreamExt};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
+use super::dynamo::DynamoStateStore;
 use super::s3::{S3BodyReader, S3ObjectSource, S3SourceError};
 use crate::cli::{expand_inputs, is_log_name, Input, RemoteObject};
 use crate::cloudtrail::{name_time_ms, parse_event_time};
@@ -53,8 +54,6 @@ const STREAM_OVER_BYTES: u64 = 8 << 20;
 /// A body that fails half-way is fetched again this many times; the SDK already
 /// retries the request itself.
 const BODY_ATTEMPTS: u32 = 3;
-/// BatchGetItem takes at most 100 keys.
-const BATCH_GET_MAX_KEYS: usize = 100;
 
 /// The backfill options of `geotrail scan`.
 #[derive(Debug, Clone, clap::Args)]
@@ -493,58 +492,21 @@ impl CheckpointStore<'_> {
                     .collect())
             }
             CheckpointStore::Table { client, table } => {
-                let mut out = HashMap::new();
-                for chunk in ids.chunks(BATCH_GET_MAX_KEYS) {
-                    let mut keys: Vec<HashMap<String, AttributeValue>> = chunk
-                        .iter()
-                        .map(|id| HashMap::from([("pk".to_owned(), AttributeValue::S(id.clone()))]))
-                        .collect();
-                    // Unprocessed keys come back under throttling; ask again after a pause.
-                    for attempt in 0.. {
-                        if keys.is_empty() {
-                            break;
+                let mut unique = ids.to_vec();
+                unique.sort();
+                unique.dedup();
+                let items = DynamoStateStore::new(client.clone(), table.clone(), 0)
+                    .get_items(&unique)
+                    .await?;
+                Ok(items
+                    .into_iter()
+                    .filter_map(|item| match (item.get("pk"), item.get("checkpoint")) {
+                        (Some(AttributeValue::S(pk)), Some(AttributeValue::S(json))) => {
+                            Some((pk.clone(), json.clone()))
                         }
-                        if attempt == 8 {
-                            bail!("table {table}: checkpoints still unprocessed after {attempt} BatchGetItem calls");
-                        }
-                        let request = KeysAndAttributes::builder()
-                            .set_keys(Some(std::mem::take(&mut keys)))
-                            .consistent_read(true)
-                            .build()
-                            .context("building a BatchGetItem")?;
-                        let output = client
-                            .batch_get_item()
-                            .request_items(table, request)
-                            .send()
-                            .await
-                            .map_err(|e| {
-                                anyhow::anyhow!(
-                                    "table {table}: reading checkpoints failed: {}",
-                                    DisplayErrorContext(&e)
-                                )
-                            })?;
-                        for item in output
-                            .responses
-                            .and_then(|mut r| r.remove(table))
-                            .unwrap_or_default()
-                        {
-                            if let (Some(AttributeValue::S(pk)), Some(AttributeValue::S(json))) =
-                                (item.get("pk"), item.get("checkpoint"))
-                            {
-                                out.insert(pk.clone(), json.clone());
-                            }
-                        }
-                        keys = output
-                            .unprocessed_keys
-                            .and_then(|mut u| u.remove(table))
-                            .map(|k| k.keys)
-                            .unwrap_or_default();
-                        if !keys.is_empty() {
-                            tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
-                        }
-                    }
-                }
-                Ok(out)
+                        _ => None,
+                    })
+                    .collect())
             }
         }
     }
