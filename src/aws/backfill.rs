@@ -597,7 +597,6 @@ pub struct Plan<'a> {
 /// S3 work runs on a runtime of its own, kept alive by the returned inputs: the reader
 /// thread blocks on their bodies while the caller's runtime is busy judging, and a
 /// connection's tasks must be driven meanwhile.
-#[allow(clippy::too_many_arguments)]
 pub fn plan<'a>(
     paths: &[std::path::PathBuf],
     args: &BackfillArgs,
