@@ -26,13 +26,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
+use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_s3::error::DisplayErrorContext;
 use futures_util::{StreamExt, TryStreamExt};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
+use super::dynamo::DynamoStateStore;
 use super::s3::{S3BodyReader, S3ObjectSource, S3SourceError};
 use crate::cli::{expand_inputs, is_log_name, Input, RemoteObject};
 use crate::cloudtrail::{name_time_ms, parse_event_time};
@@ -53,8 +54,6 @@ const STREAM_OVER_BYTES: u64 = 8 << 20;
 /// A body that fails half-way is fetched again this many times; the SDK already
 /// retries the request itself.
 const BODY_ATTEMPTS: u32 = 3;
-/// BatchGetItem takes at most 100 keys.
-const BATCH_GET_MAX_KEYS: usize = 100;
 
 /// The backfill options of `geotrail scan`.
 #[derive(Debug, Clone, clap::Args)]
@@ -230,16 +229,16 @@ pub fn level_of(prefix: &str) -> Level {
             .iter()
             .zip([4, 2, 2])
             .all(|(s, width)| s.len() == width && s.bytes().all(|b| b.is_ascii_digit()));
-    if !date_ok {
-        return Level::Flat;
-    }
-    let mut scope = segments[..region_end].join("/");
-    scope.push('/');
     let within = if date.is_empty() {
         String::new()
     } else {
         format!("{}/", date.join("/"))
     };
+    if !date_ok || (!within.is_empty() && folder_start_ms(&within).is_none()) {
+        return Level::Flat;
+    }
+    let mut scope = segments[..region_end].join("/");
+    scope.push('/');
     Level::Region { scope, within }
 }
 
@@ -247,6 +246,18 @@ pub fn level_of(prefix: &str) -> Level {
 fn day_folder(ms: i64) -> String {
     let date = &crate::finding::format_rfc3339_ms(ms.div_euclid(DAY_MS) * DAY_MS)[..10];
     format!("{}/", date.replace('-', "/"))
+}
+
+/// The first instant of a date folder, `YYYY/`, `YYYY/MM/` or `YYYY/MM/DD/`.
+fn folder_start_ms(within: &str) -> Option<i64> {
+    let parts: Vec<&str> = within.strip_suffix('/')?.split('/').collect();
+    let (year, month, day) = match parts[..] {
+        [year] => (year, "01", "01"),
+        [year, month] => (year, month, "01"),
+        [year, month, day] => (year, month, day),
+        _ => return None,
+    };
+    parse_event_time(&format!("{year}-{month}-{day}T00:00:00Z"))
 }
 
 /// One listing, and what a checkpoint is kept for.
@@ -263,6 +274,20 @@ pub struct Group {
 }
 
 impl Group {
+    /// The part of a run's `range` this listing selects from: a date folder's listing
+    /// holds nothing named before the folder's first day, so neither may the checkpoint
+    /// it writes claim the scope's earlier days.
+    pub fn range(&self, run: &TimeRange) -> TimeRange {
+        let within = self.list_prefix.strip_prefix(self.scope.as_str());
+        match within.and_then(folder_start_ms) {
+            Some(start) => TimeRange {
+                since: Some(run.since.map_or(start, |since| since.max(start))),
+                until: run.until,
+            },
+            None => *run,
+        }
+    }
+
     fn checkpoint_id(&self) -> String {
         format!("{CHECKPOINT_PREFIX}s3://{}/{}", self.bucket, self.scope)
     }
@@ -428,7 +453,8 @@ impl ScopeProgress {
 
     fn checkpoint(&self, range: &TimeRange) -> Option<Checkpoint> {
         let through = self.next.checked_sub(1).map(|i| self.keys[i].clone());
-        Checkpoint::merge(self.old.clone(), range, self.group.ordered, through)
+        let range = self.group.range(range);
+        Checkpoint::merge(self.old.clone(), &range, self.group.ordered, through)
     }
 }
 
@@ -466,58 +492,21 @@ impl CheckpointStore<'_> {
                     .collect())
             }
             CheckpointStore::Table { client, table } => {
-                let mut out = HashMap::new();
-                for chunk in ids.chunks(BATCH_GET_MAX_KEYS) {
-                    let mut keys: Vec<HashMap<String, AttributeValue>> = chunk
-                        .iter()
-                        .map(|id| HashMap::from([("pk".to_owned(), AttributeValue::S(id.clone()))]))
-                        .collect();
-                    // Unprocessed keys come back under throttling; ask again after a pause.
-                    for attempt in 0.. {
-                        if keys.is_empty() {
-                            break;
+                let mut unique = ids.to_vec();
+                unique.sort();
+                unique.dedup();
+                let items = DynamoStateStore::new(client.clone(), table.clone(), 0)
+                    .get_items(&unique)
+                    .await?;
+                Ok(items
+                    .into_iter()
+                    .filter_map(|item| match (item.get("pk"), item.get("checkpoint")) {
+                        (Some(AttributeValue::S(pk)), Some(AttributeValue::S(json))) => {
+                            Some((pk.clone(), json.clone()))
                         }
-                        if attempt == 8 {
-                            bail!("table {table}: checkpoints still unprocessed after {attempt} BatchGetItem calls");
-                        }
-                        let request = KeysAndAttributes::builder()
-                            .set_keys(Some(std::mem::take(&mut keys)))
-                            .consistent_read(true)
-                            .build()
-                            .context("building a BatchGetItem")?;
-                        let output = client
-                            .batch_get_item()
-                            .request_items(table, request)
-                            .send()
-                            .await
-                            .map_err(|e| {
-                                anyhow::anyhow!(
-                                    "table {table}: reading checkpoints failed: {}",
-                                    DisplayErrorContext(&e)
-                                )
-                            })?;
-                        for item in output
-                            .responses
-                            .and_then(|mut r| r.remove(table))
-                            .unwrap_or_default()
-                        {
-                            if let (Some(AttributeValue::S(pk)), Some(AttributeValue::S(json))) =
-                                (item.get("pk"), item.get("checkpoint"))
-                            {
-                                out.insert(pk.clone(), json.clone());
-                            }
-                        }
-                        keys = output
-                            .unprocessed_keys
-                            .and_then(|mut u| u.remove(table))
-                            .map(|k| k.keys)
-                            .unwrap_or_default();
-                        if !keys.is_empty() {
-                            tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
-                        }
-                    }
-                }
-                Ok(out)
+                        _ => None,
+                    })
+                    .collect())
             }
         }
     }
@@ -582,14 +571,17 @@ impl Resume<'_> {
     pub fn save(&mut self, runtime: &tokio::runtime::Runtime) -> anyhow::Result<usize> {
         self.last_saved = Instant::now();
         let mut items = Vec::new();
-        for scope in self.scopes.iter_mut().filter(|s| s.dirty) {
-            scope.dirty = false;
+        for scope in self.scopes.iter().filter(|s| s.dirty) {
             if let Some(cp) = scope.checkpoint(&self.range) {
                 let json = serde_json::to_string(&cp).expect("a checkpoint serializes");
                 items.push((scope.group.checkpoint_id(), json));
             }
         }
         runtime.block_on(self.checkpoints.save(&items))?;
+        // Only once written: a failed write is tried again by the next save.
+        for scope in &mut self.scopes {
+            scope.dirty = false;
+        }
         Ok(items.len())
     }
 }
@@ -605,7 +597,6 @@ pub struct Plan<'a> {
 /// S3 work runs on a runtime of its own, kept alive by the returned inputs: the reader
 /// thread blocks on their bodies while the caller's runtime is busy judging, and a
 /// connection's tasks must be driven meanwhile.
-#[allow(clippy::too_many_arguments)]
 pub fn plan<'a>(
     paths: &[std::path::PathBuf],
     args: &BackfillArgs,
@@ -914,6 +905,7 @@ async fn list_group(
     old: Option<Checkpoint>,
     range: TimeRange,
 ) -> anyhow::Result<Listing> {
+    let range = group.range(&range);
     let resume_after = old
         .as_ref()
         .and_then(|cp| cp.resume_after(&range, group.ordered));
@@ -1227,6 +1219,10 @@ mod tests {
                 Level::Flat,
             ),
             ("AWSLogs/111122223333/CloudTrail/eu-west-1/26/", Level::Flat),
+            (
+                "AWSLogs/111122223333/CloudTrail/eu-west-1/2026/13/",
+                Level::Flat,
+            ),
             ("AWSLogs/notanaccount/", Level::Flat),
             ("a//b/", Level::Flat),
         ];
@@ -1272,6 +1268,58 @@ mod tests {
         };
         assert_eq!(flat.bounds(&range, None), (None, None));
         assert_eq!(flat.bounds(&range, Some("logs/x")).0, Some("logs/x".into()));
+    }
+
+    #[test]
+    fn a_date_folders_listing_selects_and_vouches_from_the_folders_first_day() {
+        let scope = "AWSLogs/111122223333/CloudTrail/eu-west-1/";
+        let folder = |within: &str| Group {
+            list_prefix: format!("{scope}{within}"),
+            ..region(scope)
+        };
+        let since = |s: Option<&str>| TimeRange {
+            since: s.map(t),
+            until: None,
+        };
+        let cases = [
+            ("", None, None),
+            ("2026/", None, Some("2026-01-01T00:00:00Z")),
+            ("2026/11/", None, Some("2026-11-01T00:00:00Z")),
+            ("2026/11/03/", None, Some("2026-11-03T00:00:00Z")),
+            // A later --since stands; an earlier one is raised to the folder.
+            (
+                "2026/11/",
+                Some("2026-11-02T06:00:00Z"),
+                Some("2026-11-02T06:00:00Z"),
+            ),
+            (
+                "2026/11/",
+                Some("2026-10-01T00:00:00Z"),
+                Some("2026-11-01T00:00:00Z"),
+            ),
+        ];
+        for (within, run, want) in cases {
+            assert_eq!(
+                folder(within).range(&since(run)),
+                since(want),
+                "{within:?} {run:?}"
+            );
+        }
+        // A run over November that failed nothing vouches for November, not October.
+        let keys: Vec<String> = ["2026-11-01", "2026-11-02"]
+            .iter()
+            .map(|d| key(d, "0000"))
+            .collect();
+        let mut p = ScopeProgress {
+            group: folder("2026/11/"),
+            ..progress(&keys, None)
+        };
+        p.mark(0, true);
+        p.mark(1, true);
+        let cp = p.checkpoint(&TimeRange::default()).unwrap();
+        let october = key("2026-10-31", "2355");
+        assert!(!cp.covers(&october, name_time_ms(&october)), "{cp:?}");
+        assert!(cp.covers(&keys[1], name_time_ms(&keys[1])));
     }
 
     #[test]
@@ -1334,6 +1382,40 @@ mod tests {
         p.mark(1, true);
         assert!(p.dirty);
         assert_eq!(p.checkpoint(&range).unwrap().through, keys[2]);
+    }
+
+    #[test]
+    fn a_checkpoint_that_could_not_be_written_is_written_by_the_next_save() {
+        use aws_sdk_dynamodb::config::{retry::RetryConfig, BehaviorVersion, Credentials, Region};
+        // Nothing listens on port 1: every write fails at once.
+        let client = aws_sdk_dynamodb::Client::from_conf(
+            aws_sdk_dynamodb::Config::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .region(Region::new("us-east-1"))
+                .endpoint_url("http://127.0.0.1:1")
+                .credentials_provider(Credentials::new("a", "b", None, None, "test"))
+                .retry_config(RetryConfig::disabled())
+                .build(),
+        );
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let keys = [key("2026-11-01", "0000")];
+        let mut resume = Resume {
+            checkpoints: CheckpointStore::Table {
+                client,
+                table: "state".into(),
+            },
+            range: TimeRange::default(),
+            scopes: vec![progress(&keys, None)],
+            at: HashMap::from([(0, (0, 0))]),
+            last_saved: Instant::now(),
+        };
+        resume.done(0, true);
+        assert!(resume.save(&runtime).is_err());
+        assert!(resume.scopes[0].dirty, "still to be written");
+        assert!(resume.save(&runtime).is_err(), "tried again");
     }
 
     #[test]
@@ -1460,11 +1542,23 @@ mod tests {
             }
         }
         let time = |k: &String| name_time_ms(k);
+        let scope = "AWSLogs/111122223333/CloudTrail/eu-west-1/";
         let mut rng = fastrand::Rng::with_seed(7);
         for _ in 0..300 {
             let mut done: HashSet<String> = HashSet::new();
             let mut stored: Option<Checkpoint> = None;
             for _ in 0..4 {
+                // The region, or one of its date folders (s3://.../eu-west-1/2026/11/03/).
+                let within = match rng.u8(0..4) {
+                    0 => String::new(),
+                    1 => "2026/".to_owned(),
+                    2 => "2026/11/".to_owned(),
+                    _ => format!("2026/11/0{}/", rng.u8(1..=9)),
+                };
+                let group = Group {
+                    list_prefix: format!("{scope}{within}"),
+                    ..region(scope)
+                };
                 let since =
                     (rng.u8(0..3) > 0).then(|| t("2026-11-01T00:00:00Z") + rng.i64(0..9) * DAY_MS);
                 let until =
@@ -1474,15 +1568,22 @@ mod tests {
                     continue;
                 }
                 // What the listing selects, as list_group does.
-                let after = stored.as_ref().and_then(|cp| cp.resume_after(&range, true));
+                let listed = group.range(&range);
+                let after = stored
+                    .as_ref()
+                    .and_then(|cp| cp.resume_after(&listed, true));
                 let selected: Vec<String> = keys
                     .iter()
+                    .filter(|k| k.starts_with(&group.list_prefix))
                     .filter(|k| after.is_none_or(|a| k.as_str() > a))
-                    .filter(|k| range.contains(time(k)))
+                    .filter(|k| listed.contains(time(k)))
                     .filter(|k| !stored.as_ref().is_some_and(|cp| cp.covers(k, time(k))))
                     .cloned()
                     .collect();
-                let mut p = progress(&selected, stored.clone());
+                let mut p = ScopeProgress {
+                    group: group.clone(),
+                    ..progress(&selected, stored.clone())
+                };
                 // Judged oldest first; some fail; a run may stop early.
                 let stop = rng.usize(0..=selected.len());
                 for (i, k) in selected.iter().enumerate().take(stop) {

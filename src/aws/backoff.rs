@@ -1,5 +1,6 @@
 //! Exponential backoff with full jitter, for the retries the SDK does not do for us:
-//! DynamoDB's `UnprocessedKeys` and SNS `PublishBatch`'s per-entry failures.
+//! DynamoDB's `UnprocessedKeys`, and the per-entry failures of batch calls
+//! ([`super::batch`]).
 //!
 //! Full jitter (a uniform delay in `[0, min(cap, base * 2^n)]`) spreads out Lambdas that
 //! were throttled together, so they do not come back in lockstep (AWS Architecture Blog,

@@ -1,5 +1,5 @@
-//! Batch calls that report failures per entry (Security Hub's `BatchImportFindings`,
-//! EventBridge's `PutEvents`): packing entries into calls, and retrying what failed on
+//! Batch calls that report failures per entry (SNS's `PublishBatch`, Security Hub's
+//! `BatchImportFindings`, EventBridge's `PutEvents`): packing entries into calls, and retrying what failed on
 //! the service's side with full-jitter backoff, while an entry the service refused as
 //! malformed fails the publish, naming its finding.
 //!
@@ -50,6 +50,9 @@ pub(crate) fn is_retriable_code(code: &str) -> bool {
                 | "InternalException"
                 | "ServiceUnavailable"
                 | "ServiceUnavailableException"
+                // KMS behind an encrypted SNS topic.
+                | "KMSInternal"
+                | "KMSUnavailable"
         )
 }
 

@@ -90,6 +90,17 @@ impl DynamoStateStore {
         &self.client
     }
 
+    /// The items under `keys` as stored (keys named at most once), with the retries of
+    /// unprocessed keys the subjects' reads get: for the other items the table keeps
+    /// beside the subjects (a backfill's checkpoints).
+    pub(crate) async fn get_items(&self, keys: &[String]) -> Result<Vec<Item>, StateError> {
+        let mut items = Vec::new();
+        for chunk in keys.chunks(BATCH_GET_MAX_KEYS) {
+            items.extend(self.load_chunk(chunk.to_vec()).await?);
+        }
+        Ok(items)
+    }
+
     fn store_name(&self) -> String {
         format!("table {}", self.table)
     }

@@ -18,16 +18,15 @@
 //! its size budget, batching and retries. The finding JSON is data and is never altered.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::ops::Range;
-use std::time::Duration;
 
-use aws_sdk_sns::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_sns::types::{MessageAttributeValue, PublishBatchRequestEntry};
+use aws_sdk_sns::types::{BatchResultErrorEntry, MessageAttributeValue, PublishBatchRequestEntry};
 use aws_sdk_sns::Client;
 use serde::Serialize;
 
 use super::backoff::Backoff;
+use super::batch::{self, is_retriable_call_error, is_retriable_code, send_with_retries};
+use super::batch::{AttemptError, EntryFailure};
 use crate::finding::render::{
     render_chat, render_email, render_subject, sanitize_plain, truncate_email, ChatNotification,
 };
@@ -93,16 +92,7 @@ impl SnsNotifier {
             .send()
             .await
         {
-            Ok(output) => Ok(output
-                .failed()
-                .iter()
-                .map(|f| EntryFailure {
-                    id: f.id().to_owned(),
-                    code: f.code().to_owned(),
-                    message: f.message().map(str::to_owned),
-                    sender_fault: f.sender_fault(),
-                })
-                .collect()),
+            Ok(output) => Ok(output.failed().iter().map(entry_failure).collect()),
             Err(err) => {
                 let retriable = is_retriable_call_error(&err);
                 Err(AttemptError {
@@ -131,11 +121,14 @@ impl Notifier for SnsNotifier {
             })?;
             messages.push(message);
         }
+        let sink = format!("topic {}", self.topic_arn);
         for range in pack_batches(&messages) {
             let batch = &messages[range];
-            publish_with_retries(
-                &self.topic_arn,
-                batch,
+            let ids: Vec<&str> = batch.iter().map(|m| m.finding_id.as_str()).collect();
+            send_with_retries(
+                &sink,
+                "PublishBatch",
+                &ids,
                 &self.backoff,
                 |indices| self.send_batch(batch, indices),
                 tokio::time::sleep,
@@ -182,159 +175,24 @@ fn batch_entry(
         .build()
 }
 
-fn is_retriable_call_error<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> bool {
-    match err {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            true
-        }
-        SdkError::ServiceError(e) => e.err().code().is_some_and(is_retriable_code),
-        _ => false,
-    }
-}
-
-/// SNS's throttling and server-side codes (including KMS's, for encrypted topics).
-fn is_retriable_code(code: &str) -> bool {
-    code.contains("Throttl")
-        || matches!(
-            code,
-            "InternalError"
-                | "InternalFailure"
-                | "ServiceUnavailable"
-                | "KMSInternal"
-                | "KMSUnavailable"
-        )
-}
-
-/// One entry PublishBatch did not accept.
-#[derive(Debug, Clone, PartialEq)]
-struct EntryFailure {
-    id: String,
-    code: String,
-    message: Option<String>,
-    sender_fault: bool,
-}
-
-impl EntryFailure {
-    fn is_retriable(&self) -> bool {
-        !self.sender_fault || is_retriable_code(&self.code)
-    }
-}
-
-/// A PublishBatch call that failed as a whole.
-#[derive(Debug)]
-struct AttemptError {
-    retriable: bool,
-    error: NotifyError,
-}
-
-/// Publishes `messages` (one batch) with `send`, retrying throttled calls and entries
-/// that failed on the service's side, with full-jitter backoff; entries SNS refused as
-/// malformed fail the call, naming their findings. `send` takes indices into `messages`
-/// and reports failures by entry id `m{index}`.
-///
-/// The SDK's own retries already cover a throttled call a few times within one send;
-/// this loop adds the per-entry retries it cannot do. Generic over `send` so that the
-/// failure paths, which moto does not produce, are tested with a scripted fake.
-async fn publish_with_retries<F, Fut, S, SFut>(
-    topic: &str,
-    messages: &[SnsMessage],
-    backoff: &Backoff,
-    mut send: F,
-    mut sleep: S,
-) -> Result<(), NotifyError>
-where
-    F: FnMut(Vec<usize>) -> Fut,
-    Fut: Future<Output = Result<Vec<EntryFailure>, AttemptError>>,
-    S: FnMut(Duration) -> SFut,
-    SFut: Future<Output = ()>,
-{
-    let mut pending: Vec<usize> = (0..messages.len()).collect();
-    let mut attempt = 0u32;
-    loop {
-        attempt += 1;
-        let (retry, last_error) = match send(pending.clone()).await {
-            Ok(failures) if failures.is_empty() => return Ok(()),
-            Ok(failures) => {
-                let finding_of = |id: &str| -> Option<usize> {
-                    id.strip_prefix('m')
-                        .and_then(|n| n.parse::<usize>().ok())
-                        .filter(|i| pending.contains(i))
-                };
-                let describe = |f: &EntryFailure| {
-                    let finding = finding_of(&f.id)
-                        .and_then(|i| messages.get(i))
-                        .map_or("?", |m| m.finding_id.as_str());
-                    format!(
-                        "finding {finding}: {} {}",
-                        f.code,
-                        f.message.as_deref().unwrap_or("")
-                    )
-                };
-                let refused: Vec<String> = failures
-                    .iter()
-                    .filter(|f| !f.is_retriable() || finding_of(&f.id).is_none())
-                    .map(describe)
-                    .collect();
-                if !refused.is_empty() {
-                    return Err(backend(
-                        topic,
-                        format!("PublishBatch refused {}", refused.join("; ")),
-                        None,
-                    ));
-                }
-                let retry: Vec<usize> = failures.iter().filter_map(|f| finding_of(&f.id)).collect();
-                let summary = failures.iter().map(describe).collect::<Vec<_>>().join("; ");
-                (
-                    retry,
-                    backend(
-                        topic,
-                        format!("PublishBatch entries failed: {summary}"),
-                        None,
-                    ),
-                )
-            }
-            Err(AttemptError {
-                retriable: true,
-                error,
-            }) => (pending.clone(), error),
-            Err(AttemptError {
-                retriable: false,
-                error,
-            }) => return Err(error),
-        };
-        if attempt >= backoff.max_attempts {
-            return Err(backend(
-                topic,
-                format!(
-                    "{} findings still unpublished after {attempt} attempts",
-                    retry.len()
-                ),
-                Some(Box::new(last_error)),
-            ));
-        }
-        sleep(backoff.delay(attempt - 1)).await;
-        pending = retry;
+/// A failed entry of PublishBatch, by its index in the batch (its id is `m{index}`):
+/// retried unless SNS blames the sender, and even then when its code is throttling or a
+/// server fault.
+fn entry_failure(f: &BatchResultErrorEntry) -> EntryFailure {
+    EntryFailure {
+        index: f.id().strip_prefix('m').and_then(|n| n.parse().ok()),
+        reported: f.id().to_owned(),
+        code: f.code().to_owned(),
+        message: f.message().map(str::to_owned),
+        retriable: !f.sender_fault() || is_retriable_code(f.code()),
     }
 }
 
 /// Splits messages into PublishBatch calls: at most 10 entries, and at most 256 KB in
 /// all, which SNS enforces on the whole batch as well as on each message.
 fn pack_batches(messages: &[SnsMessage]) -> Vec<Range<usize>> {
-    let mut batches = Vec::new();
-    let (mut start, mut bytes) = (0, 0);
-    for (i, m) in messages.iter().enumerate() {
-        let size = m.size();
-        if i > start && (i - start == PUBLISH_BATCH_MAX_ENTRIES || bytes + size > MAX_MESSAGE_BYTES)
-        {
-            batches.push(start..i);
-            (start, bytes) = (i, 0);
-        }
-        bytes += size;
-    }
-    if start < messages.len() {
-        batches.push(start..messages.len());
-    }
-    batches
+    let sizes: Vec<usize> = messages.iter().map(SnsMessage::size).collect();
+    batch::pack(&sizes, PUBLISH_BATCH_MAX_ENTRIES, MAX_MESSAGE_BYTES)
 }
 
 /// One finding, ready for `Publish`/`PublishBatch` with `MessageStructure=json`.
@@ -732,42 +590,46 @@ mod tests {
         }
     }
 
-    fn run<F: Future>(f: F) -> F::Output {
+    fn run<F: std::future::Future>(f: F) -> F::Output {
         tokio::runtime::Builder::new_current_thread()
             .build()
             .expect("a current-thread runtime")
             .block_on(f)
     }
 
-    fn failure(index: usize, code: &str, sender_fault: bool) -> EntryFailure {
-        EntryFailure {
-            id: format!("m{index}"),
-            code: code.to_owned(),
-            message: Some("nope".to_owned()),
-            sender_fault,
-        }
+    /// An entry PublishBatch reports failed, as SNS answers it.
+    fn failure(id: &str, code: &str, sender_fault: bool) -> BatchResultErrorEntry {
+        BatchResultErrorEntry::builder()
+            .id(id)
+            .code(code)
+            .message("nope")
+            .sender_fault(sender_fault)
+            .build()
+            .expect("a failed entry")
     }
 
-    type Script = Vec<Result<Vec<EntryFailure>, AttemptError>>;
+    type Script = Vec<Result<Vec<BatchResultErrorEntry>, AttemptError>>;
 
+    /// Publishes `n` messages through the shared retry loop, SNS's answers scripted.
     fn run_script(
         script: Script,
         n: usize,
         backoff: Backoff,
     ) -> (Result<(), NotifyError>, Vec<Vec<usize>>, usize) {
-        let messages: Vec<SnsMessage> = (0..n)
-            .map(|i| message(&format!("finding-{i}"), 10))
-            .collect();
+        let ids: Vec<String> = (0..n).map(|i| format!("finding-{i}")).collect();
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
         let script = RefCell::new(script.into_iter().rev().collect::<Vec<_>>());
         let sent = RefCell::new(Vec::new());
         let sleeps = RefCell::new(0);
-        let result = run(publish_with_retries(
-            "arn:aws:sns:us-east-1:123456789012:t",
-            &messages,
+        let result = run(send_with_retries(
+            "topic arn:aws:sns:us-east-1:123456789012:t",
+            "PublishBatch",
+            &ids,
             &backoff,
             |indices| {
                 sent.borrow_mut().push(indices);
-                std::future::ready(script.borrow_mut().pop().unwrap_or(Ok(Vec::new())))
+                let answer = script.borrow_mut().pop().unwrap_or(Ok(Vec::new()));
+                std::future::ready(answer.map(|failed| failed.iter().map(entry_failure).collect()))
             },
             |_| {
                 *sleeps.borrow_mut() += 1;
@@ -806,7 +668,7 @@ mod tests {
             ),
             (
                 "a throttled entry is sent again alone",
-                vec![Ok(vec![failure(1, "Throttled", true)]), Ok(vec![])],
+                vec![Ok(vec![failure("m1", "Throttled", true)]), Ok(vec![])],
                 3,
                 true,
                 vec![vec![0, 1, 2], vec![1]],
@@ -815,14 +677,21 @@ mod tests {
                 "a server fault is retried",
                 vec![
                     Ok(vec![
-                        failure(0, "InternalError", false),
-                        failure(2, "InternalError", false),
+                        failure("m0", "InternalError", false),
+                        failure("m2", "InternalError", false),
                     ]),
                     Ok(vec![]),
                 ],
                 3,
                 true,
                 vec![vec![0, 1, 2], vec![0, 2]],
+            ),
+            (
+                "KMS behind the topic is retried, whoever SNS blames",
+                vec![Ok(vec![failure("m0", "KMSUnavailable", true)]), Ok(vec![])],
+                2,
+                true,
+                vec![vec![0, 1], vec![0]],
             ),
             (
                 "a throttled call is retried whole",
@@ -833,7 +702,7 @@ mod tests {
             ),
             (
                 "a refused entry fails the publish",
-                vec![Ok(vec![failure(1, "InvalidParameter", true)])],
+                vec![Ok(vec![failure("m1", "InvalidParameter", true)])],
                 3,
                 false,
                 vec![vec![0, 1, 2]],
@@ -853,15 +722,20 @@ mod tests {
             ),
             (
                 "an unknown entry id is an error, not a silent loss",
-                vec![Ok(vec![EntryFailure {
-                    id: "zz".into(),
-                    code: "Throttled".into(),
-                    message: None,
-                    sender_fault: true,
-                }])],
+                vec![Ok(vec![failure("zz", "Throttled", true)])],
                 1,
                 false,
                 vec![vec![0]],
+            ),
+            (
+                "an id of an entry not sent is an error, not a silent loss",
+                vec![
+                    Ok(vec![failure("m1", "Throttled", true)]),
+                    Ok(vec![failure("m0", "Throttled", true)]),
+                ],
+                2,
+                false,
+                vec![vec![0, 1], vec![1]],
             ),
         ];
         for (case, script, n, ok, calls) in cases {
@@ -879,7 +753,7 @@ mod tests {
     #[test]
     fn a_refused_entry_names_its_finding_and_the_topic() {
         let (result, _, _) = run_script(
-            vec![Ok(vec![failure(1, "InvalidParameter", true)])],
+            vec![Ok(vec![failure("m1", "InvalidParameter", true)])],
             2,
             Backoff::default(),
         );
@@ -887,7 +761,8 @@ mod tests {
         assert!(
             msg.contains("finding-1")
                 && msg.contains("InvalidParameter")
-                && msg.contains("topic arn:aws:sns"),
+                && msg.contains("topic arn:aws:sns")
+                && !msg.contains("finding-0"),
             "{msg}"
         );
     }

@@ -164,36 +164,6 @@ pub trait ClaimStore: Sync {
     ) -> impl Future<Output = Result<(), NotifyError>> + Send;
 }
 
-/// One store shared by several notifiers (each under its own channel).
-impl<T: ClaimStore + Send> ClaimStore for std::sync::Arc<T> {
-    fn claim(
-        &self,
-        incident: &Incident,
-        token: &str,
-        now_ms: i64,
-        policy: &ClaimPolicy,
-    ) -> impl Future<Output = Result<Claim, NotifyError>> + Send {
-        T::claim(self, incident, token, now_ms, policy)
-    }
-
-    fn mark_sent(
-        &self,
-        incident: &Incident,
-        token: &str,
-        now_ms: i64,
-    ) -> impl Future<Output = Result<(), NotifyError>> + Send {
-        T::mark_sent(self, incident, token, now_ms)
-    }
-
-    fn release(
-        &self,
-        incident: &Incident,
-        token: &str,
-    ) -> impl Future<Output = Result<(), NotifyError>> + Send {
-        T::release(self, incident, token)
-    }
-}
-
 /// A [`Notifier`] that publishes each incident at most once through `inner`.
 #[derive(Debug, Clone)]
 pub struct ClaimingNotifier<C, N> {
@@ -438,9 +408,37 @@ impl ClaimStore for MemoryClaims {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
     const MINUTE: i64 = 60_000;
+
+    /// One store behind several notifiers, as the Lambda's sinks share their table.
+    impl ClaimStore for Arc<MemoryClaims> {
+        async fn claim(
+            &self,
+            incident: &Incident,
+            token: &str,
+            now_ms: i64,
+            policy: &ClaimPolicy,
+        ) -> Result<Claim, NotifyError> {
+            MemoryClaims::claim(self, incident, token, now_ms, policy).await
+        }
+
+        async fn mark_sent(
+            &self,
+            incident: &Incident,
+            token: &str,
+            now_ms: i64,
+        ) -> Result<(), NotifyError> {
+            MemoryClaims::mark_sent(self, incident, token, now_ms).await
+        }
+
+        async fn release(&self, incident: &Incident, token: &str) -> Result<(), NotifyError> {
+            MemoryClaims::release(self, incident, token).await
+        }
+    }
 
     fn incident(event_ms: Option<i64>) -> Incident {
         Incident {

@@ -503,6 +503,42 @@ async fn a_backfill_in_two_parts_reads_each_object_once_and_ends_as_one_run() {
 }
 
 #[tokio::test]
+async fn a_run_over_one_days_folder_leaves_the_regions_other_days_to_the_next_run() {
+    let trail = generated_trail();
+    let bucket = bucket_with(&trail).await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = state_file(dir.path(), "state.redb");
+    let state_arg = state.to_str().unwrap();
+    let folder = format!("/{ACCOUNT}/CloudTrail/eu-west-1/2026/03/03/");
+
+    let (out, _, stderr) = geotrail(
+        dir.path(),
+        "scan",
+        &[
+            &format!("s3://{bucket}/AWSLogs{folder}"),
+            "--state",
+            state_arg,
+        ],
+    );
+    assert!(out.status.success(), "{stderr}");
+    let in_folder = trail.iter().filter(|o| o.key.contains(&folder)).count() as u64;
+    assert_eq!(objects_read(&stderr), in_folder, "{stderr}");
+
+    // The region's checkpoint vouches for that day alone: its earlier days are read.
+    let (out, _, stderr) = geotrail(
+        dir.path(),
+        "scan",
+        &[&format!("s3://{bucket}/AWSLogs/"), "--state", state_arg],
+    );
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        objects_read(&stderr),
+        trail.len() as u64 - in_folder,
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
 async fn an_object_that_fails_is_named_and_read_again_by_the_next_run() {
     let trail = generated_trail();
     let bucket = bucket_with(&trail).await;
