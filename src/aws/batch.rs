@@ -67,6 +67,34 @@ pub(crate) fn is_retriable_call_error<E: ProvideErrorMetadata, R>(err: &SdkError
     }
 }
 
+/// The error of a call that failed as a whole, naming every finding it carried.
+pub(crate) fn call_failed<E, R>(
+    notifier: String,
+    operation: &str,
+    ids: &[&str],
+    err: SdkError<E, R>,
+) -> AttemptError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    let code = err.code().unwrap_or("").to_owned();
+    AttemptError {
+        retriable: is_retriable_call_error(&err),
+        error: NotifyError::Backend {
+            notifier,
+            message: format!(
+                "{operation} of {} findings ({}) failed {code}",
+                ids.len(),
+                ids.join(", ")
+            )
+            .trim_end()
+            .to_owned(),
+            source: Some(Box::new(err)),
+        },
+    }
+}
+
 /// Splits entries of `sizes` bytes into calls of at most `max_entries` entries and
 /// `max_bytes` in all (an entry larger than `max_bytes` goes alone, for the service to
 /// refuse by name).

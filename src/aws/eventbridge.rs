@@ -17,10 +17,9 @@ use std::ops::Range;
 
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 use aws_sdk_eventbridge::Client;
-use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 use super::backoff::Backoff;
-use super::batch::{self, is_retriable_call_error, is_retriable_code, send_with_retries};
+use super::batch::{self, call_failed, is_retriable_code, send_with_retries};
 use super::batch::{AttemptError, EntryFailure};
 use crate::finding::Finding;
 use crate::notify::{Notifier, NotifyError};
@@ -163,21 +162,7 @@ impl EventBridgeNotifier {
                     .iter()
                     .filter_map(|&i| batch.get(i).map(|e| e.finding_id.as_str()))
                     .collect();
-                let code = err.code().unwrap_or("").to_owned();
-                Err(AttemptError {
-                    retriable: is_retriable_call_error(&err),
-                    error: NotifyError::Backend {
-                        notifier: self.name(),
-                        message: format!(
-                            "PutEvents of {} findings ({}) failed {code}",
-                            ids.len(),
-                            ids.join(", ")
-                        )
-                        .trim_end()
-                        .to_owned(),
-                        source: Some(Box::new(err)),
-                    },
-                })
+                Err(call_failed(self.name(), "PutEvents", &ids, err))
             }
         }
     }

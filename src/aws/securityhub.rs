@@ -15,10 +15,9 @@ use aws_sdk_securityhub::types::{
     Remediation, Resource, ResourceDetails, Severity, SeverityLabel, Workflow, WorkflowStatus,
 };
 use aws_sdk_securityhub::Client;
-use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 use super::backoff::Backoff;
-use super::batch::{is_retriable_call_error, is_retriable_code, send_with_retries};
+use super::batch::{call_failed, is_retriable_code, send_with_retries};
 use super::batch::{AttemptError, EntryFailure};
 use crate::finding::asff::{self, AsffError, AsffFinding, AsffProduct};
 use crate::finding::Finding;
@@ -118,21 +117,7 @@ impl SecurityHubNotifier {
                     .iter()
                     .filter_map(|&i| batch.get(i).map(|(a, _)| a.id.as_str()))
                     .collect();
-                let code = err.code().unwrap_or("").to_owned();
-                Err(AttemptError {
-                    retriable: is_retriable_call_error(&err),
-                    error: NotifyError::Backend {
-                        notifier: self.name(),
-                        message: format!(
-                            "BatchImportFindings of {} findings ({}) failed {code}",
-                            ids.len(),
-                            ids.join(", ")
-                        )
-                        .trim_end()
-                        .to_owned(),
-                        source: Some(Box::new(err)),
-                    },
-                })
+                Err(call_failed(self.name(), "BatchImportFindings", &ids, err))
             }
         }
     }
