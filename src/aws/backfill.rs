@@ -437,11 +437,14 @@ struct ScopeProgress {
     next: usize,
     /// `next` moved since the checkpoint was last written.
     dirty: bool,
+    /// Another URL of the same run reaches this scope too (a region's folder and the
+    /// whole `AWSLogs/`): each sees only part of it, so neither may vouch for it.
+    shared: bool,
 }
 
 impl ScopeProgress {
     fn mark(&mut self, position: usize, ok: bool) {
-        if !ok {
+        if !ok || self.shared {
             return;
         }
         self.done[position] = true;
@@ -718,6 +721,7 @@ pub fn plan<'a>(
                 done: vec![false; keyed.len()],
                 next: 0,
                 dirty: false,
+                shared: false,
                 group: group.clone(),
                 old,
             });
@@ -757,6 +761,13 @@ pub fn plan<'a>(
         by_path.insert(*path_index, objects);
     }
     spinner.finish_and_clear();
+    let mut reached: HashMap<String, usize> = HashMap::new();
+    for scope in &resume.scopes {
+        *reached.entry(scope.group.checkpoint_id()).or_default() += 1;
+    }
+    for scope in &mut resume.scopes {
+        scope.shared = reached[&scope.group.checkpoint_id()] > 1;
+    }
 
     // The bodies are fetched in the order the reader will ask for them.
     let order: Vec<(String, String, u64)> = (0..paths.len())
@@ -1354,7 +1365,23 @@ mod tests {
             done: vec![false; keys.len()],
             next: 0,
             dirty: false,
+            shared: false,
         }
+    }
+
+    #[test]
+    fn a_scope_two_urls_reach_is_never_vouched_for() {
+        let keys: Vec<String> = ["0000", "0005"]
+            .iter()
+            .map(|m| key("2026-11-01", m))
+            .collect();
+        let mut p = ScopeProgress {
+            shared: true,
+            ..progress(&keys, None)
+        };
+        p.mark(0, true);
+        p.mark(1, true);
+        assert!(!p.dirty && p.next == 0, "{:?}", (p.dirty, p.next));
     }
 
     #[test]
