@@ -489,31 +489,8 @@ impl<S: StateStore + Send> StateStore for WriteBackCache<S> {
     }
 
     async fn save_tallies(&self, items: &[(&Tally, u64)]) -> Result<Vec<SaveOutcome>, StateError> {
-        let mut tallies = self.lock_tallies();
-        Ok(items
-            .iter()
-            .map(|(tally, expected)| {
-                let key = tally.key();
-                let current = tallies.get(&key).map_or(0, |e| e.version);
-                if current != *expected {
-                    return SaveOutcome::Conflict;
-                }
-                let inner_version = tallies.get(&key).map_or(0, |e| e.inner_version);
-                tallies.insert(
-                    key,
-                    TallyEntry {
-                        tally: Some((*tally).clone()),
-                        version: current + 1,
-                        inner_version,
-                        dirty: true,
-                        lent: false,
-                    },
-                );
-                SaveOutcome::Saved {
-                    version: current + 1,
-                }
-            })
-            .collect())
+        let owned = items.iter().map(|(t, v)| ((*t).clone(), *v)).collect();
+        self.save_tallies_owned(owned).await
     }
 
     fn give_back(&self, states: Vec<Versioned>) {
