@@ -35,7 +35,7 @@
 //! the retried save. Publishing before saving is what rules out the
 //! lost finding: a finding is never recorded as raised before it has been delivered.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::io::Read;
 
 use foldhash::HashMap as FastMap;
@@ -46,8 +46,8 @@ use crate::cloudtrail::{self, Event, ObjectError, ObjectSummary, ReadOptions, Re
 use crate::detect::rarity::{self, RuleBatch, RuleEvent};
 use crate::detect::tally::{Tally, TallyKey, TallyMap};
 use crate::detect::{
-    future_time_finding, Effect, FindingContext, FutureRecords, Point, Policy, Sighting,
-    SubjectKind, SubjectState,
+    future_time_finding, Call, Effect, EventId, FindingContext, FutureRecords, Point, Policy,
+    Sighting, SubjectKind, SubjectState,
 };
 use crate::finding::{Finding, FutureEvent, Rule, UserIdentitySummary};
 use crate::geo::{classify_source, GeoCache, GeoDbInfo};
@@ -305,12 +305,12 @@ fn collect(
     let travel = policy.rules.enabled.contains(Rule::ImpossibleTravel) && subject.is_some();
     let tallied = policy.rules.enabled.any_tallied();
     let looked_up = match &ip {
-        Ok(ip) if travel || tallied => Some(geo.lookup(*ip)),
+        Ok(ip) if travel || tallied => Some(geo.locate(*ip)),
         _ => None,
     };
     if tallied {
         let location = match &looked_up {
-            Some(Ok(Some(l))) => Some(l),
+            Some(Ok(Some((l, _)))) => Some(l),
             _ => None,
         };
         add_to_rules(
@@ -329,8 +329,8 @@ fn collect(
         return Ok(());
     }
     let ip = ip.map_err(|skip| skip.as_str())?;
-    let location = match looked_up.expect("looked up whenever travel is judged") {
-        Ok(Some(location)) => location,
+    let (location, place) = match looked_up.expect("looked up whenever travel is judged") {
+        Ok(Some(located)) => located,
         Ok(None) => return Err("not_in_geoip"),
         Err(_) => return Err("geoip_error"),
     };
@@ -370,15 +370,22 @@ fn collect(
             entry.sightings.pop();
         }
     }
+    fn text<'a>(v: &'a Option<std::borrow::Cow<'_, str>>) -> &'a str {
+        v.as_deref().unwrap_or("")
+    }
     let point = Point {
         t: event.event_time_ms,
-        id: event.event_id.as_deref().unwrap_or("").to_owned(),
+        id: EventId::new(text(&event.event_id)),
         ip,
-        name: names.intern(event.event_name.as_deref().unwrap_or("")),
-        source: names.intern(event.event_source.as_deref().unwrap_or("")),
-        region: names.intern(event.aws_region.as_deref().unwrap_or("")),
+        call: names.call(
+            text(&event.event_name),
+            text(&event.event_source),
+            text(&event.aws_region),
+        ),
     };
-    entry.sightings.push(Sighting::from_point(point, location));
+    entry
+        .sightings
+        .push(Sighting::at_place(point, location, place));
     Ok(())
 }
 
@@ -430,18 +437,29 @@ fn add_to_rules(
     rules.add(&e, &policy.rules, || identity_summary(event));
 }
 
-/// One shared copy of each event name, service and region seen in an object.
+/// One shared copy of each call seen in an object.
 #[derive(Default)]
-struct Interner(HashSet<std::sync::Arc<str>>);
+struct Interner {
+    /// Calls by event name; a name has one or a few sources and regions.
+    calls: FastMap<Box<str>, Vec<Arc<Call>>>,
+}
 
 impl Interner {
-    fn intern(&mut self, s: &str) -> std::sync::Arc<str> {
-        if let Some(shared) = self.0.get(s) {
-            return shared.clone();
+    fn call(&mut self, name: &str, source: &str, region: &str) -> Arc<Call> {
+        if let Some(calls) = self.calls.get_mut(name) {
+            if let Some(call) = calls
+                .iter()
+                .find(|c| *c.source == *source && *c.region == *region)
+            {
+                return Arc::clone(call);
+            }
+            let call = Arc::new(Call::new(name, source, region));
+            calls.push(Arc::clone(&call));
+            return call;
         }
-        let shared: std::sync::Arc<str> = s.into();
-        self.0.insert(shared.clone());
-        shared
+        let call = Arc::new(Call::new(name, source, region));
+        self.calls.insert(name.into(), vec![Arc::clone(&call)]);
+        call
     }
 }
 
@@ -661,7 +679,10 @@ pub async fn commit_scans<S: StateStore + Sync, N: Notifier + Sync>(
         })
         .collect();
     let mut failed: Vec<Option<PipelineError>> = scans.iter().map(|_| None).collect();
-    let mut parts: BTreeMap<&str, Vec<Part<'_>>> = BTreeMap::new();
+    // Hashed, not a B-tree: one entry per subject of every object of the batch, tens of
+    // thousands in an organisation's trail. `pending` is sorted below, so the order of
+    // the work and of the findings does not depend on the hash.
+    let mut parts: FastMap<&str, Vec<Part<'_>>> = FastMap::default();
     for (index, scan) in scans.iter().enumerate() {
         for sightings in &scan.subjects {
             parts
@@ -688,8 +709,9 @@ pub async fn commit_scans<S: StateStore + Sync, N: Notifier + Sync>(
 
     let mut published: HashSet<String> = HashSet::new();
     let mut pending: Vec<String> = parts.keys().map(|s| (*s).to_owned()).collect();
+    pending.sort_unstable();
     // (covered, stale) per subject and scan, from the attempt that was saved.
-    let mut effects: HashMap<(&str, usize), (u64, u64)> = HashMap::new();
+    let mut effects: FastMap<(&str, usize), (u64, u64)> = FastMap::default();
     let mut attempts = 0u32;
     while !pending.is_empty() {
         attempts += 1;

@@ -182,7 +182,7 @@ impl StateStore for DynamoStateStore {
             .try_collect()
             .await?;
         let mut loaded = Loaded {
-            states: HashMap::with_capacity(unique.len()),
+            states: foldhash::HashMap::with_capacity_and_hasher(unique.len(), Default::default()),
             corrupt: Vec::new(),
         };
         for item in pages.into_iter().flatten() {

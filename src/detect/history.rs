@@ -58,6 +58,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::policy::{Policy, SubjectKind};
+use super::EventId;
 use crate::finding::{
     format_rfc3339_ms, human_duration, Finding, ImpossibleTravel, Rule, Severity, TravelEndpoint,
     TriggeringLocations, UserIdentitySummary,
@@ -68,28 +69,95 @@ use crate::geo::{distance_km, GeoDbInfo, Location};
 /// 15-minute stays and no clock of its own; it is upgraded on first use.
 pub const STATE_VERSION: u32 = 2;
 
-/// One event, reduced to what the timeline keeps. Field names are short because this is
-/// stored many times per DynamoDB item.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One event, reduced to what the timeline keeps. Tens of thousands of subjects hold a
+/// dozen of these each in memory, so a point is small: its strings are shared, not
+/// owned (a stay's first and last point are often the same event, and a subject makes
+/// the same few calls again and again).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Point {
     /// Event time, Unix epoch milliseconds.
     pub t: i64,
     /// Empty for an end inferred by splitting a stay (see the module documentation).
-    pub id: String,
+    pub id: EventId,
     /// Stored parsed: 16 bytes in place of a string, and serialized as text anyway.
     pub ip: IpAddr,
-    /// Event name, source and region repeat across a subject's events: shared, not
-    /// copied, while an object is judged.
-    pub name: Arc<str>,
-    #[serde(rename = "src")]
-    pub source: Arc<str>,
-    #[serde(rename = "rgn")]
-    pub region: Arc<str>,
+    pub call: Arc<Call>,
+}
+
+/// What an event called and where: the event name, source and region, which repeat
+/// across a subject's events.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct Call {
+    pub name: Box<str>,
+    pub source: Box<str>,
+    pub region: Box<str>,
+}
+
+impl Call {
+    pub fn new(name: &str, source: &str, region: &str) -> Call {
+        Call {
+            name: name.into(),
+            source: source.into(),
+            region: region.into(),
+        }
+    }
+}
+
+/// A point as stored (DynamoDB items, state files): field names are short because this
+/// is written many times per item, and the layout is the one every release has written.
+#[derive(Serialize)]
+struct StoredPoint<'a> {
+    t: i64,
+    id: &'a EventId,
+    ip: IpAddr,
+    name: &'a str,
+    src: &'a str,
+    rgn: &'a str,
+}
+
+#[derive(Deserialize)]
+struct OwnedStoredPoint {
+    t: i64,
+    id: EventId,
+    ip: IpAddr,
+    name: String,
+    src: String,
+    rgn: String,
+}
+
+impl Serialize for Point {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        StoredPoint {
+            t: self.t,
+            id: &self.id,
+            ip: self.ip,
+            name: &self.call.name,
+            src: &self.call.source,
+            rgn: &self.call.region,
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Point {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Point, D::Error> {
+        let p = OwnedStoredPoint::deserialize(deserializer)?;
+        Ok(Point {
+            t: p.t,
+            id: p.id,
+            ip: p.ip,
+            call: Arc::new(Call {
+                name: p.name.into(),
+                source: p.src.into(),
+                region: p.rgn.into(),
+            }),
+        })
+    }
 }
 
 impl Point {
     /// Total order of events: time, then event id for events in the same millisecond.
-    fn key(&self) -> (i64, &str) {
+    fn key(&self) -> (i64, &EventId) {
         (self.t, &self.id)
     }
 
@@ -101,7 +169,7 @@ impl Point {
     fn inferred_at(&self, t: i64) -> Point {
         Point {
             t,
-            id: String::new(),
+            id: EventId::new(""),
             ..self.clone()
         }
     }
@@ -112,11 +180,24 @@ impl Point {
 pub struct Sighting {
     pub point: Point,
     pub location: Arc<Location>,
+    /// The location's [`Location::place_key`], shared by every stay at that place.
+    pub place: Arc<str>,
 }
 
 impl Sighting {
     pub fn from_point(point: Point, location: Arc<Location>) -> Sighting {
-        Sighting { point, location }
+        let place = location.place_key().into();
+        Sighting::at_place(point, location, place)
+    }
+
+    /// `place` must be `location`'s place key (the caller has it cached).
+    pub fn at_place(point: Point, location: Arc<Location>, place: Arc<str>) -> Sighting {
+        debug_assert_eq!(*place, *location.place_key());
+        Sighting {
+            point,
+            location,
+            place,
+        }
     }
 
     pub fn new(
@@ -128,17 +209,13 @@ impl Sighting {
         ip: IpAddr,
         location: Arc<Location>,
     ) -> Sighting {
-        Sighting {
-            point: Point {
-                t: time_ms,
-                id: event_id.to_owned(),
-                ip,
-                name: event_name.into(),
-                source: event_source.into(),
-                region: aws_region.into(),
-            },
-            location,
-        }
+        let point = Point {
+            t: time_ms,
+            id: EventId::new(event_id),
+            ip,
+            call: Arc::new(Call::new(event_name, event_source, aws_region)),
+        };
+        Sighting::from_point(point, location)
     }
 }
 
@@ -146,7 +223,8 @@ impl Sighting {
 /// than the policy's `max_stay_gap_ms` between two consecutive ones.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Stay {
-    pub place: String,
+    /// Shared with the other stays at the place.
+    pub place: Arc<str>,
     pub first: Point,
     pub last: Point,
     /// The longest gap between consecutive sightings of the stay, ms: every moment inside
@@ -157,7 +235,7 @@ pub struct Stay {
 
 impl Stay {
     /// A stay of one sighting.
-    pub fn at(place: impl Into<String>, point: Point) -> Stay {
+    pub fn at(place: impl Into<Arc<str>>, point: Point) -> Stay {
         Stay {
             place: place.into(),
             first: point.clone(),
@@ -228,6 +306,15 @@ pub struct SubjectState {
 
 fn never() -> i64 {
     i64::MIN
+}
+
+/// Room for `more` elements, growing by a quarter rather than doubling: tens of thousands
+/// of subjects sit in memory with a dozen stays and a place or two each, and doubling
+/// would leave a third of that space empty on average. A quarter still amortises.
+fn reserve_gently<T>(v: &mut Vec<T>, more: usize) {
+    if v.capacity() - v.len() < more {
+        v.reserve_exact(more.max(v.len() / 4));
+    }
 }
 
 /// What a sighting did to the history.
@@ -385,7 +472,7 @@ impl SubjectState {
         let from_places = self.places.iter().map(|p| p.last_seen_ms);
         self.latest_ms = from_stays.chain(from_places).max().unwrap_or(never());
         for place in &mut self.places {
-            let stays = self.stays.iter().filter(|s| s.place == place.key).count();
+            let stays = self.stays.iter().filter(|s| *s.place == *place.key).count();
             place.count = place.count.max(stays as u64);
         }
         self.v = STATE_VERSION;
@@ -412,11 +499,11 @@ impl SubjectState {
                 return quiet(Effect::Stale);
             }
         }
-        let place_key = sighting.location.place_key();
-        let Some(at) = self.insert(p, &place_key, policy) else {
+        let place_key = &sighting.place;
+        let Some(at) = self.insert(p, place_key, policy) else {
             return quiet(Effect::Covered);
         };
-        self.note_place(&place_key, &sighting.location, p.t);
+        self.note_place(place_key, &sighting.location, p.t);
 
         // Judge the sighting against every other place within reach, not only its
         // neighbours: a sequence of possible hops never makes a longer one impossible
@@ -441,10 +528,10 @@ impl SubjectState {
             } else {
                 other.first.t - p.t
             };
-            if other.place == place_key || seen.contains(&(other.place.as_str(), is_before)) {
+            if other.place == *place_key || seen.contains(&(&*other.place, is_before)) {
                 continue;
             }
-            seen.push((other.place.as_str(), is_before));
+            seen.push((&other.place, is_before));
             let Some(other_place) = self.place(&other.place) else {
                 continue;
             };
@@ -467,7 +554,7 @@ impl SubjectState {
                     from,
                     &other_place,
                     p.clone(),
-                    &place_key,
+                    place_key,
                     &sighting.location,
                     false,
                     policy,
@@ -477,7 +564,7 @@ impl SubjectState {
                 let to = other.first.clone();
                 self.judge(
                     p.clone(),
-                    &place_key,
+                    place_key,
                     to,
                     &other_place,
                     &sighting.location,
@@ -496,12 +583,12 @@ impl SubjectState {
 
     /// Puts `p` into the timeline; returns the index of the stay that holds it, or `None`
     /// when the timeline already covers it.
-    fn insert(&mut self, p: &Point, place_key: &str, policy: &Policy) -> Option<usize> {
+    fn insert(&mut self, p: &Point, place_key: &Arc<str>, policy: &Policy) -> Option<usize> {
         let idx = self.stays.partition_point(|s| s.first.key() <= p.key());
         if idx > 0 && self.stays[idx - 1].last.key() >= p.key() {
             let host = &self.stays[idx - 1];
             let same_event = host.first.key() == p.key() || host.last.key() == p.key();
-            if host.place == place_key || same_event {
+            if host.place == *place_key || same_event {
                 return None;
             }
             // Another place inside a stay: split it. Its inner events are not kept, but
@@ -525,17 +612,19 @@ impl SubjectState {
             };
             let left = half(host.first.clone(), bound(&host.first, left_end));
             let right = half(bound(&host.last, right_start), host.last.clone());
+            reserve_gently(&mut self.stays, 2);
             self.stays.insert(idx - 1, left);
-            self.stays.insert(idx, Stay::at(place_key, p.clone()));
+            self.stays
+                .insert(idx, Stay::at(Arc::clone(place_key), p.clone()));
             self.stays.insert(idx + 1, right);
             return Some(idx);
         }
         let gap = policy.max_stay_gap_ms;
         let joins_prev = idx > 0
-            && self.stays[idx - 1].place == place_key
+            && self.stays[idx - 1].place == *place_key
             && p.t - self.stays[idx - 1].last.t <= gap;
         let joins_next = idx < self.stays.len()
-            && self.stays[idx].place == place_key
+            && self.stays[idx].place == *place_key
             && self.stays[idx].first.t - p.t <= gap;
         Some(match (joins_prev, joins_next) {
             (true, true) => {
@@ -563,7 +652,9 @@ impl SubjectState {
                 idx
             }
             (false, false) => {
-                self.stays.insert(idx, Stay::at(place_key, p.clone()));
+                reserve_gently(&mut self.stays, 1);
+                self.stays
+                    .insert(idx, Stay::at(Arc::clone(place_key), p.clone()));
                 idx
             }
         })
@@ -578,13 +669,16 @@ impl SubjectState {
                 pl.last_seen_ms = pl.last_seen_ms.max(t);
                 pl.count += 1;
             }
-            None => self.places.push(Place {
-                key: key.to_owned(),
-                location: Arc::clone(location),
-                first_seen_ms: t,
-                last_seen_ms: t,
-                count: 1,
-            }),
+            None => {
+                reserve_gently(&mut self.places, 1);
+                self.places.push(Place {
+                    key: key.to_owned(),
+                    location: Arc::clone(location),
+                    first_seen_ms: t,
+                    last_seen_ms: t,
+                    count: 1,
+                });
+            }
         }
     }
 

@@ -3,6 +3,7 @@
 //! Nothing here reads a clock: "now" is always the event time of what is being judged,
 //! so a backfill, a replay and a live run all decide the same way.
 
+mod event_id;
 mod explain;
 mod future;
 mod history;
@@ -10,11 +11,12 @@ mod policy;
 pub mod rarity;
 pub mod tally;
 
+pub use event_id::EventId;
 pub use explain::{AlertExplained, Explanation, HabitExplained, PlaceExplained, StayExplained};
 pub use future::{future_time_finding, FutureRecords, MAX_FUTURE_EVENTS_LISTED};
 pub use history::{
-    AlertMark, Effect, FindingContext, Observation, Place, Point, Sighting, Stay, SubjectState,
-    Transition, STATE_VERSION,
+    AlertMark, Call, Effect, FindingContext, Observation, Place, Point, Sighting, Stay,
+    SubjectState, Transition, STATE_VERSION,
 };
 pub use policy::{BaselinePolicy, Policy, PolicyError, RulePolicy, RuleSet, SubjectKind};
 

@@ -7,16 +7,21 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::{GeoDb, GeoError, Location};
+
+/// A location and its shared [`place_key`](Location::place_key).
+pub type Located = (Arc<Location>, Arc<str>);
 
 /// Lookups through a [`GeoDb`], remembered for the life of the cache (one scan, one Lambda
 /// invocation).
 #[derive(Debug)]
 pub struct GeoCache<'db> {
     db: &'db GeoDb,
-    entries: FxHashMap<IpAddr, Option<Arc<Location>>>,
+    entries: FxHashMap<IpAddr, Option<Located>>,
+    /// Place keys, one copy per place: every stay at a place shares it, across subjects.
+    places: FxHashSet<Arc<str>>,
     max_entries: usize,
     hits: u64,
     misses: u64,
@@ -38,6 +43,7 @@ impl<'db> GeoCache<'db> {
         GeoCache {
             db,
             entries: FxHashMap::default(),
+            places: FxHashSet::default(),
             max_entries: max_entries.max(1),
             hits: 0,
             misses: 0,
@@ -47,17 +53,35 @@ impl<'db> GeoCache<'db> {
     /// Where `ip` is, from the cache or the database. Errors are not cached: the next lookup
     /// of the same address tries the database again and fails the same way.
     pub fn lookup(&mut self, ip: IpAddr) -> Result<Option<Arc<Location>>, GeoError> {
+        Ok(self.locate(ip)?.map(|(location, _)| location))
+    }
+
+    /// [`GeoCache::lookup`], with the location's shared
+    /// [`place_key`](Location::place_key).
+    pub fn locate(&mut self, ip: IpAddr) -> Result<Option<Located>, GeoError> {
         if let Some(cached) = self.entries.get(&ip) {
             self.hits += 1;
             return Ok(cached.clone());
         }
         self.misses += 1;
-        let located = self.db.lookup(ip)?.map(Arc::new);
         // Starting over is simpler and cheaper than LRU bookkeeping, and the addresses that
         // matter come straight back.
         if self.entries.len() >= self.max_entries {
             self.entries.clear();
+            self.places.clear();
         }
+        let located = self.db.lookup(ip)?.map(|location| {
+            let key = location.place_key();
+            let place = match self.places.get(key.as_str()) {
+                Some(place) => Arc::clone(place),
+                None => {
+                    let place: Arc<str> = key.into();
+                    self.places.insert(Arc::clone(&place));
+                    place
+                }
+            };
+            (Arc::new(location), place)
+        });
         self.entries.insert(ip, located.clone());
         Ok(located)
     }
@@ -117,6 +141,16 @@ mod tests {
 
         assert_eq!((cache.hits(), cache.misses(), cache.len()), (3, 2, 2));
         assert_eq!(first.city.as_deref(), Some("Sydney"));
+    }
+
+    #[test]
+    fn the_addresses_of_one_place_share_its_key() {
+        let db = GeoDb::from_bytes(testdb::fixture_city_db(), None).unwrap();
+        let mut cache = GeoCache::new(&db);
+        let (a, key_a) = cache.locate(ip("1.128.0.1")).unwrap().unwrap();
+        let (_, key_b) = cache.locate(ip("1.128.0.2")).unwrap().unwrap();
+        assert_eq!(*key_a, a.place_key());
+        assert!(Arc::ptr_eq(&key_a, &key_b), "one copy per place");
     }
 
     #[test]

@@ -303,7 +303,7 @@ impl<S: StateStore + Send> StateStore for WriteBackCache<S> {
             }
         }
         let mut entries = self.lock();
-        let mut lent = HashMap::with_capacity(subjects.len());
+        let mut lent = FastMap::with_capacity_and_hasher(subjects.len(), Default::default());
         for subject in subjects {
             let Some(e) = entries.get_mut(subject) else {
                 continue;

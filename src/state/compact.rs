@@ -11,7 +11,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
-use crate::detect::{AlertMark, Place, Point, Stay, SubjectState, Transition};
+use crate::detect::{AlertMark, Call, EventId, Place, Point, Stay, SubjectState, Transition};
 use crate::geo::Location;
 
 /// First byte of every packed state, so that a change of layout cannot be misread.
@@ -92,6 +92,7 @@ pub fn unpack(bytes: &[u8]) -> Result<SubjectState, String> {
         r,
         strings,
         shared: vec![None; count],
+        calls: Vec::new(),
     };
     let v = u32::try_from(r.r.varint()?).map_err(|e| e.to_string())?;
     let subject = r.string()?;
@@ -100,7 +101,7 @@ pub fn unpack(bytes: &[u8]) -> Result<SubjectState, String> {
     let n = r.r.len()?;
     let mut stays = Vec::with_capacity(n);
     for _ in 0..n {
-        let place = r.string()?;
+        let place = r.arc()?;
         let gap_ms = r.r.int()?;
         let single = r.r.byte()? == 1;
         let first = r.point()?;
@@ -205,15 +206,17 @@ impl<'a> Writer<'a> {
     fn point(&mut self, p: &'a Point) {
         self.int(p.t);
         // Event ids are unique: inline, and 16 bytes when they are the usual UUID.
-        match uuid_bytes(&p.id) {
+        match p.id.uuid_bytes() {
             Some(raw) => {
                 self.bytes.push(1);
                 self.bytes.extend_from_slice(&raw);
             }
             None => {
+                let mut buf = [0; 36];
+                let text = p.id.text(&mut buf).as_bytes();
                 self.bytes.push(0);
-                self.varint(p.id.len() as u64);
-                self.bytes.extend_from_slice(p.id.as_bytes());
+                self.varint(text.len() as u64);
+                self.bytes.extend_from_slice(text);
             }
         }
         match p.ip {
@@ -226,9 +229,9 @@ impl<'a> Writer<'a> {
                 self.bytes.extend_from_slice(&ip.octets());
             }
         }
-        self.str(&p.name);
-        self.str(&p.source);
-        self.str(&p.region);
+        self.str(&p.call.name);
+        self.str(&p.call.source);
+        self.str(&p.call.region);
     }
 
     fn location(&mut self, l: &'a Location) {
@@ -317,8 +320,11 @@ impl<'a> Reader<'a> {
 struct Body<'a> {
     r: Reader<'a>,
     strings: Vec<&'a str>,
-    /// One shared copy per distinct event name, service and region.
+    /// One shared copy per distinct place key.
     shared: Vec<Option<Arc<str>>>,
+    /// One shared copy per distinct call, by its strings' indices; a subject makes a
+    /// handful of distinct calls, so a linear search wins.
+    calls: Vec<([usize; 3], Arc<Call>)>,
 }
 
 impl Body<'_> {
@@ -352,12 +358,12 @@ impl Body<'_> {
     fn point(&mut self) -> Result<Point, String> {
         let t = self.r.int()?;
         let id = match self.r.byte()? {
-            1 => uuid_text(self.r.take(16)?),
+            1 => {
+                EventId::from_uuid_bytes(<[u8; 16]>::try_from(self.r.take(16)?).expect("16 bytes"))
+            }
             _ => {
                 let n = self.r.len()?;
-                std::str::from_utf8(self.r.take(n)?)
-                    .map_err(|e| e.to_string())?
-                    .to_owned()
+                EventId::new(std::str::from_utf8(self.r.take(n)?).map_err(|e| e.to_string())?)
             }
         };
         let ip = match self.r.byte()? {
@@ -369,14 +375,17 @@ impl Body<'_> {
             )),
             tag => return Err(format!("unknown address tag {tag}")),
         };
-        Ok(Point {
-            t,
-            id,
-            ip,
-            name: self.arc()?,
-            source: self.arc()?,
-            region: self.arc()?,
-        })
+        let call = [self.index()?, self.index()?, self.index()?];
+        let call = match self.calls.iter().find(|(c, _)| *c == call) {
+            Some((_, shared)) => Arc::clone(shared),
+            None => {
+                let [name, source, region] = call.map(|i| self.strings[i]);
+                let shared = Arc::new(Call::new(name, source, region));
+                self.calls.push((call, Arc::clone(&shared)));
+                shared
+            }
+        };
+        Ok(Point { t, id, ip, call })
     }
 
     fn location(&mut self) -> Result<Location, String> {
@@ -411,43 +420,6 @@ impl Body<'_> {
     }
 }
 
-/// The 16 bytes of a UUID in canonical lower-case form (8-4-4-4-12 hex digits), which is
-/// what CloudTrail's event ids are; `None` for anything else, kept as text.
-fn uuid_bytes(id: &str) -> Option<[u8; 16]> {
-    let b = id.as_bytes();
-    if b.len() != 36 || [8, 13, 18, 23].iter().any(|&i| b[i] != b'-') {
-        return None;
-    }
-    let mut out = [0u8; 16];
-    let mut digits = b.iter().filter(|c| **c != b'-');
-    for byte in &mut out {
-        let mut v = 0u8;
-        for _ in 0..2 {
-            let d = match *digits.next()? {
-                c @ b'0'..=b'9' => c - b'0',
-                c @ b'a'..=b'f' => c - b'a' + 10,
-                _ => return None,
-            };
-            v = v << 4 | d;
-        }
-        *byte = v;
-    }
-    Some(out)
-}
-
-fn uuid_text(raw: &[u8]) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(36);
-    for (i, byte) in raw.iter().enumerate() {
-        if matches!(i, 4 | 6 | 8 | 10) {
-            s.push('-');
-        }
-        s.push(HEX[usize::from(byte >> 4)] as char);
-        s.push(HEX[usize::from(byte & 15)] as char);
-    }
-    s
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -460,9 +432,9 @@ mod tests {
         state.latest_ms = i64::MIN;
         let mut far = point(5_000);
         far.ip = "2001:db8::7".parse().unwrap();
-        far.id = "e-\u{e9}\u{4e2d}".to_owned();
+        far.id = "e-\u{e9}\u{4e2d}".into();
         state.stays.push(Stay {
-            place: "JP/Tokyo/Tokyo".to_owned(),
+            place: "JP/Tokyo/Tokyo".into(),
             first: point(2_000),
             last: far,
             gap_ms: -3,
@@ -525,7 +497,7 @@ mod tests {
         let mut state = state_seen_at("AKIAIOSFODNN7EXAMPLE", 1_000);
         for k in 1..10 {
             let mut p = point(k * 3_600_000);
-            p.id = format!("f50d93bf-333a-4ced-a951-c285b577da{k:02}");
+            p.id = format!("f50d93bf-333a-4ced-a951-c285b577da{k:02}").into();
             state.stays.push(Stay::at("sydney", p));
         }
         let json = serde_json::to_vec(&state).unwrap().len();
@@ -544,7 +516,7 @@ mod tests {
             "",
         ] {
             let mut state = state_seen_at("AKIAIOSFODNN7EXAMPLE", 1_000);
-            state.stays[0].first.id = id.to_owned();
+            state.stays[0].first.id = id.into();
             assert_eq!(unpack(&pack(&state)).unwrap(), state, "{id}");
         }
     }

@@ -274,7 +274,7 @@ impl StateStore for FileStateStore {
             .open_table(SUBJECTS)
             .map_err(|e| self.backend("cannot open the subjects table", e))?;
         let mut loaded = Loaded {
-            states: HashMap::with_capacity(subjects.len()),
+            states: foldhash::HashMap::with_capacity_and_hasher(subjects.len(), Default::default()),
             corrupt: Vec::new(),
         };
         for subject in subjects {

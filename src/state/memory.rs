@@ -63,7 +63,7 @@ impl StateStore for MemoryStateStore {
     async fn load_each(&self, subjects: &[String]) -> Result<Loaded, StateError> {
         let stored = self.lock();
         let mut loaded = Loaded {
-            states: HashMap::with_capacity(subjects.len()),
+            states: foldhash::HashMap::with_capacity_and_hasher(subjects.len(), Default::default()),
             corrupt: Vec::new(),
         };
         for subject in subjects {

@@ -1,10 +1,11 @@
 //! `DynamoStateStore` against moto's DynamoDB.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use aws_sdk_dynamodb::types::{AttributeValue, TimeToLiveStatus};
 use geotrail::aws::dynamo::{create_table, DynamoStateStore, MAX_ITEM_BYTES};
-use geotrail::detect::{Place, Point, Stay, SubjectState};
+use geotrail::detect::{Call, Place, Point, Stay, SubjectState};
 use geotrail::geo::Location;
 use geotrail::state::{SaveOutcome, StateError, StateStore};
 
@@ -15,11 +16,13 @@ const TTL_DAYS: i64 = 30;
 fn point(t: i64, id: &str) -> Point {
     Point {
         t,
-        id: id.to_owned(),
+        id: id.into(),
         ip: "203.0.113.10".parse().expect("an address"),
-        name: "DescribeInstances".into(),
-        source: "ec2.amazonaws.com".into(),
-        region: "us-east-1".into(),
+        call: Arc::new(Call::new(
+            "DescribeInstances",
+            "ec2.amazonaws.com",
+            "us-east-1",
+        )),
     }
 }
 

@@ -302,7 +302,7 @@ impl Stack {
             .expect("PutObject");
     }
 
-    async fn state(&self, subjects: &[String]) -> std::collections::HashMap<String, Versioned> {
+    async fn state(&self, subjects: &[String]) -> foldhash::HashMap<String, Versioned> {
         DynamoStateStore::new(dynamodb_client(None).await, &self.table, 30)
             .load(subjects)
             .await
@@ -455,14 +455,14 @@ async fn a_finding_reaches_raw_and_enveloped_subscribers_and_the_table_holds_the
     let state = stack.state(&[access_key.to_owned()]).await;
     let saved = &state[access_key];
     assert_eq!(saved.version, 1);
-    let ids: Vec<&str> = saved
+    let ids: Vec<String> = saved
         .state
         .stays
         .iter()
-        .flat_map(|s| [s.first.id.as_str(), s.last.id.as_str()])
+        .flat_map(|s| [s.first.id.to_string(), s.last.id.to_string()])
         .collect();
     assert!(
-        ids.contains(&"ev-syd") && ids.contains(&"ev-fra"),
+        ids.iter().any(|id| id == "ev-syd") && ids.iter().any(|id| id == "ev-fra"),
         "both sightings saved: {ids:?}"
     );
     assert!(
@@ -677,11 +677,11 @@ async fn two_handlers_racing_on_the_same_subjects_lose_no_update() {
     let state = stack.state(&subjects).await;
     for subject in &subjects {
         let saved = &state[subject];
-        let ids: Vec<&str> = saved
+        let ids: Vec<String> = saved
             .state
             .stays
             .iter()
-            .map(|s| s.first.id.as_str())
+            .map(|s| s.first.id.to_string())
             .collect();
         assert_eq!(
             ids,
