@@ -953,7 +953,14 @@ pub(crate) fn hash_id(parts: &[&str]) -> String {
         h.update([0]);
     }
     let digest = h.finalize();
-    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+    // Computed for every candidate of every rule: hex by hand, not a `format!` per byte.
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut id = String::with_capacity(32);
+    for b in &digest[..16] {
+        id.push(char::from(HEX[usize::from(b >> 4)]));
+        id.push(char::from(HEX[usize::from(b & 15)]));
+    }
+    id
 }
 
 /// Deterministic: the rule, the subject, the unordered place pair and the dedup window the

@@ -706,3 +706,11 @@ fn stale_is_counted_back_from_the_subjects_own_clock_so_a_backfill_is_judged() {
     );
     assert_eq!(found.len(), 1);
 }
+
+#[test]
+fn finding_ids_are_the_first_half_of_the_parts_sha256_in_lower_case_hex() {
+    let id = hash_id(&["impossible_travel", "AKIA1"]);
+    let digest = Sha256::digest(b"impossible_travel\0AKIA1\0");
+    let expected: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(id, expected);
+}
