@@ -380,8 +380,11 @@ pub struct Judged {
 /// Judges `batch` against `tallies` (which must hold every key of
 /// [`RuleBatch::tally_keys`] that the store has; missing ones start empty), adds the batch
 /// to them, and returns the findings not raised before, sorted by id.
+/// `keys` are the batch's [`RuleBatch::tally_keys`], which the caller has already built to
+/// load the tallies.
 pub fn judge(
     batch: &RuleBatch,
+    keys: &[TallyKey],
     tallies: &mut TallyMap<Tally>,
     policy: &RulePolicy,
     geoip: &GeoDbInfo,
@@ -423,10 +426,10 @@ pub fn judge(
         |account: &str, t: i64| learning_end.get(account).is_some_and(|end| t >= *end);
     // Counted once per object: a retry after a lost race, or a replay, finds its tag.
     let tag = object_tag(source_object);
-    let fresh: TallySet = batch
-        .tally_keys()
-        .into_iter()
+    let fresh: TallySet = keys
+        .iter()
         .filter(|k| tally_mut(tallies, k).first_application(tag))
+        .cloned()
         .collect();
     let mut findings = Vec::new();
     let lookback = policy.lookback_days;

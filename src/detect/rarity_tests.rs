@@ -88,6 +88,7 @@ impl Run {
         let batch = batch_of(events, policy);
         judge(
             &batch,
+            &batch.tally_keys(),
             &mut self.tallies,
             policy,
             &GeoDbInfo::default(),
@@ -497,7 +498,14 @@ fn findings_below_report_min_are_counted_and_remembered_but_not_built() {
     let sydney = city("Sydney", "Australia");
     let batch = batch_of(&[ev(T0, "GetCallerIdentity", &sydney)], &quiet);
     let mut tallies = TallyMap::default();
-    let judged = judge(&batch, &mut tallies, &quiet, &GeoDbInfo::default(), "o");
+    let judged = judge(
+        &batch,
+        &batch.tally_keys(),
+        &mut tallies,
+        &quiet,
+        &GeoDbInfo::default(),
+        "o",
+    );
     assert!(judged.findings.is_empty());
     assert_eq!(judged.unreported, 1, "an informational use during learning");
     assert!(judged.changed.contains(&TallyKey::key_addresses(KEY)));
@@ -505,7 +513,14 @@ fn findings_below_report_min_are_counted_and_remembered_but_not_built() {
         report_min: Severity::Info,
         ..quiet
     };
-    let again = judge(&batch, &mut tallies, &loud, &GeoDbInfo::default(), "o");
+    let again = judge(
+        &batch,
+        &batch.tally_keys(),
+        &mut tallies,
+        &loud,
+        &GeoDbInfo::default(),
+        "o",
+    );
     assert!(
         again.findings.is_empty() && again.unreported == 0,
         "already raised"
