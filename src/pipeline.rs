@@ -310,7 +310,7 @@ fn collect(
     };
     if tallied {
         let location = match &looked_up {
-            Some(Ok(Some((l, _)))) => Some(l),
+            Some(Ok(Some(located))) => Some(located),
             _ => None,
         };
         add_to_rules(
@@ -395,7 +395,7 @@ fn add_to_rules(
     identity: &crate::cloudtrail::UserIdentity<'_>,
     source_ip: &str,
     ip: Option<std::net::IpAddr>,
-    location: Option<&std::sync::Arc<crate::geo::Location>>,
+    location: Option<&crate::geo::Located>,
     policy: &Policy,
     rules: &mut RuleBatch,
 ) {

@@ -50,7 +50,7 @@ use crate::finding::{
     format_rfc3339_ms, CallRef, CommandEvidence, Finding, LongTermAccessKeyAuth, PlaceCount,
     PlaceRef, Rule, Severity, UnusualCityForCommand, UnusualErrorCode, UserIdentitySummary,
 };
-use crate::geo::{GeoDbInfo, Location};
+use crate::geo::{GeoDbInfo, Located, Location};
 
 /// Calls listed in one finding; the rest are counted.
 pub const MAX_CALLS_LISTED: usize = 20;
@@ -152,7 +152,6 @@ pub struct RuleBatch {
     /// (access key id, source address, window).
     key_auth: FastMap<KeyAuthKey, Group>,
     strings: FastSet<Arc<str>>,
-    place_keys: FastMap<usize, Arc<str>>,
     identities: FastMap<Arc<str>, Arc<UserIdentitySummary>>,
 }
 
@@ -169,7 +168,8 @@ pub struct RuleEvent<'a> {
     pub account: &'a str,
     pub principal: &'a str,
     pub access_key_id: Option<&'a str>,
-    pub location: Option<&'a Arc<Location>>,
+    /// Where `ip` is, with its shared place key.
+    pub location: Option<&'a Located>,
     pub error_code: Option<&'a str>,
     pub error_message: Option<&'a str>,
     pub user_agent: Option<&'a str>,
@@ -208,26 +208,18 @@ impl RuleBatch {
         let day = day_of(e.t);
 
         let city = if rules.contains(Rule::UnusualCityForCommand) {
-            e.location.filter(|l| l.city.is_some()).map(|location| {
-                let place = match self.place_keys.get(&(Arc::as_ptr(location) as usize)) {
-                    Some(p) => p.clone(),
-                    None => {
-                        let p = self.intern(&location.place_key());
-                        // The geo cache hands out one shared location per address.
-                        self.place_keys
-                            .insert(Arc::as_ptr(location) as usize, p.clone());
-                        p
-                    }
-                };
-                let key = (
-                    account.clone(),
-                    self.intern(e.source),
-                    self.intern(e.name),
-                    place,
-                    day,
-                );
-                (key, location.clone())
-            })
+            e.location
+                .filter(|(l, _)| l.city.is_some())
+                .map(|(location, place)| {
+                    let key = (
+                        account.clone(),
+                        self.intern(e.source),
+                        self.intern(e.name),
+                        Arc::clone(place),
+                        day,
+                    );
+                    (key, location.clone())
+                })
         } else {
             None
         };
@@ -284,7 +276,7 @@ impl RuleBatch {
                 account: account.clone(),
                 principal,
                 identity,
-                location: e.location.cloned(),
+                location: e.location.map(|(location, _)| Arc::clone(location)),
                 error_code: e.error_code.map(|c| self.intern(c)),
                 error_message: e.error_message.map(quoted),
                 user_agent: e.user_agent.map(|u| self.intern(u)),

@@ -52,6 +52,7 @@ fn batch_of(events: &[Ev], policy: &RulePolicy) -> RuleBatch {
     let mut batch = RuleBatch::default();
     for (i, e) in events.iter().enumerate() {
         let id = format!("event-{}-{i}", e.t);
+        let located = (e.place.clone(), Arc::from(e.place.place_key()));
         let re = RuleEvent {
             t: e.t,
             id: &id,
@@ -63,7 +64,7 @@ fn batch_of(events: &[Ev], policy: &RulePolicy) -> RuleBatch {
             account: ACCOUNT,
             principal: ALICE,
             access_key_id: Some(e.key),
-            location: Some(&e.place),
+            location: Some(&located),
             error_code: e.error,
             error_message: e.error.map(|_| "denied"),
             user_agent: None,

@@ -8,7 +8,7 @@ mod source;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testdb;
 
-pub use cache::GeoCache;
+pub use cache::{GeoCache, Located};
 pub use db::{GeoDb, GeoError, MmdbError};
 pub use location::{distance_km, place_name, GeoDbInfo, Location, EARTH_RADIUS_KM};
 pub use source::{classify_ip, classify_source, SourceSkip};
