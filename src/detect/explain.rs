@@ -109,10 +109,10 @@ impl SubjectState {
                 .iter()
                 .map(|s| StayExplained {
                     place: s.place.to_string(),
-                    from: time(s.first.t),
-                    to: time(s.last.t),
-                    first_event_id: s.first.id.to_string(),
-                    last_event_id: s.last.id.to_string(),
+                    from: time(s.first().t),
+                    to: time(s.last().t),
+                    first_event_id: s.first().id.to_string(),
+                    last_event_id: s.last().id.to_string(),
                     longest_gap_seconds: s.gap_ms / 1000,
                 })
                 .collect(),

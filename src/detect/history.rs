@@ -222,15 +222,46 @@ impl Sighting {
 /// A run of sightings at one place with no other place between them and no gap longer
 /// than the policy's `max_stay_gap_ms` between two consecutive ones.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "StayFields", into = "StayFields")]
 pub struct Stay {
     /// Shared with the other stays at the place.
     pub place: Arc<str>,
-    pub first: Point,
-    pub last: Point,
+    first: Point,
+    /// `None` while the stay is one sighting, as most stays of a busy organisation's
+    /// short-lived keys are: a point is 64 bytes, and stays are most of a subject's memory.
+    /// Never a copy of `first`, so the derived equality is equality of the spans.
+    last: Option<Box<Point>>,
     /// The longest gap between consecutive sightings of the stay, ms: every moment inside
     /// the stay has a sighting at most this far before it and after it.
-    #[serde(default)]
     pub gap_ms: i64,
+}
+
+/// The stored layout of a [`Stay`]: both ends written out, as before ends were shared.
+#[derive(Serialize, Deserialize)]
+struct StayFields {
+    place: Arc<str>,
+    first: Point,
+    last: Point,
+    #[serde(default)]
+    gap_ms: i64,
+}
+
+impl From<StayFields> for Stay {
+    fn from(f: StayFields) -> Stay {
+        Stay::span(f.place, f.first, f.last, f.gap_ms)
+    }
+}
+
+impl From<Stay> for StayFields {
+    fn from(stay: Stay) -> StayFields {
+        let last = stay.last().clone();
+        StayFields {
+            place: stay.place,
+            first: stay.first,
+            last,
+            gap_ms: stay.gap_ms,
+        }
+    }
 }
 
 impl Stay {
@@ -238,9 +269,61 @@ impl Stay {
     pub fn at(place: impl Into<Arc<str>>, point: Point) -> Stay {
         Stay {
             place: place.into(),
-            first: point.clone(),
-            last: point,
+            first: point,
+            last: None,
             gap_ms: 0,
+        }
+    }
+
+    /// A stay from `first` to `last`; they are equal for a stay of one sighting.
+    pub fn span(place: impl Into<Arc<str>>, first: Point, last: Point, gap_ms: i64) -> Stay {
+        let mut stay = Stay::at(place, first);
+        stay.set_last(last);
+        stay.gap_ms = gap_ms;
+        stay
+    }
+
+    /// The earliest sighting.
+    pub fn first(&self) -> &Point {
+        &self.first
+    }
+
+    /// The latest sighting: the first one too, for a stay of one sighting.
+    pub fn last(&self) -> &Point {
+        self.last.as_deref().unwrap_or(&self.first)
+    }
+
+    /// Whether the stay is one sighting.
+    pub fn is_single(&self) -> bool {
+        self.last.is_none()
+    }
+
+    /// Moves the start to `p`, which is no later than the current end.
+    pub fn set_first(&mut self, p: Point) {
+        let old_first = std::mem::replace(&mut self.first, p);
+        if self.last.is_none() {
+            self.set_last(old_first);
+        } else if self.last.as_deref() == Some(&self.first) {
+            self.last = None;
+        }
+    }
+
+    /// Moves the end to `p`, which is no earlier than the current start.
+    pub fn set_last(&mut self, p: Point) {
+        if p == self.first {
+            self.last = None;
+        } else if let Some(last) = &mut self.last {
+            **last = p;
+        } else {
+            self.last = Some(Box::new(p));
+        }
+    }
+
+    /// The end, taken out of a stay that is being merged away.
+    fn into_last(self) -> Point {
+        match self.last {
+            Some(last) => *last,
+            None => self.first,
         }
     }
 }
@@ -453,22 +536,25 @@ impl SubjectState {
         // Version 1 stays spanned at most 15 minutes and did not record their gaps: the
         // span is the only bound there is. Neighbouring stays of one place then merge.
         for stay in &mut self.stays {
-            stay.gap_ms = stay.last.t - stay.first.t;
+            stay.gap_ms = stay.last().t - stay.first.t;
         }
         let stays = std::mem::take(&mut self.stays);
         for stay in stays {
             match self.stays.last_mut() {
                 Some(prev)
                     if prev.place == stay.place
-                        && stay.first.t - prev.last.t <= policy.max_stay_gap_ms =>
+                        && stay.first.t - prev.last().t <= policy.max_stay_gap_ms =>
                 {
-                    prev.gap_ms = prev.gap_ms.max(stay.gap_ms).max(stay.first.t - prev.last.t);
-                    prev.last = stay.last;
+                    prev.gap_ms = prev
+                        .gap_ms
+                        .max(stay.gap_ms)
+                        .max(stay.first.t - prev.last().t);
+                    prev.set_last(stay.into_last());
                 }
                 _ => self.stays.push(stay),
             }
         }
-        let from_stays = self.stays.iter().map(|s| s.last.t);
+        let from_stays = self.stays.iter().map(|s| s.last().t);
         let from_places = self.places.iter().map(|p| p.last_seen_ms);
         self.latest_ms = from_stays.chain(from_places).max().unwrap_or(never());
         for place in &mut self.places {
@@ -517,14 +603,14 @@ impl SubjectState {
         // judged in full, nearest first.
         let mut impossible: Vec<usize> = Vec::new();
         let mut seen: Vec<(&str, bool)> = Vec::new();
-        let lo = self.stays[..at].partition_point(|s| p.t - s.last.t > reach_ms);
+        let lo = self.stays[..at].partition_point(|s| p.t - s.last().t > reach_ms);
         let hi = at + 1 + self.stays[at + 1..].partition_point(|s| s.first.t - p.t <= reach_ms);
         let before = (lo..at).rev().map(|k| (k, true));
         let after = (at + 1..hi).map(|k| (k, false));
         for (k, is_before) in before.chain(after) {
             let other = &self.stays[k];
             let dt_ms = if is_before {
-                p.t - other.last.t
+                p.t - other.last().t
             } else {
                 other.first.t - p.t
             };
@@ -549,7 +635,7 @@ impl SubjectState {
             let other = &self.stays[k];
             let other_place = other.place.clone();
             findings.extend(if k < at {
-                let from = other.last.clone();
+                let from = other.last().clone();
                 self.judge(
                     from,
                     &other_place,
@@ -585,9 +671,9 @@ impl SubjectState {
     /// when the timeline already covers it.
     fn insert(&mut self, p: &Point, place_key: &Arc<str>, policy: &Policy) -> Option<usize> {
         let idx = self.stays.partition_point(|s| s.first.key() <= p.key());
-        if idx > 0 && self.stays[idx - 1].last.key() >= p.key() {
+        if idx > 0 && self.stays[idx - 1].last().key() >= p.key() {
             let host = &self.stays[idx - 1];
-            let same_event = host.first.key() == p.key() || host.last.key() == p.key();
+            let same_event = host.first.key() == p.key() || host.last().key() == p.key();
             if host.place == *place_key || same_event {
                 return None;
             }
@@ -595,7 +681,7 @@ impl SubjectState {
             // its longest gap bounds how far the nearest of them can be on each side.
             let host = self.stays.remove(idx - 1);
             let left_end = (p.t - host.gap_ms).max(host.first.t);
-            let right_start = (p.t + host.gap_ms).min(host.last.t);
+            let right_start = (p.t + host.gap_ms).min(host.last().t);
             // An end at the bound, unless the bound is the recorded end itself.
             let bound = |end: &Point, t: i64| {
                 if t == end.t {
@@ -604,14 +690,11 @@ impl SubjectState {
                     end.inferred_at(t)
                 }
             };
-            let half = |first: Point, last: Point| Stay {
-                place: host.place.clone(),
-                first,
-                last,
-                gap_ms: host.gap_ms,
+            let half = |first: Point, last: Point| {
+                Stay::span(host.place.clone(), first, last, host.gap_ms)
             };
             let left = half(host.first.clone(), bound(&host.first, left_end));
-            let right = half(bound(&host.last, right_start), host.last.clone());
+            let right = half(bound(host.last(), right_start), host.last().clone());
             reserve_gently(&mut self.stays, 2);
             self.stays.insert(idx - 1, left);
             self.stays
@@ -622,7 +705,7 @@ impl SubjectState {
         let gap = policy.max_stay_gap_ms;
         let joins_prev = idx > 0
             && self.stays[idx - 1].place == *place_key
-            && p.t - self.stays[idx - 1].last.t <= gap;
+            && p.t - self.stays[idx - 1].last().t <= gap;
         let joins_next = idx < self.stays.len()
             && self.stays[idx].place == *place_key
             && self.stays[idx].first.t - p.t <= gap;
@@ -634,21 +717,21 @@ impl SubjectState {
                 prev.gap_ms = prev
                     .gap_ms
                     .max(next.gap_ms)
-                    .max(p.t - prev.last.t)
+                    .max(p.t - prev.last().t)
                     .max(next.first.t - p.t);
-                prev.last = next.last;
+                prev.set_last(next.into_last());
                 idx - 1
             }
             (true, false) => {
                 let prev = &mut self.stays[idx - 1];
-                prev.gap_ms = prev.gap_ms.max(p.t - prev.last.t);
-                prev.last = p.clone();
+                prev.gap_ms = prev.gap_ms.max(p.t - prev.last().t);
+                prev.set_last(p.clone());
                 idx - 1
             }
             (false, true) => {
                 let next = &mut self.stays[idx];
                 next.gap_ms = next.gap_ms.max(next.first.t - p.t);
-                next.first = p.clone();
+                next.set_first(p.clone());
                 idx
             }
             (false, false) => {
@@ -841,7 +924,7 @@ impl SubjectState {
         };
         let horizon = latest.saturating_sub(policy.history_window_ms);
         // Most sightings change nothing here: check before walking every list.
-        let stale_stay = self.stays.first().is_some_and(|s| s.last.t < horizon);
+        let stale_stay = self.stays.first().is_some_and(|s| s.last().t < horizon);
         if !stale_stay
             && self.stays.len() <= policy.max_stays
             && self.places.len() <= MAX_PLACES
@@ -851,7 +934,7 @@ impl SubjectState {
         {
             return;
         }
-        self.stays.retain(|s| s.last.t >= horizon);
+        self.stays.retain(|s| s.last().t >= horizon);
         if self.stays.len() > policy.max_stays {
             // Folded: their places keep first and last seen and the count.
             let excess = self.stays.len() - policy.max_stays;
@@ -1061,3 +1144,40 @@ fn round1(x: f64) -> f64 {
 #[cfg(test)]
 #[path = "scenarios.rs"]
 mod scenarios;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::test_states::point;
+
+    /// Equality and the stored layout must not depend on how a stay reached its span.
+    #[test]
+    fn a_stay_keeps_one_form_whichever_way_its_ends_moved() {
+        let single = Stay::at("sydney", point(10));
+        assert!(single.is_single());
+        assert_eq!(single.last(), single.first());
+        assert_eq!(Stay::span("sydney", point(10), point(10), 0), single);
+
+        let mut grown = single.clone();
+        grown.set_last(point(30));
+        let mut earlier = Stay::at("sydney", point(30));
+        earlier.set_first(point(10));
+        let spanned = Stay::span("sydney", point(10), point(30), 0);
+        assert_eq!(grown, spanned);
+        assert_eq!(earlier, spanned);
+        assert!(!spanned.is_single());
+        assert_eq!((spanned.first().t, spanned.last().t), (10, 30));
+
+        let mut shrunk = spanned.clone();
+        shrunk.set_first(point(30));
+        assert_eq!(shrunk, Stay::at("sydney", point(30)));
+
+        let json = serde_json::to_value(&spanned).unwrap();
+        assert_eq!(json["first"]["t"], 10);
+        assert_eq!(json["last"]["t"], 30);
+        assert_eq!(serde_json::from_value::<Stay>(json).unwrap(), spanned);
+        let json = serde_json::to_value(&single).unwrap();
+        assert_eq!(json["last"], json["first"], "both ends written out");
+        assert_eq!(serde_json::from_value::<Stay>(json).unwrap(), single);
+    }
+}

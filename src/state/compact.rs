@@ -28,11 +28,11 @@ pub fn pack(state: &SubjectState) -> Vec<u8> {
     for stay in &state.stays {
         body.str(&stay.place);
         body.int(stay.gap_ms);
-        let single = stay.first == stay.last;
+        let single = stay.is_single();
         body.bytes.push(u8::from(single));
-        body.point(&stay.first);
+        body.point(stay.first());
         if !single {
-            body.point(&stay.last);
+            body.point(stay.last());
         }
     }
     body.varint(state.places.len() as u64);
@@ -105,12 +105,12 @@ pub fn unpack(bytes: &[u8]) -> Result<SubjectState, String> {
         let gap_ms = r.r.int()?;
         let single = r.r.byte()? == 1;
         let first = r.point()?;
-        let last = if single { first.clone() } else { r.point()? };
-        stays.push(Stay {
-            place,
-            first,
-            last,
-            gap_ms,
+        stays.push(if single {
+            let mut stay = Stay::at(place, first);
+            stay.gap_ms = gap_ms;
+            stay
+        } else {
+            Stay::span(place, first, r.point()?, gap_ms)
         });
     }
     let n = r.r.len()?;
@@ -433,12 +433,9 @@ mod tests {
         let mut far = point(5_000);
         far.ip = "2001:db8::7".parse().unwrap();
         far.id = "e-\u{e9}\u{4e2d}".into();
-        state.stays.push(Stay {
-            place: "JP/Tokyo/Tokyo".into(),
-            first: point(2_000),
-            last: far,
-            gap_ms: -3,
-        });
+        state
+            .stays
+            .push(Stay::span("JP/Tokyo/Tokyo", point(2_000), far, -3));
         for (key, loc) in [
             ("AU/NSW/Sydney", Location::default()),
             (
@@ -515,8 +512,10 @@ mod tests {
             "f50d93bf0333a-4ced-a951-c285b577da37",
             "",
         ] {
-            let mut state = state_seen_at("AKIAIOSFODNN7EXAMPLE", 1_000);
-            state.stays[0].first.id = id.into();
+            let mut state = SubjectState::new("AKIAIOSFODNN7EXAMPLE");
+            let mut p = point(1_000);
+            p.id = id.into();
+            state.stays.push(Stay::at("sydney", p));
             assert_eq!(unpack(&pack(&state)).unwrap(), state, "{id}");
         }
     }

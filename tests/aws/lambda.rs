@@ -459,7 +459,7 @@ async fn a_finding_reaches_raw_and_enveloped_subscribers_and_the_table_holds_the
         .state
         .stays
         .iter()
-        .flat_map(|s| [s.first.id.to_string(), s.last.id.to_string()])
+        .flat_map(|s| [s.first().id.to_string(), s.last().id.to_string()])
         .collect();
     assert!(
         ids.iter().any(|id| id == "ev-syd") && ids.iter().any(|id| id == "ev-fra"),
@@ -681,7 +681,7 @@ async fn two_handlers_racing_on_the_same_subjects_lose_no_update() {
             .state
             .stays
             .iter()
-            .map(|s| s.first.id.to_string())
+            .map(|s| s.first().id.to_string())
             .collect();
         assert_eq!(
             ids,
