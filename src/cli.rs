@@ -34,6 +34,14 @@ pub const DEFAULT_STATE: &str = ".geotrail/state.redb";
 const MAX_SUBJECTS_IN_MEMORY: usize = 100_000;
 /// Objects judged in one commit.
 const MAX_OBJECTS_PER_COMMIT: usize = 8;
+
+/// Threads reading objects by default: one per core, as the judging thread mostly waits
+/// for them; past a few, judging is the slower stage.
+fn default_readers() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(4)
+}
 /// Subjects kept unpacked, ready to judge: about 2 KB each (a dozen stays). Past this,
 /// the longest idle are packed down to half of it. Packing is for runs past an
 /// organisation's day: measured on 46,000 keys (600,000 events), packing down from
@@ -127,6 +135,10 @@ pub struct ScanArgs {
     /// No progress bar and no summary on standard error.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Threads reading objects while another judges them [default: one per core, at most
+    /// 4]. The findings and their order do not depend on it.
+    #[arg(long, short, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: Option<u16>,
     /// Print only findings of this severity or above (all are still raised and
     /// remembered): info, low, medium, high or critical.
     #[arg(
@@ -283,8 +295,8 @@ fn scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
         options: &options,
         totals: Totals::default(),
         subjects: Default::default(),
+        readers: args.jobs.map_or_else(default_readers, usize::from),
     };
-    let mut cache = GeoCache::new(&geo);
     #[cfg(feature = "aws")]
     let table = args.s3.table.clone();
     #[cfg(not(feature = "aws"))]
@@ -306,14 +318,14 @@ fn scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
             );
             let checkpoints = CheckpointStore::Table { client, table };
             let plan = plan(&args, checkpoints, &runtime, terminal)?;
-            run.from(plan, &mut cache, &store, &notifier, &runtime, terminal)?;
+            run.from(plan, &geo, &store, &notifier, &runtime, terminal)?;
         }
         #[cfg(not(feature = "aws"))]
         let _ = table;
     } else if args.no_state {
         let store = WriteBackCache::new(MemoryStateStore::new());
         let plan = plan(&args, CheckpointStore::None, &runtime, terminal)?;
-        run.from(plan, &mut cache, &store, &notifier, &runtime, terminal)?;
+        run.from(plan, &geo, &store, &notifier, &runtime, terminal)?;
     } else {
         // Subjects stay in memory between objects and are written back in batches: this
         // process holds the state file's lock, so nothing else can change them meanwhile.
@@ -324,7 +336,7 @@ fn scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
             &runtime,
             terminal,
         )?;
-        run.from(plan, &mut cache, &store, &notifier, &runtime, terminal)?;
+        run.from(plan, &geo, &store, &notifier, &runtime, terminal)?;
         if let Some(newest) = run.totals.newest_event_ms {
             store
                 .inner()
@@ -497,6 +509,8 @@ struct Run<'a> {
     options: &'a ReadOptions,
     totals: Totals,
     subjects: std::collections::HashSet<String>,
+    /// Threads reading objects.
+    readers: usize,
 }
 
 /// What a scan needs of a store beyond the port.
@@ -548,7 +562,7 @@ impl Run<'_> {
     fn from<S: RunStore, N: Notifier + Sync>(
         &mut self,
         plan: Plan<'_>,
-        cache: &mut GeoCache<'_>,
+        geo: &GeoDb,
         store: &S,
         notifier: &N,
         runtime: &tokio::runtime::Runtime,
@@ -566,7 +580,7 @@ impl Run<'_> {
         };
         let scanned = self.all(
             &inputs,
-            cache,
+            geo,
             store,
             notifier,
             runtime,
@@ -586,54 +600,81 @@ impl Run<'_> {
     fn all<S: RunStore, N: Notifier + Sync>(
         &mut self,
         inputs: &[Input],
-        cache: &mut GeoCache<'_>,
+        geo: &GeoDb,
         store: &S,
         notifier: &N,
         runtime: &tokio::runtime::Runtime,
         progress: &ProgressBar,
         on_done: &mut dyn FnMut(usize, bool) -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
-        // Reading the next objects (decompress, parse, geolocate) overlaps judging and
-        // saving the current batch: two stages on two threads, objects still committed in
-        // the order given.
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<ObjectScan, (String, io::Error)>>(
-            MAX_OBJECTS_PER_COMMIT,
-        );
+        // Reading objects (decompress, parse, geolocate) is most of a scan's work, and
+        // objects are independent until they are judged: readers take every `readers`-th
+        // object each, with a lookup cache of their own, while this thread judges and saves
+        // the previous batch. Results are taken from the readers in turn, so objects are
+        // still committed in the order given, whatever the timing.
+        let readers = self.readers.clamp(1, inputs.len().max(1));
+        let (senders, mut receivers): (Vec<_>, Vec<_>) = (0..readers)
+            .map(|_| {
+                std::sync::mpsc::sync_channel::<Result<ObjectScan, (String, io::Error)>>(
+                    MAX_OBJECTS_PER_COMMIT.div_ceil(readers),
+                )
+            })
+            .unzip();
+        // Judged objects go back to the reader that read them, to be freed there: freeing
+        // on the allocating thread is cheaper, and with every rule on, judging is the
+        // slower stage.
+        let (spent, spent_receivers): (Vec<_>, Vec<_>) = (0..readers)
+            .map(|_| std::sync::mpsc::channel::<Vec<ObjectScan>>())
+            .unzip();
         let (policy, options) = (self.policy, self.options);
         std::thread::scope(|scope| {
-            scope.spawn(move || {
-                for input in inputs {
-                    let name = input.display_name();
-                    // A local file has no trustworthy write time but CloudTrail's name;
-                    // without one, the scan's own clock bounds how late an event may be.
-                    let written_at_ms =
-                        written_at_from_name(&name).unwrap_or_else(crate::clock::epoch_ms_now);
-                    let scanned = match input.open() {
-                        Ok(reader) => Ok(scan_object(
-                            &name,
-                            reader,
-                            written_at_ms,
-                            cache,
-                            policy,
-                            options,
-                        )),
-                        Err(err) => Err((name, err)),
-                    };
-                    // The receiver is gone only when the run is failing: stop reading.
-                    if tx.send(scanned).is_err() {
-                        break;
+            for (reader, (tx, freed_here)) in senders.into_iter().zip(spent_receivers).enumerate() {
+                scope.spawn(move || {
+                    let mut cache = GeoCache::new(geo);
+                    for input in inputs.iter().skip(reader).step_by(readers) {
+                        drop(freed_here.try_iter().collect::<Vec<_>>());
+                        let name = input.display_name();
+                        // A local file has no trustworthy write time but CloudTrail's name;
+                        // without one, the scan's own clock bounds how late an event may be.
+                        let written_at_ms =
+                            written_at_from_name(&name).unwrap_or_else(crate::clock::epoch_ms_now);
+                        let scanned = match input.open() {
+                            Ok(reader) => Ok(scan_object(
+                                &name,
+                                reader,
+                                written_at_ms,
+                                &mut cache,
+                                policy,
+                                options,
+                            )),
+                            Err(err) => Err((name, err)),
+                        };
+                        // The receiver is gone only when the run is failing: stop reading.
+                        if tx.send(scanned).is_err() {
+                            break;
+                        }
                     }
-                }
-            });
+                });
+            }
+            // Owned here, so that a run that stops early drops them before the scope waits
+            // for the readers: a reader blocked on a full channel then sees the receiver
+            // gone and stops, rather than waiting for ever.
+            let receivers = std::mem::take(&mut receivers);
+            let mut received = 0;
+            let mut next = || {
+                let scanned = receivers[received % readers].recv();
+                received += 1;
+                scanned
+            };
             let mut index = 0;
-            while let Ok(first) = rx.recv() {
+            while let Ok(first) = next() {
                 // Objects are committed a fixed number at a time, so each subject is loaded
                 // and saved once for all of them (a DynamoDB round trip each with
-                // `--table`), while the reader fills the next batch. Fixed, not "whatever
+                // `--table`), while the readers fill the next batch. Fixed, not "whatever
                 // is ready": the output's order must not depend on timing.
                 let mut batch = vec![first];
                 while batch.len() < MAX_OBJECTS_PER_COMMIT {
-                    match rx.recv() {
+                    match next() {
                         Ok(next) => batch.push(next),
                         Err(_) => break,
                     }
@@ -671,12 +712,22 @@ impl Run<'_> {
                     notifier,
                     &ConflictRetry::default(),
                 ));
-                for ((scan, committed), index) in scans.iter().zip(committed).zip(indices) {
+                for ((scan, committed), index) in scans.iter().zip(committed).zip(&indices) {
                     let failed_before = self.totals.objects_failed;
                     self.account(scan, committed, progress)?;
-                    on_done(index, self.totals.objects_failed == failed_before)?;
+                    on_done(*index, self.totals.objects_failed == failed_before)?;
                 }
                 store.between_objects(runtime)?;
+                let mut by_reader: Vec<Vec<ObjectScan>> =
+                    (0..readers).map(|_| Vec::new()).collect();
+                for (scan, index) in scans.into_iter().zip(indices) {
+                    by_reader[index % readers].push(scan);
+                }
+                for (reader, scans) in by_reader.into_iter().enumerate() {
+                    // A reader that has finished frees nothing more: the scans are dropped
+                    // here instead.
+                    let _ = spent[reader].send(scans);
+                }
             }
             Ok(())
         })

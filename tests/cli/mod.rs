@@ -441,3 +441,34 @@ fn explain_shows_why_the_stolen_key_alerted_in_text_and_json() {
         "{stderr}"
     );
 }
+
+#[test]
+fn the_number_of_reading_threads_changes_no_finding_and_no_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let scan = |jobs: &str, state: &[&str]| {
+        let mut args = vec![
+            "--rules",
+            "all",
+            "--format",
+            "jsonl",
+            "--min-severity",
+            "info",
+        ];
+        args.extend_from_slice(state);
+        args.extend(["--jobs", jobs]);
+        let (out, stdout, stderr) = run(geotrail(&args, dir.path()).arg(trail()));
+        assert!(out.status.success(), "--jobs {jobs}: {stderr}");
+        stdout
+    };
+    let one = scan("1", &["--no-state"]);
+    assert!(findings(&one).len() > 5, "{one}");
+    // Three readers take the ten objects unevenly; more readers than objects are capped.
+    for jobs in ["2", "3", "64"] {
+        assert_eq!(scan(jobs, &["--no-state"]), one, "--jobs {jobs}");
+    }
+    let state = dir.path().join("state.redb");
+    let state = state.to_str().unwrap();
+    let one = scan("1", &["--state", state]);
+    std::fs::remove_file(state).unwrap();
+    assert_eq!(scan("3", &["--state", state]), one);
+}
