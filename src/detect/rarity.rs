@@ -556,98 +556,108 @@ pub fn judge(
 
     let mut key_keys: Vec<&KeyAuthKey> = batch.key_auth.keys().collect();
     key_keys.sort();
-    for key in key_keys {
-        let (access_key, ip, window) = key;
-        let group = &batch.key_auth[key];
-        let Some(call) = group.calls.first() else {
-            continue;
-        };
-        let out_of_learning = learning_over(&call.account, call.t);
-        let tkey = TallyKey::key_addresses(access_key);
-        let id = hash_id(&[
-            Rule::LongTermAccessKeyAuth.as_str(),
-            access_key,
-            ip,
-            &window.to_string(),
-        ]);
-        let alerted = has_alerted(tallies, &tkey, &id);
+    // Sorted, so each key's addresses and windows come together: its tally is looked up
+    // once for all of them. A busy trail has a few of these groups per key and object,
+    // hundreds of thousands in all.
+    for runs in key_keys.chunk_by(|a, b| a.0 == b.0) {
+        let tkey = TallyKey::key_addresses(&runs[0].0);
+        let counts = fresh.contains(&tkey);
         let Tally::KeyAddresses(tally) = tally_mut(tallies, &tkey) else {
             unreachable!("a key key holds a key tally")
         };
-        let at = match tally.addresses.binary_search_by(|a| a.ip.as_str().cmp(ip)) {
-            Ok(at) => at,
-            Err(at) => {
-                tally.addresses.insert(
-                    at,
-                    AddressSeen {
-                        ip: ip.to_string(),
-                        seen: Seen::default(),
-                    },
+        let mut dirty = false;
+        for &key in runs {
+            let (access_key, ip, window) = key;
+            let group = &batch.key_auth[key];
+            let Some(call) = group.calls.first() else {
+                continue;
+            };
+            let out_of_learning = learning_over(&call.account, call.t);
+            let id = hash_id(&[
+                Rule::LongTermAccessKeyAuth.as_str(),
+                access_key,
+                ip,
+                &window.to_string(),
+            ]);
+            let alerted = tally.alerts.iter().any(|m| m.id == id);
+            let at = match tally.addresses.binary_search_by(|a| a.ip.as_str().cmp(ip)) {
+                Ok(at) => at,
+                Err(at) => {
+                    tally.addresses.insert(
+                        at,
+                        AddressSeen {
+                            ip: ip.to_string(),
+                            seen: Seen::default(),
+                        },
+                    );
+                    at
+                }
+            };
+            let new_address = out_of_learning
+                && tally.addresses[at]
+                    .seen
+                    .before(call.t, policy.new_address_days)
+                    == 0;
+            let severity = if new_address {
+                Severity::Low
+            } else {
+                Severity::Info
+            };
+            if !alerted && severity < policy.report_min {
+                // Raised and remembered like any other, only not written out: on a busy
+                // trail these are most of all findings, and nobody asked to see them.
+                tally.alerts.push(AlertMark {
+                    id,
+                    a: String::new(),
+                    b: String::new(),
+                    t: call.t,
+                });
+                dirty = true;
+                unreported += 1;
+            } else if !alerted {
+                let seen = &tally.addresses[at].seen;
+                let last_seen = seen
+                    .days
+                    .iter()
+                    .rev()
+                    .find(|d| d.first.first().is_some_and(|&f| f < call.t))
+                    .map(|_| seen.last_ms.min(call.t));
+                let known: Vec<String> = tally
+                    .addresses
+                    .iter()
+                    .filter(|a| a.ip != **ip && a.seen.before(call.t, policy.new_address_days) > 0)
+                    .take(10)
+                    .map(|a| a.ip.clone())
+                    .collect();
+                let finding = key_auth_finding(
+                    id.clone(),
+                    call,
+                    group.count,
+                    new_address,
+                    last_seen,
+                    known,
+                    policy,
+                    geoip,
+                    source_object,
                 );
-                at
+                tally.alerts.push(AlertMark {
+                    id,
+                    a: String::new(),
+                    b: String::new(),
+                    t: call.t,
+                });
+                dirty = true;
+                findings.push(finding);
             }
-        };
-        let new_address = out_of_learning
-            && tally.addresses[at]
-                .seen
-                .before(call.t, policy.new_address_days)
-                == 0;
-        let severity = if new_address {
-            Severity::Low
-        } else {
-            Severity::Info
-        };
-        if !alerted && severity < policy.report_min {
-            // Raised and remembered like any other, only not written out: on a busy
-            // trail these are most of all findings, and nobody asked to see them.
-            tally.alerts.push(AlertMark {
-                id: id.clone(),
-                a: String::new(),
-                b: String::new(),
-                t: call.t,
-            });
-            changed.insert(tkey.clone());
-            unreported += 1;
-        } else if !alerted {
-            let seen = &tally.addresses[at].seen;
-            let last_seen = seen
-                .days
-                .iter()
-                .rev()
-                .find(|d| d.first.first().is_some_and(|&f| f < call.t))
-                .map(|_| seen.last_ms.min(call.t));
-            let known: Vec<String> = tally
-                .addresses
-                .iter()
-                .filter(|a| a.ip != **ip && a.seen.before(call.t, policy.new_address_days) > 0)
-                .take(10)
-                .map(|a| a.ip.clone())
-                .collect();
-            let finding = key_auth_finding(
-                id.clone(),
-                call,
-                group.count,
-                new_address,
-                last_seen,
-                known,
-                policy,
-                geoip,
-                source_object,
-            );
-            tally.alerts.push(AlertMark {
-                id,
-                a: String::new(),
-                b: String::new(),
-                t: call.t,
-            });
-            changed.insert(tkey.clone());
-            findings.push(finding);
+            if counts {
+                tally.addresses[at]
+                    .seen
+                    .record(day_of(call.t), group.count, &[call.t], 1);
+                tally.latest_ms = tally.latest_ms.max(call.t);
+            }
         }
-        if fresh.contains(&tkey) {
-            tally.addresses[at]
-                .seen
-                .record(day_of(call.t), group.count, &[call.t], 1);
-            tally.latest_ms = tally.latest_ms.max(call.t);
+        if dirty {
+            changed.insert(tkey);
         }
     }
 
