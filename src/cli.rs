@@ -613,7 +613,7 @@ impl Run<'_> {
         // the previous batch. Results are taken from the readers in turn, so objects are
         // still committed in the order given, whatever the timing.
         let readers = self.readers.clamp(1, inputs.len().max(1));
-        let (senders, mut receivers): (Vec<_>, Vec<_>) = (0..readers)
+        let (senders, receivers): (Vec<_>, Vec<_>) = (0..readers)
             .map(|_| {
                 std::sync::mpsc::sync_channel::<Result<ObjectScan, (String, io::Error)>>(
                     MAX_OBJECTS_PER_COMMIT.div_ceil(readers),
@@ -628,11 +628,15 @@ impl Run<'_> {
             .unzip();
         let (policy, options) = (self.policy, self.options);
         std::thread::scope(|scope| {
+            // Owned here, so that a run that stops early drops them before the scope waits
+            // for the readers: a reader blocked on a full channel then sees the receiver
+            // gone and stops, rather than waiting for ever.
+            let receivers = receivers;
             for (reader, (tx, freed_here)) in senders.into_iter().zip(spent_receivers).enumerate() {
-                scope.spawn(move || {
+                let read = move || {
                     let mut cache = GeoCache::new(geo);
                     for input in inputs.iter().skip(reader).step_by(readers) {
-                        drop(freed_here.try_iter().collect::<Vec<_>>());
+                        freed_here.try_iter().for_each(drop);
                         let name = input.display_name();
                         // A local file has no trustworthy write time but CloudTrail's name;
                         // without one, the scan's own clock bounds how late an event may be.
@@ -654,12 +658,12 @@ impl Run<'_> {
                             break;
                         }
                     }
-                });
+                };
+                std::thread::Builder::new()
+                    .name("geotrail-read".into())
+                    .spawn_scoped(scope, read)
+                    .context("starting a thread to read objects")?;
             }
-            // Owned here, so that a run that stops early drops them before the scope waits
-            // for the readers: a reader blocked on a full channel then sees the receiver
-            // gone and stops, rather than waiting for ever.
-            let receivers = std::mem::take(&mut receivers);
             let mut received = 0;
             let mut next = || {
                 let scanned = receivers[received % readers].recv();
