@@ -603,9 +603,40 @@ pub fn judge(
             } else {
                 Severity::Info
             };
-            if !alerted && severity < policy.report_min {
-                // Raised and remembered like any other, only not written out: on a busy
-                // trail these are most of all findings, and nobody asked to see them.
+            if !alerted {
+                if severity < policy.report_min {
+                    // Raised and remembered like any other, only not written out: on a busy
+                    // trail these are most of all findings, and nobody asked to see them.
+                    unreported += 1;
+                } else {
+                    let seen = &tally.addresses[at].seen;
+                    let last_seen = seen
+                        .days
+                        .iter()
+                        .rev()
+                        .find(|d| d.first.first().is_some_and(|&f| f < call.t))
+                        .map(|_| seen.last_ms.min(call.t));
+                    let known: Vec<String> = tally
+                        .addresses
+                        .iter()
+                        .filter(|a| {
+                            a.ip != **ip && a.seen.before(call.t, policy.new_address_days) > 0
+                        })
+                        .take(10)
+                        .map(|a| a.ip.clone())
+                        .collect();
+                    findings.push(key_auth_finding(
+                        id.clone(),
+                        call,
+                        group.count,
+                        new_address,
+                        last_seen,
+                        known,
+                        policy,
+                        geoip,
+                        source_object,
+                    ));
+                }
                 tally.alerts.push(AlertMark {
                     id,
                     a: String::new(),
@@ -613,41 +644,6 @@ pub fn judge(
                     t: call.t,
                 });
                 dirty = true;
-                unreported += 1;
-            } else if !alerted {
-                let seen = &tally.addresses[at].seen;
-                let last_seen = seen
-                    .days
-                    .iter()
-                    .rev()
-                    .find(|d| d.first.first().is_some_and(|&f| f < call.t))
-                    .map(|_| seen.last_ms.min(call.t));
-                let known: Vec<String> = tally
-                    .addresses
-                    .iter()
-                    .filter(|a| a.ip != **ip && a.seen.before(call.t, policy.new_address_days) > 0)
-                    .take(10)
-                    .map(|a| a.ip.clone())
-                    .collect();
-                let finding = key_auth_finding(
-                    id.clone(),
-                    call,
-                    group.count,
-                    new_address,
-                    last_seen,
-                    known,
-                    policy,
-                    geoip,
-                    source_object,
-                );
-                tally.alerts.push(AlertMark {
-                    id,
-                    a: String::new(),
-                    b: String::new(),
-                    t: call.t,
-                });
-                dirty = true;
-                findings.push(finding);
             }
             if counts {
                 tally.addresses[at]
