@@ -135,8 +135,9 @@ pub struct ScanArgs {
     /// No progress bar and no summary on standard error.
     #[arg(long, short)]
     pub quiet: bool,
-    /// Threads reading objects while another judges them [default: one per core, at most
-    /// 4]. The findings and their order do not depend on it.
+    /// Threads reading local files while another judges them [default: one per core, at
+    /// most 4]; S3 objects are read by one, as they arrive. The findings and their order do
+    /// not depend on it.
     #[arg(long, short, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
     pub jobs: Option<u16>,
     /// Print only findings of this severity or above (all are still raised and
@@ -612,7 +613,13 @@ impl Run<'_> {
         // object each, with a lookup cache of their own, while this thread judges and saves
         // the previous batch. Results are taken from the readers in turn, so objects are
         // still committed in the order given, whatever the timing.
-        let readers = self.readers.clamp(1, inputs.len().max(1));
+        // S3 objects arrive from one prefetch stream in list order, within a byte budget
+        // (`--s3-parallel` GETs already overlap): they are taken by one reader, in order.
+        let readers = if inputs.iter().any(|i| i.remote.is_some()) {
+            1
+        } else {
+            self.readers.clamp(1, inputs.len().max(1))
+        };
         let (senders, receivers): (Vec<_>, Vec<_>) = (0..readers)
             .map(|_| {
                 std::sync::mpsc::sync_channel::<Result<ObjectScan, (String, io::Error)>>(
