@@ -639,10 +639,10 @@ impl Run<'_> {
             // for the readers: a reader blocked on a full channel then sees the receiver
             // gone and stops, rather than waiting for ever.
             let receivers = receivers;
-            for (reader, (tx, freed_here)) in senders.into_iter().zip(spent_receivers).enumerate() {
+            for (first, (tx, freed_here)) in senders.into_iter().zip(spent_receivers).enumerate() {
                 let read = move || {
                     let mut cache = GeoCache::new(geo);
-                    for input in inputs.iter().skip(reader).step_by(readers) {
+                    for input in inputs.iter().skip(first).step_by(readers) {
                         freed_here.try_iter().for_each(drop);
                         let name = input.display_name();
                         // A local file has no trustworthy write time but CloudTrail's name;
