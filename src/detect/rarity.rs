@@ -43,8 +43,8 @@ use std::sync::Arc;
 use super::history::{containment_step, hash_id, AlertMark, FindingContext, FindingText};
 use super::policy::{RulePolicy, SubjectKind, HOUR_MS, MINUTE_MS};
 use super::tally::{
-    day_of, object_tag, prune_alerts, AddressSeen, PlaceSeen, Seen, Tally, TallyKey, TallyMap,
-    TallySet, MAX_ADDRESSES_PER_KEY, MAX_PLACES_PER_COMMAND,
+    day_of, evict_least_recent, object_tag, prune_alerts, AddressSeen, PlaceSeen, Seen, Tally,
+    TallyKey, TallyMap, TallySet, MAX_ADDRESSES_PER_KEY, MAX_PLACES_PER_COMMAND,
 };
 use crate::finding::{
     format_rfc3339_ms, CallRef, CommandEvidence, Finding, LongTermAccessKeyAuth, PlaceCount,
@@ -328,6 +328,16 @@ struct RareGroup {
     last_seen: Option<i64>,
 }
 
+/// Orders text the batch interned: one copy per distinct string, so equal parts are
+/// usually the same pointer and need no byte comparison (keys share their account).
+fn shared_cmp(a: &Arc<str>, b: &Arc<str>) -> std::cmp::Ordering {
+    if Arc::ptr_eq(a, b) {
+        std::cmp::Ordering::Equal
+    } else {
+        a.cmp(b)
+    }
+}
+
 fn tally_mut<'t>(tallies: &'t mut TallyMap<Tally>, key: &TallyKey) -> &'t mut Tally {
     // Looked up before inserting: `entry` would copy the key's strings on every call.
     if !tallies.contains_key(key) {
@@ -430,16 +440,17 @@ pub fn judge(
     // (account, principal, place key, window) -> rare calls.
     let mut city_groups: BTreeMap<GroupKey, RareGroup> = BTreeMap::new();
     let mut city_keys: Vec<&CityKey> = batch.cities.keys().collect();
-    city_keys.sort();
+    city_keys.sort_unstable_by(|a, b| {
+        shared_cmp(&a.0, &b.0)
+            .then_with(|| shared_cmp(&a.1, &b.1))
+            .then_with(|| shared_cmp(&a.2, &b.2))
+            .then_with(|| shared_cmp(&a.3, &b.3))
+            .then(a.4.cmp(&b.4))
+    });
     for key in city_keys {
         let (account, source, name, place, day) = key;
         let (group, location) = &batch.cities[key];
         let tkey = TallyKey::command(account, source, name);
-        let out_of_learning: Vec<bool> = group
-            .calls
-            .iter()
-            .map(|c| learning_over(account, c.t))
-            .collect();
         let Tally::Command(tally) = tally_mut(tallies, &tkey) else {
             unreachable!("a command key holds a command tally")
         };
@@ -460,10 +471,9 @@ pub fn judge(
         };
         for (i, call) in group.calls.iter().enumerate() {
             let before = tally.places[at].seen.before(call.t, lookback) + i as u64;
-            if !out_of_learning[i] || before >= u64::from(policy.min_seen) {
+            if before >= u64::from(policy.min_seen) || !learning_over(account, call.t) {
                 continue;
             }
-            let evidence = command_evidence(tally, at, call, group.count, before, lookback);
             let window = call.t.div_euclid(policy.group_window_ms.max(1));
             let g = city_groups
                 .entry((
@@ -482,10 +492,21 @@ pub fn judge(
                     last_seen: None,
                 });
             g.calls.push(call.clone());
-            if !g.commands.iter().any(|c| {
-                c.event_source == evidence.event_source && c.event_name == evidence.event_name
-            }) {
-                g.commands.push(evidence);
+            // Built once per command and group: the evidence walks every city of the
+            // command, and a burst of one call would otherwise build it per event.
+            if !g
+                .commands
+                .iter()
+                .any(|c| *c.event_source == **source && *c.event_name == **name)
+            {
+                g.commands.push(command_evidence(
+                    tally,
+                    at,
+                    call,
+                    group.count,
+                    before,
+                    lookback,
+                ));
             }
         }
         if fresh.contains(&tkey) {
@@ -504,15 +525,14 @@ pub fn judge(
 
     let mut error_groups: BTreeMap<GroupKey, RareGroup> = BTreeMap::new();
     let mut error_keys: Vec<&ErrorKey> = batch.errors.keys().collect();
-    error_keys.sort();
+    error_keys.sort_unstable_by(|a, b| {
+        shared_cmp(&a.0, &b.0)
+            .then_with(|| shared_cmp(&a.1, &b.1))
+            .then(a.2.cmp(&b.2))
+    });
     for key in error_keys {
         let (account, code, day) = key;
         let group = &batch.errors[key];
-        let out_of_learning: Vec<bool> = group
-            .calls
-            .iter()
-            .map(|c| learning_over(account, c.t))
-            .collect();
         let tkey = TallyKey::error(account, code);
         let counts = fresh.contains(&tkey);
         let Tally::Error(tally) = tally_mut(tallies, &tkey) else {
@@ -520,7 +540,7 @@ pub fn judge(
         };
         for (i, call) in group.calls.iter().enumerate() {
             let before = tally.seen.before(call.t, lookback) + i as u64;
-            if !out_of_learning[i] || before >= u64::from(policy.min_seen) {
+            if before >= u64::from(policy.min_seen) || !learning_over(account, call.t) {
                 continue;
             }
             let window = call.t.div_euclid(policy.group_window_ms.max(1));
@@ -555,11 +575,15 @@ pub fn judge(
     }
 
     let mut key_keys: Vec<&KeyAuthKey> = batch.key_auth.keys().collect();
-    key_keys.sort();
+    key_keys.sort_unstable_by(|a, b| {
+        shared_cmp(&a.0, &b.0)
+            .then_with(|| shared_cmp(&a.1, &b.1))
+            .then(a.2.cmp(&b.2))
+    });
     // Sorted, so each key's addresses and windows come together: its tally is looked up
     // once for all of them. A busy trail has a few of these groups per key and object,
     // hundreds of thousands in all.
-    for runs in key_keys.chunk_by(|a, b| a.0 == b.0) {
+    for runs in key_keys.chunk_by(|a, b| shared_cmp(&a.0, &b.0).is_eq()) {
         let tkey = TallyKey::key_addresses(&runs[0].0);
         let counts = fresh.contains(&tkey);
         let Tally::KeyAddresses(tally) = tally_mut(tallies, &tkey) else {
@@ -715,11 +739,7 @@ fn bound(tally: &mut Tally, policy: &RulePolicy) {
                 p.seen.prune(oldest);
             }
             c.places.retain(|p| !p.seen.is_empty());
-            if c.places.len() > MAX_PLACES_PER_COMMAND {
-                c.places.sort_by_key(|p| std::cmp::Reverse(p.seen.last_ms));
-                c.places.truncate(MAX_PLACES_PER_COMMAND);
-                c.places.sort_by(|a, b| a.key.cmp(&b.key));
-            }
+            evict_least_recent(&mut c.places, MAX_PLACES_PER_COMMAND, |p| p.seen.last_ms);
         }
         Tally::Error(e) => e.seen.prune(oldest_day(e.latest_ms)),
         Tally::KeyAddresses(k) => {
@@ -729,12 +749,7 @@ fn bound(tally: &mut Tally, policy: &RulePolicy) {
                 a.seen.prune(oldest);
             }
             k.addresses.retain(|a| !a.seen.is_empty());
-            if k.addresses.len() > MAX_ADDRESSES_PER_KEY {
-                k.addresses
-                    .sort_by_key(|a| std::cmp::Reverse(a.seen.last_ms));
-                k.addresses.truncate(MAX_ADDRESSES_PER_KEY);
-                k.addresses.sort_by(|a, b| a.ip.cmp(&b.ip));
-            }
+            evict_least_recent(&mut k.addresses, MAX_ADDRESSES_PER_KEY, |a| a.seen.last_ms);
             prune_alerts(
                 &mut k.alerts,
                 k.latest_ms

@@ -105,7 +105,12 @@ impl Seen {
 
     /// Drops days before `oldest_day`.
     pub fn prune(&mut self, oldest_day: i64) {
-        self.days.retain(|dc| dc.day >= oldest_day);
+        // Days ascend: a tally is pruned after every object that touches it, and most of
+        // the time nothing is old enough to go.
+        let old = self.days.partition_point(|dc| dc.day < oldest_day);
+        if old > 0 {
+            self.days.drain(..old);
+        }
     }
 
     /// Sightings on the days from `lookback_days` before `t`'s day up to that day.
@@ -443,6 +448,35 @@ fn object_tags<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Vec<u64>, D::E
         .collect()
 }
 
+/// Drops the `items.len() - cap` least recently seen of `items` (kept in their order),
+/// ties going from the end: what a stable sort by recency then a truncation would keep,
+/// without sorting. A command seen from more than `cap` cities is over the cap after
+/// almost every object, and two sorts of hundreds of places each time were a tenth of
+/// the judging thread.
+pub(crate) fn evict_least_recent<T>(items: &mut Vec<T>, cap: usize, last_ms: impl Fn(&T) -> i64) {
+    let excess = items.len().saturating_sub(cap);
+    if excess == 0 {
+        return;
+    }
+    let mut order: Vec<(i64, std::cmp::Reverse<usize>)> = items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| (last_ms(item), std::cmp::Reverse(i)))
+        .collect();
+    // Every pair is distinct (the index), so the first `excess` are the same set however
+    // the selection runs.
+    order.select_nth_unstable(excess - 1);
+    let mut gone = vec![false; items.len()];
+    for &(_, std::cmp::Reverse(i)) in &order[..excess] {
+        gone[i] = true;
+    }
+    let mut at = 0;
+    items.retain(|_| {
+        at += 1;
+        !gone[at - 1]
+    });
+}
+
 /// Keeps the newest marks within the lookback, at most [`MAX_TALLY_ALERTS`].
 pub(crate) fn prune_alerts(alerts: &mut Vec<AlertMark>, oldest_ms: i64) {
     alerts.retain(|m| m.t >= oldest_ms);
@@ -457,6 +491,49 @@ mod tests {
     use super::*;
 
     const H: i64 = 3_600_000;
+
+    #[test]
+    fn eviction_keeps_what_sorting_by_recency_would_keep_in_key_order() {
+        // The reference: what bounding did before, two stable sorts and a truncation.
+        fn by_sorting(mut items: Vec<(u32, i64)>, cap: usize) -> Vec<(u32, i64)> {
+            if items.len() > cap {
+                items.sort_by_key(|&(_, last)| std::cmp::Reverse(last));
+                items.truncate(cap);
+                items.sort_by_key(|&(key, _)| key);
+            }
+            items
+        }
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        for case in 0..2_000 {
+            let len = next(40) as usize;
+            let cap = next(30) as usize;
+            // Few distinct times, so that ties are common.
+            let items: Vec<(u32, i64)> = (0..len as u32).map(|k| (k, next(6) as i64)).collect();
+            let mut evicted = items.clone();
+            evict_least_recent(&mut evicted, cap, |&(_, last)| last);
+            assert_eq!(evicted, by_sorting(items, cap), "case {case}, cap {cap}");
+        }
+    }
+
+    #[test]
+    fn pruning_drops_exactly_the_days_before_the_oldest() {
+        let mut seen = Seen::default();
+        for day in [3, 5, 8] {
+            seen.record(day, 1, &[day * DAY_MS], 1);
+        }
+        seen.prune(3);
+        assert_eq!(seen.days.len(), 3);
+        seen.prune(4);
+        assert_eq!(seen.days.iter().map(|d| d.day).collect::<Vec<_>>(), [5, 8]);
+        seen.prune(9);
+        assert!(seen.is_empty());
+    }
 
     #[test]
     fn before_counts_whole_earlier_days_and_the_earlier_part_of_the_same_day() {
