@@ -959,14 +959,7 @@ async fn commit_tallies<S: StateStore + Sync, N: Notifier + Sync>(
             versions.insert(key.clone(), v.version);
             tallies.insert(key, v.tally);
         }
-        let judged = rarity::judge(
-            &scan.rules,
-            &keys,
-            &mut tallies,
-            &policy.rules,
-            geoip,
-            &scan.name,
-        );
+        let judged = rarity::judge(&scan.rules, &mut tallies, &policy.rules, geoip, &scan.name);
         report.unreported = judged.unreported;
         let fresh: Vec<Finding> = judged
             .findings

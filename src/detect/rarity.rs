@@ -382,11 +382,8 @@ pub struct Judged {
 /// Judges `batch` against `tallies` (which must hold every key of
 /// [`RuleBatch::tally_keys`] that the store has; missing ones start empty), adds the batch
 /// to them, and returns the findings not raised before, sorted by id.
-/// `keys` are the batch's [`RuleBatch::tally_keys`], which the caller has already built to
-/// load the tallies.
 pub fn judge(
     batch: &RuleBatch,
-    keys: &[TallyKey],
     tallies: &mut TallyMap<Tally>,
     policy: &RulePolicy,
     geoip: &GeoDbInfo,
@@ -428,11 +425,6 @@ pub fn judge(
         |account: &str, t: i64| learning_end.get(account).is_some_and(|end| t >= *end);
     // Counted once per object: a retry after a lost race, or a replay, finds its tag.
     let tag = object_tag(source_object);
-    let fresh: TallySet = keys
-        .iter()
-        .filter(|k| tally_mut(tallies, k).first_application(tag))
-        .cloned()
-        .collect();
     let mut findings = Vec::new();
     let lookback = policy.lookback_days;
     let keep = policy.keep_times();
@@ -447,74 +439,87 @@ pub fn judge(
             .then_with(|| shared_cmp(&a.3, &b.3))
             .then(a.4.cmp(&b.4))
     });
-    for key in city_keys {
-        let (account, source, name, place, day) = key;
-        let (group, location) = &batch.cities[key];
+    // Each command's cities and days come together: its tally is looked up, and counted
+    // for this object, once.
+    for runs in city_keys.chunk_by(|a, b| {
+        shared_cmp(&a.0, &b.0).is_eq() && shared_cmp(&a.1, &b.1).is_eq() && a.2 == b.2
+    }) {
+        let (account, source, name, _, _) = runs[0];
         let tkey = TallyKey::command(account, source, name);
-        let Tally::Command(tally) = tally_mut(tallies, &tkey) else {
+        let entry = tally_mut(tallies, &tkey);
+        // Counted once per object: a retry after a lost race, or a replay, finds its tag.
+        let counts = entry.first_application(tag);
+        let Tally::Command(tally) = entry else {
             unreachable!("a command key holds a command tally")
         };
-        // Sorted by key, so that the same events in any order give the same item.
-        let at = match tally.places.binary_search_by(|p| p.key.as_str().cmp(place)) {
-            Ok(at) => at,
-            Err(at) => {
-                tally.places.insert(
-                    at,
-                    PlaceSeen {
-                        key: place.to_string(),
-                        label: location.display_name(),
-                        seen: Seen::default(),
-                    },
-                );
-                at
+        for key in runs.iter().copied() {
+            let (_, _, _, place, day) = key;
+            let (group, location) = &batch.cities[key];
+            // Sorted by key, so that the same events in any order give the same item.
+            let at = match tally.places.binary_search_by(|p| p.key.as_str().cmp(place)) {
+                Ok(at) => at,
+                Err(at) => {
+                    tally.places.insert(
+                        at,
+                        PlaceSeen {
+                            key: place.to_string(),
+                            label: location.display_name(),
+                            seen: Seen::default(),
+                        },
+                    );
+                    at
+                }
+            };
+            for (i, call) in group.calls.iter().enumerate() {
+                let before = tally.places[at].seen.before(call.t, lookback) + i as u64;
+                if before >= u64::from(policy.min_seen) || !learning_over(account, call.t) {
+                    continue;
+                }
+                let window = call.t.div_euclid(policy.group_window_ms.max(1));
+                let g = city_groups
+                    .entry((
+                        account.clone(),
+                        call.principal.clone(),
+                        place.clone(),
+                        window,
+                    ))
+                    .or_insert_with(|| RareGroup {
+                        calls: Vec::new(),
+                        commands: Vec::new(),
+                        location: Some(location.clone()),
+                        seen_before: 0,
+                        days_seen: 0,
+                        first_seen: None,
+                        last_seen: None,
+                    });
+                g.calls.push(call.clone());
+                // Built once per command and group: the evidence walks every city of the
+                // command, and a burst of one call would otherwise build it per event.
+                if !g
+                    .commands
+                    .iter()
+                    .any(|c| *c.event_source == **source && *c.event_name == **name)
+                {
+                    g.commands.push(command_evidence(
+                        tally,
+                        at,
+                        call,
+                        group.count,
+                        before,
+                        lookback,
+                    ));
+                }
             }
-        };
-        for (i, call) in group.calls.iter().enumerate() {
-            let before = tally.places[at].seen.before(call.t, lookback) + i as u64;
-            if before >= u64::from(policy.min_seen) || !learning_over(account, call.t) {
-                continue;
-            }
-            let window = call.t.div_euclid(policy.group_window_ms.max(1));
-            let g = city_groups
-                .entry((
-                    account.clone(),
-                    call.principal.clone(),
-                    place.clone(),
-                    window,
-                ))
-                .or_insert_with(|| RareGroup {
-                    calls: Vec::new(),
-                    commands: Vec::new(),
-                    location: Some(location.clone()),
-                    seen_before: 0,
-                    days_seen: 0,
-                    first_seen: None,
-                    last_seen: None,
-                });
-            g.calls.push(call.clone());
-            // Built once per command and group: the evidence walks every city of the
-            // command, and a burst of one call would otherwise build it per event.
-            if !g
-                .commands
-                .iter()
-                .any(|c| *c.event_source == **source && *c.event_name == **name)
-            {
-                g.commands.push(command_evidence(
-                    tally,
-                    at,
-                    call,
-                    group.count,
-                    before,
-                    lookback,
-                ));
+            if counts {
+                let times: Vec<i64> = group.calls.iter().map(|c| c.t).collect();
+                tally.places[at]
+                    .seen
+                    .record(*day, group.count, &times, keep);
+                tally.latest_ms = tally.latest_ms.max(tally.places[at].seen.last_ms);
             }
         }
-        if fresh.contains(&tkey) {
-            let times: Vec<i64> = group.calls.iter().map(|c| c.t).collect();
-            tally.places[at]
-                .seen
-                .record(*day, group.count, &times, keep);
-            tally.latest_ms = tally.latest_ms.max(tally.places[at].seen.last_ms);
+        if counts {
+            changed.insert(tkey);
         }
     }
     for (key, g) in city_groups {
@@ -530,42 +535,49 @@ pub fn judge(
             .then_with(|| shared_cmp(&a.1, &b.1))
             .then(a.2.cmp(&b.2))
     });
-    for key in error_keys {
-        let (account, code, day) = key;
-        let group = &batch.errors[key];
+    for runs in error_keys.chunk_by(|a, b| shared_cmp(&a.0, &b.0).is_eq() && a.1 == b.1) {
+        let (account, code, _) = runs[0];
         let tkey = TallyKey::error(account, code);
-        let counts = fresh.contains(&tkey);
-        let Tally::Error(tally) = tally_mut(tallies, &tkey) else {
+        let entry = tally_mut(tallies, &tkey);
+        let counts = entry.first_application(tag);
+        let Tally::Error(tally) = entry else {
             unreachable!("an error key holds an error tally")
         };
-        for (i, call) in group.calls.iter().enumerate() {
-            let before = tally.seen.before(call.t, lookback) + i as u64;
-            if before >= u64::from(policy.min_seen) || !learning_over(account, call.t) {
-                continue;
+        for key in runs.iter().copied() {
+            let (_, _, day) = key;
+            let group = &batch.errors[key];
+            for (i, call) in group.calls.iter().enumerate() {
+                let before = tally.seen.before(call.t, lookback) + i as u64;
+                if before >= u64::from(policy.min_seen) || !learning_over(account, call.t) {
+                    continue;
+                }
+                let window = call.t.div_euclid(policy.group_window_ms.max(1));
+                let g = error_groups
+                    .entry((
+                        account.clone(),
+                        call.principal.clone(),
+                        code.clone(),
+                        window,
+                    ))
+                    .or_insert_with(|| RareGroup {
+                        calls: Vec::new(),
+                        commands: Vec::new(),
+                        location: None,
+                        seen_before: before,
+                        days_seen: tally.seen.days_within(call.t, lookback),
+                        first_seen: tally.seen.first_ms(),
+                        last_seen: (!tally.seen.is_empty()).then_some(tally.seen.last_ms),
+                    });
+                g.calls.push(call.clone());
             }
-            let window = call.t.div_euclid(policy.group_window_ms.max(1));
-            let g = error_groups
-                .entry((
-                    account.clone(),
-                    call.principal.clone(),
-                    code.clone(),
-                    window,
-                ))
-                .or_insert_with(|| RareGroup {
-                    calls: Vec::new(),
-                    commands: Vec::new(),
-                    location: None,
-                    seen_before: before,
-                    days_seen: tally.seen.days_within(call.t, lookback),
-                    first_seen: tally.seen.first_ms(),
-                    last_seen: (!tally.seen.is_empty()).then_some(tally.seen.last_ms),
-                });
-            g.calls.push(call.clone());
+            if counts {
+                let times: Vec<i64> = group.calls.iter().map(|c| c.t).collect();
+                tally.seen.record(*day, group.count, &times, keep);
+                tally.latest_ms = tally.latest_ms.max(tally.seen.last_ms);
+            }
         }
         if counts {
-            let times: Vec<i64> = group.calls.iter().map(|c| c.t).collect();
-            tally.seen.record(*day, group.count, &times, keep);
-            tally.latest_ms = tally.latest_ms.max(tally.seen.last_ms);
+            changed.insert(tkey);
         }
     }
     for (key, g) in error_groups {
@@ -585,11 +597,12 @@ pub fn judge(
     // hundreds of thousands in all.
     for runs in key_keys.chunk_by(|a, b| shared_cmp(&a.0, &b.0).is_eq()) {
         let tkey = TallyKey::key_addresses(&runs[0].0);
-        let counts = fresh.contains(&tkey);
-        let Tally::KeyAddresses(tally) = tally_mut(tallies, &tkey) else {
+        let entry = tally_mut(tallies, &tkey);
+        let counts = entry.first_application(tag);
+        let Tally::KeyAddresses(tally) = entry else {
             unreachable!("a key key holds a key tally")
         };
-        let mut dirty = false;
+        let mut dirty = counts;
         for &key in runs {
             let (access_key, ip, window) = key;
             let group = &batch.key_auth[key];
@@ -681,7 +694,6 @@ pub fn judge(
         }
     }
 
-    changed.extend(fresh);
     for key in &changed {
         if let Some(tally) = tallies.get_mut(key) {
             bound(tally, policy);

@@ -89,7 +89,6 @@ impl Run {
         let batch = batch_of(events, policy);
         judge(
             &batch,
-            &batch.tally_keys(),
             &mut self.tallies,
             policy,
             &GeoDbInfo::default(),
@@ -499,14 +498,7 @@ fn findings_below_report_min_are_counted_and_remembered_but_not_built() {
     let sydney = city("Sydney", "Australia");
     let batch = batch_of(&[ev(T0, "GetCallerIdentity", &sydney)], &quiet);
     let mut tallies = TallyMap::default();
-    let judged = judge(
-        &batch,
-        &batch.tally_keys(),
-        &mut tallies,
-        &quiet,
-        &GeoDbInfo::default(),
-        "o",
-    );
+    let judged = judge(&batch, &mut tallies, &quiet, &GeoDbInfo::default(), "o");
     assert!(judged.findings.is_empty());
     assert_eq!(judged.unreported, 1, "an informational use during learning");
     assert!(judged.changed.contains(&TallyKey::key_addresses(KEY)));
@@ -514,14 +506,7 @@ fn findings_below_report_min_are_counted_and_remembered_but_not_built() {
         report_min: Severity::Info,
         ..quiet
     };
-    let again = judge(
-        &batch,
-        &batch.tally_keys(),
-        &mut tallies,
-        &loud,
-        &GeoDbInfo::default(),
-        "o",
-    );
+    let again = judge(&batch, &mut tallies, &loud, &GeoDbInfo::default(), "o");
     assert!(
         again.findings.is_empty() && again.unreported == 0,
         "already raised"
@@ -631,4 +616,28 @@ mod generated {
             }
         }
     }
+}
+
+#[test]
+fn the_account_item_is_written_when_its_clock_moves_by_the_hour_not_for_every_object() {
+    // Every object of an account reads its item; writing it for each would make side by
+    // side Lambdas contend on it.
+    let policy = only(Rule::UnusualCityForCommand);
+    let sydney = city("Sydney", "Australia");
+    let mut tallies = TallyMap::default();
+    let account = TallyKey::account(ACCOUNT);
+    let command = TallyKey::command(ACCOUNT, "iam.amazonaws.com", "ListUsers");
+    let mut judge_at = |t: i64, object: &str| {
+        let batch = batch_of(&[ev(t, "ListUsers", &sydney)], &policy);
+        judge(&batch, &mut tallies, &policy, &GeoDbInfo::default(), object).changed
+    };
+    let first = judge_at(T0, "o1");
+    assert!(first.contains(&account) && first.contains(&command));
+    let within_the_hour = judge_at(T0 + 30 * MINUTE_MS, "o2");
+    assert!(within_the_hour.contains(&command), "a new object counts");
+    assert!(!within_the_hour.contains(&account), "{within_the_hour:?}");
+    let replayed = judge_at(T0 + 30 * MINUTE_MS, "o2");
+    assert!(replayed.is_empty(), "a replay changes nothing: {replayed:?}");
+    let later = judge_at(T0 + 2 * HOUR_MS, "o3");
+    assert!(later.contains(&account), "the clock moved past the hour");
 }
