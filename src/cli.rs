@@ -509,7 +509,8 @@ struct Run<'a> {
     geoip: &'a GeoDbInfo,
     options: &'a ReadOptions,
     totals: Totals,
-    subjects: std::collections::HashSet<String>,
+    /// Every subject seen, for the summary; looked up for each subject of each object.
+    subjects: foldhash::HashSet<String>,
     /// Threads reading objects.
     readers: usize,
 }
@@ -765,7 +766,9 @@ impl Run<'_> {
         t.skipped.merge(&scan.skipped);
         t.skipped.add_n("bad_record", scan.bad_records);
         for s in &scan.subjects {
-            self.subjects.insert(s.subject.clone());
+            if !self.subjects.contains(&s.subject) {
+                self.subjects.insert(s.subject.clone());
+            }
             if let Some(last) = s.sightings.last() {
                 t.newest_event_ms = Some(
                     t.newest_event_ms

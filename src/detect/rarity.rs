@@ -155,6 +155,16 @@ pub struct RuleBatch {
     identities: FastMap<Arc<str>, Arc<UserIdentitySummary>>,
 }
 
+/// One shared copy of each distinct text of an object.
+fn intern(strings: &mut FastSet<Arc<str>>, s: &str) -> Arc<str> {
+    if let Some(shared) = strings.get(s) {
+        return shared.clone();
+    }
+    let shared: Arc<str> = s.into();
+    strings.insert(shared.clone());
+    shared
+}
+
 /// One event as the account-level rules read it, borrowed from the record.
 pub struct RuleEvent<'a> {
     pub t: i64,
@@ -181,12 +191,7 @@ impl RuleBatch {
     }
 
     fn intern(&mut self, s: &str) -> Arc<str> {
-        if let Some(shared) = self.strings.get(s) {
-            return shared.clone();
-        }
-        let shared: Arc<str> = s.into();
-        self.strings.insert(shared.clone());
-        shared
+        intern(&mut self.strings, s)
     }
 
     /// Adds one event with a trusted time. `identity` builds the caller's summary, once
@@ -250,50 +255,57 @@ impl RuleBatch {
             _ => None,
         };
 
-        let wanted = city
-            .as_ref()
-            .is_some_and(|(k, _)| self.cities.get(k).is_none_or(|g| g.0.keeps(e.t, keep)))
-            || error
-                .as_ref()
-                .is_some_and(|k| self.errors.get(k).is_none_or(|g| g.keeps(e.t, keep)))
-            || key_auth
-                .as_ref()
-                .is_some_and(|k| self.key_auth.get(k).is_none_or(|g| g.keeps(e.t, 1)));
+        // Each group is found once, and the call built only when one of them keeps it.
+        let RuleBatch {
+            cities,
+            errors,
+            key_auth: key_auths,
+            strings,
+            identities,
+            ..
+        } = self;
+        let city = city.map(|(key, location)| {
+            &mut cities
+                .entry(key)
+                .or_insert_with(|| (Group::default(), location))
+                .0
+        });
+        let error = error.map(|key| errors.entry(key).or_default());
+        let key_auth = key_auth.map(|key| key_auths.entry(key).or_default());
+        let wanted = city.as_ref().is_some_and(|g| g.keeps(e.t, keep))
+            || error.as_ref().is_some_and(|g| g.keeps(e.t, keep))
+            || key_auth.as_ref().is_some_and(|g| g.keeps(e.t, 1));
         let call = wanted.then(|| {
-            let principal = self.intern(e.principal);
-            let identity = self
-                .identities
+            let mut intern = |s: &str| intern(strings, s);
+            let principal = intern(e.principal);
+            let identity = identities
                 .entry(principal.clone())
                 .or_insert_with(|| Arc::new(identity()))
                 .clone();
             Arc::new(Call {
                 t: e.t,
                 id: e.id.into(),
-                name: self.intern(e.name),
-                source: self.intern(e.source),
-                region: self.intern(e.region),
-                source_ip: self.intern(e.source_ip),
+                name: intern(e.name),
+                source: intern(e.source),
+                region: intern(e.region),
+                source_ip: intern(e.source_ip),
                 account: account.clone(),
                 principal,
                 identity,
                 location: e.location.map(|(location, _)| Arc::clone(location)),
-                error_code: e.error_code.map(|c| self.intern(c)),
+                error_code: e.error_code.map(&mut intern),
                 error_message: e.error_message.map(quoted),
-                user_agent: e.user_agent.map(|u| self.intern(u)),
+                user_agent: e.user_agent.map(&mut intern),
             })
         });
-        if let Some((key, location)) = city {
-            self.cities
-                .entry(key)
-                .or_insert_with(|| (Group::default(), location))
-                .0
-                .add(call.as_ref(), keep);
+        if let Some(g) = city {
+            g.add(call.as_ref(), keep);
         }
-        if let Some(key) = error {
-            self.errors.entry(key).or_default().add(call.as_ref(), keep);
+        if let Some(g) = error {
+            g.add(call.as_ref(), keep);
         }
-        if let Some(key) = key_auth {
-            self.key_auth.entry(key).or_default().add(call.as_ref(), 1);
+        if let Some(g) = key_auth {
+            g.add(call.as_ref(), 1);
         }
     }
 
@@ -616,7 +628,15 @@ pub fn judge(
                 ip,
                 &window.to_string(),
             ]);
-            let alerted = tally.alerts.iter().any(|m| m.id == id);
+            // A mark carries the time of its group's first call, which lies in the
+            // window: only marks of this window can hold the id, and a key used every
+            // hour holds up to MAX_TALLY_ALERTS of them.
+            let width = policy.key_auth_window_ms.max(1);
+            let in_window = window.saturating_mul(width)..(window + 1).saturating_mul(width);
+            let alerted = tally
+                .alerts
+                .iter()
+                .any(|m| in_window.contains(&m.t) && m.id == id);
             let at = match tally.addresses.binary_search_by(|a| a.ip.as_str().cmp(ip)) {
                 Ok(at) => at,
                 Err(at) => {

@@ -637,7 +637,10 @@ fn the_account_item_is_written_when_its_clock_moves_by_the_hour_not_for_every_ob
     assert!(within_the_hour.contains(&command), "a new object counts");
     assert!(!within_the_hour.contains(&account), "{within_the_hour:?}");
     let replayed = judge_at(T0 + 30 * MINUTE_MS, "o2");
-    assert!(replayed.is_empty(), "a replay changes nothing: {replayed:?}");
+    assert!(
+        replayed.is_empty(),
+        "a replay changes nothing: {replayed:?}"
+    );
     let later = judge_at(T0 + 2 * HOUR_MS, "o3");
     assert!(later.contains(&account), "the clock moved past the hour");
 }
