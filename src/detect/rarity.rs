@@ -311,18 +311,45 @@ impl RuleBatch {
 
     /// Every tally the batch reads and writes, sorted.
     pub fn tally_keys(&self) -> Vec<TallyKey> {
-        let mut keys: Vec<TallyKey> = self.accounts.keys().map(|a| TallyKey::account(a)).collect();
-        keys.extend(
-            self.cities
-                .keys()
-                .map(|(a, s, n, _, _)| TallyKey::command(a, s, n)),
+        // Distinct parts first, sorted on the shared text, so that each key's strings are
+        // copied once, not once per city, day or address of the object (thousands).
+        // `TallyKey` orders by kind, then by these parts in this order.
+        fn distinct<'a, T: 'a>(
+            parts: impl Iterator<Item = T>,
+            cmp: impl Fn(&T, &T) -> std::cmp::Ordering,
+        ) -> Vec<T> {
+            let mut parts: Vec<T> = parts.collect();
+            parts.sort_unstable_by(&cmp);
+            parts.dedup_by(|a, b| cmp(a, b).is_eq());
+            parts
+        }
+        let accounts = distinct(self.accounts.keys(), |a, b| shared_cmp(a, b));
+        let commands = distinct(
+            self.cities.keys().map(|(a, s, n, _, _)| (a, s, n)),
+            |x, y| {
+                shared_cmp(x.0, y.0)
+                    .then_with(|| shared_cmp(x.1, y.1))
+                    .then_with(|| shared_cmp(x.2, y.2))
+            },
         );
-        keys.extend(self.errors.keys().map(|(a, c, _)| TallyKey::error(a, c)));
+        let errors = distinct(self.errors.keys().map(|(a, c, _)| (a, c)), |x, y| {
+            shared_cmp(x.0, y.0).then_with(|| shared_cmp(x.1, y.1))
+        });
+        let access_keys = distinct(self.key_auth.keys().map(|(k, _, _)| k), |a, b| {
+            shared_cmp(a, b)
+        });
+        let mut keys =
+            Vec::with_capacity(accounts.len() + commands.len() + errors.len() + access_keys.len());
+        keys.extend(accounts.into_iter().map(|a| TallyKey::account(a)));
         keys.extend(
-            self.key_auth
-                .keys()
-                .map(|(k, _, _)| TallyKey::key_addresses(k)),
+            commands
+                .into_iter()
+                .map(|(a, s, n)| TallyKey::command(a, s, n)),
         );
+        keys.extend(errors.into_iter().map(|(a, c)| TallyKey::error(a, c)));
+        keys.extend(access_keys.into_iter().map(|k| TallyKey::key_addresses(k)));
+        // Already in order, unless parts cut to the key length met (a forged record's
+        // huge error code): the sort then only walks one run.
         keys.sort();
         keys.dedup();
         keys

@@ -644,3 +644,53 @@ fn the_account_item_is_written_when_its_clock_moves_by_the_hour_not_for_every_ob
     let later = judge_at(T0 + 2 * HOUR_MS, "o3");
     assert!(later.contains(&account), "the clock moved past the hour");
 }
+
+#[test]
+fn tally_keys_are_the_distinct_keys_sorted_even_when_forged_parts_are_cut_to_meet() {
+    let policy = RulePolicy::default();
+    let sydney = city("Sydney", "Australia");
+    let located = (sydney.clone(), Arc::from(sydney.place_key()));
+    let long = "9".repeat(300);
+    let accounts = [format!("{long}b"), ACCOUNT.to_owned(), format!("{long}a")];
+    let mut batch = RuleBatch::default();
+    let mut naive = Vec::new();
+    for (i, account) in accounts.iter().enumerate() {
+        for (name, code) in [("ListUsers", Some("AccessDenied")), ("GetUser", None)] {
+            let id = format!("event-{i}-{name}");
+            batch.add(
+                &RuleEvent {
+                    t: T0 + i as i64,
+                    id: &id,
+                    name,
+                    source: "iam.amazonaws.com",
+                    region: "us-east-1",
+                    source_ip: "203.0.113.7",
+                    ip: "203.0.113.7".parse().ok(),
+                    account,
+                    principal: ALICE,
+                    access_key_id: Some(KEY),
+                    location: Some(&located),
+                    error_code: code,
+                    error_message: None,
+                    user_agent: None,
+                },
+                &policy,
+                Default::default,
+            );
+            naive.push(TallyKey::account(account));
+            naive.push(TallyKey::command(account, "iam.amazonaws.com", name));
+            if let Some(code) = code {
+                naive.push(TallyKey::error(account, code));
+            }
+        }
+    }
+    naive.push(TallyKey::key_addresses(KEY));
+    naive.sort();
+    naive.dedup();
+    assert_eq!(batch.tally_keys(), naive);
+    assert_eq!(
+        naive.iter().filter(|k| matches!(k, TallyKey::Account(_))).count(),
+        2,
+        "the two long accounts are one item once cut"
+    );
+}
