@@ -689,7 +689,10 @@ fn tally_keys_are_the_distinct_keys_sorted_even_when_forged_parts_are_cut_to_mee
     naive.dedup();
     assert_eq!(batch.tally_keys(), naive);
     assert_eq!(
-        naive.iter().filter(|k| matches!(k, TallyKey::Account(_))).count(),
+        naive
+            .iter()
+            .filter(|k| matches!(k, TallyKey::Account(_)))
+            .count(),
         2,
         "the two long accounts are one item once cut"
     );
