@@ -504,6 +504,19 @@ fn open_geoip(city: &Path, asn: Option<&Path>) -> anyhow::Result<GeoDb> {
     Ok(GeoDb::open(city, asn)?)
 }
 
+/// Between batches of objects, hands back what the judging thread's batch freed and the
+/// database pages the lookups mapped. Both are otherwise kept for the life of the process
+/// and count in its resident set: on an organisation's trail (46,000 keys) they were
+/// 60 MB of database pages and about 40 MB of freed heap pages, against a peak of
+/// 230 MB. Once per batch, not per object: it costs a few percent of a scan's time.
+fn release_memory(geo: &GeoDb) {
+    geo.release_pages();
+    // SAFETY: no arguments; mimalloc frees only pages with no live allocation. The
+    // binaries allocate through mimalloc; where they do not (library tests), its heap is
+    // empty and this returns at once.
+    unsafe { libmimalloc_sys::mi_collect(true) };
+}
+
 struct Run<'a> {
     policy: &'a Policy,
     geoip: &'a GeoDbInfo,
@@ -730,6 +743,7 @@ impl Run<'_> {
                     on_done(*index, self.totals.objects_failed == failed_before)?;
                 }
                 store.between_objects(runtime)?;
+                release_memory(geo);
                 let mut by_reader: Vec<Vec<ObjectScan>> =
                     (0..readers).map(|_| Vec::new()).collect();
                 for (scan, index) in scans.into_iter().zip(indices) {
