@@ -43,8 +43,8 @@ use std::sync::Arc;
 use super::history::{containment_step, hash_id, AlertMark, FindingContext, FindingText};
 use super::policy::{RulePolicy, SubjectKind, HOUR_MS, MINUTE_MS};
 use super::tally::{
-    day_of, evict_least_recent, object_tag, prune_alerts, AddressSeen, PlaceSeen, Seen, Tally,
-    TallyKey, TallyMap, TallySet, MAX_ADDRESSES_PER_KEY, MAX_PLACES_PER_COMMAND,
+    day_of, evict_least_recent, is_cut, object_tag, prune_alerts, AddressSeen, PlaceSeen, Seen,
+    Tally, TallyKey, TallyMap, TallySet, MAX_ADDRESSES_PER_KEY, MAX_PLACES_PER_COMMAND,
 };
 use crate::finding::{
     format_rfc3339_ms, CallRef, CommandEvidence, Finding, LongTermAccessKeyAuth, PlaceCount,
@@ -367,6 +367,30 @@ struct RareGroup {
     last_seen: Option<i64>,
 }
 
+/// Whether an object's events count in a tally, asked once per run of the object's keys
+/// that share the tally. Counted once per object: a retry after a lost race, or a replay,
+/// finds the object's tag in the tally.
+struct Applied {
+    tag: u64,
+    /// Answers for tallies whose key parts were cut to the key length: two runs of a
+    /// forged record's keys can then share one tally, and both must count.
+    cut: TallyMap<bool>,
+}
+
+impl Applied {
+    fn counts(&mut self, tally: &mut Tally, key: &TallyKey, parts: &[&str]) -> bool {
+        if !parts.iter().any(|p| is_cut(p)) {
+            return tally.first_application(self.tag);
+        }
+        if let Some(&counts) = self.cut.get(key) {
+            return counts;
+        }
+        let counts = tally.first_application(self.tag);
+        self.cut.insert(key.clone(), counts);
+        counts
+    }
+}
+
 /// Orders text the batch interned: one copy per distinct string, so equal parts are
 /// usually the same pointer and need no byte comparison (keys share their account).
 fn shared_cmp(a: &Arc<str>, b: &Arc<str>) -> std::cmp::Ordering {
@@ -462,8 +486,10 @@ pub fn judge(
         .collect();
     let learning_over =
         |account: &str, t: i64| learning_end.get(account).is_some_and(|end| t >= *end);
-    // Counted once per object: a retry after a lost race, or a replay, finds its tag.
-    let tag = object_tag(source_object);
+    let mut applied = Applied {
+        tag: object_tag(source_object),
+        cut: TallyMap::default(),
+    };
     let mut findings = Vec::new();
     let lookback = policy.lookback_days;
     let keep = policy.keep_times();
@@ -486,8 +512,7 @@ pub fn judge(
         let (account, source, name, _, _) = runs[0];
         let tkey = TallyKey::command(account, source, name);
         let entry = tally_mut(tallies, &tkey);
-        // Counted once per object: a retry after a lost race, or a replay, finds its tag.
-        let counts = entry.first_application(tag);
+        let counts = applied.counts(entry, &tkey, &[account, source, name]);
         let Tally::Command(tally) = entry else {
             unreachable!("a command key holds a command tally")
         };
@@ -578,7 +603,7 @@ pub fn judge(
         let (account, code, _) = runs[0];
         let tkey = TallyKey::error(account, code);
         let entry = tally_mut(tallies, &tkey);
-        let counts = entry.first_application(tag);
+        let counts = applied.counts(entry, &tkey, &[account, code]);
         let Tally::Error(tally) = entry else {
             unreachable!("an error key holds an error tally")
         };
@@ -637,7 +662,7 @@ pub fn judge(
     for runs in key_keys.chunk_by(|a, b| shared_cmp(&a.0, &b.0).is_eq()) {
         let tkey = TallyKey::key_addresses(&runs[0].0);
         let entry = tally_mut(tallies, &tkey);
-        let counts = entry.first_application(tag);
+        let counts = applied.counts(entry, &tkey, &[&runs[0].0]);
         let Tally::KeyAddresses(tally) = entry else {
             unreachable!("a key key holds a key tally")
         };

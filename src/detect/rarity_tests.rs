@@ -697,3 +697,56 @@ fn tally_keys_are_the_distinct_keys_sorted_even_when_forged_parts_are_cut_to_mee
         "the two long accounts are one item once cut"
     );
 }
+
+#[test]
+fn events_whose_forged_parts_are_cut_to_one_tally_all_count_in_it() {
+    let policy = only(Rule::UnusualCityForCommand);
+    let sydney = city("Sydney", "Australia");
+    let located = (sydney.clone(), Arc::from(sydney.place_key()));
+    let long = "9".repeat(300);
+    let accounts = [format!("{long}a"), format!("{long}b")];
+    let mut batch = RuleBatch::default();
+    for (i, account) in accounts.iter().enumerate() {
+        let id = format!("event-{i}");
+        batch.add(
+            &RuleEvent {
+                t: T0 + i as i64,
+                id: &id,
+                name: "ListUsers",
+                source: "iam.amazonaws.com",
+                region: "us-east-1",
+                source_ip: "203.0.113.7",
+                ip: "203.0.113.7".parse().ok(),
+                account,
+                principal: ALICE,
+                access_key_id: Some(KEY),
+                location: Some(&located),
+                error_code: None,
+                error_message: None,
+                user_agent: None,
+            },
+            &policy,
+            Default::default,
+        );
+    }
+    let mut tallies = TallyMap::default();
+    let key = TallyKey::command(&accounts[0], "iam.amazonaws.com", "ListUsers");
+    assert_eq!(
+        key,
+        TallyKey::command(&accounts[1], "iam.amazonaws.com", "ListUsers")
+    );
+    let count = |tallies: &TallyMap<Tally>| match &tallies[&key] {
+        Tally::Command(c) => c
+            .places
+            .iter()
+            .flat_map(|p| &p.seen.days)
+            .map(|d| d.count)
+            .sum::<u64>(),
+        other => panic!("{other:?}"),
+    };
+    let judged = judge(&batch, &mut tallies, &policy, &GeoDbInfo::default(), "o");
+    assert!(judged.changed.contains(&key));
+    assert_eq!(count(&tallies), 2, "both runs of the shared tally count");
+    judge(&batch, &mut tallies, &policy, &GeoDbInfo::default(), "o");
+    assert_eq!(count(&tallies), 2, "and a replay counts neither");
+}

@@ -252,6 +252,11 @@ fn key_part(s: &str) -> &str {
     &s[..end]
 }
 
+/// Whether `s` is longer than a key part may be, and is cut in a [`TallyKey`].
+pub fn is_cut(s: &str) -> bool {
+    s.len() > MAX_KEY_PART_BYTES
+}
+
 impl TallyKey {
     pub fn command(account: &str, source: &str, name: &str) -> TallyKey {
         TallyKey::Command {
