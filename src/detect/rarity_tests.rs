@@ -645,38 +645,48 @@ fn the_account_item_is_written_when_its_clock_moves_by_the_hour_not_for_every_ob
     assert!(later.contains(&account), "the clock moved past the hour");
 }
 
+/// Adds an IAM call from Sydney made in `account`, which a forged record can make any
+/// text.
+fn add_in_account(
+    batch: &mut RuleBatch,
+    account: &str,
+    t: i64,
+    name: &str,
+    error_code: Option<&str>,
+    policy: &RulePolicy,
+) {
+    let sydney = city("Sydney", "Australia");
+    let located = (sydney.clone(), Arc::from(sydney.place_key()));
+    let id = format!("event-{t}-{name}");
+    let event = RuleEvent {
+        t,
+        id: &id,
+        name,
+        source: "iam.amazonaws.com",
+        region: "us-east-1",
+        source_ip: "203.0.113.7",
+        ip: "203.0.113.7".parse().ok(),
+        account,
+        principal: ALICE,
+        access_key_id: Some(KEY),
+        location: Some(&located),
+        error_code,
+        error_message: None,
+        user_agent: None,
+    };
+    batch.add(&event, policy, Default::default);
+}
+
 #[test]
 fn tally_keys_are_the_distinct_keys_sorted_even_when_forged_parts_are_cut_to_meet() {
     let policy = RulePolicy::default();
-    let sydney = city("Sydney", "Australia");
-    let located = (sydney.clone(), Arc::from(sydney.place_key()));
     let long = "9".repeat(300);
     let accounts = [format!("{long}b"), ACCOUNT.to_owned(), format!("{long}a")];
     let mut batch = RuleBatch::default();
     let mut naive = Vec::new();
     for (i, account) in accounts.iter().enumerate() {
         for (name, code) in [("ListUsers", Some("AccessDenied")), ("GetUser", None)] {
-            let id = format!("event-{i}-{name}");
-            batch.add(
-                &RuleEvent {
-                    t: T0 + i as i64,
-                    id: &id,
-                    name,
-                    source: "iam.amazonaws.com",
-                    region: "us-east-1",
-                    source_ip: "203.0.113.7",
-                    ip: "203.0.113.7".parse().ok(),
-                    account,
-                    principal: ALICE,
-                    access_key_id: Some(KEY),
-                    location: Some(&located),
-                    error_code: code,
-                    error_message: None,
-                    user_agent: None,
-                },
-                &policy,
-                Default::default,
-            );
+            add_in_account(&mut batch, account, T0 + i as i64, name, code, &policy);
             naive.push(TallyKey::account(account));
             naive.push(TallyKey::command(account, "iam.amazonaws.com", name));
             if let Some(code) = code {
@@ -701,32 +711,17 @@ fn tally_keys_are_the_distinct_keys_sorted_even_when_forged_parts_are_cut_to_mee
 #[test]
 fn events_whose_forged_parts_are_cut_to_one_tally_all_count_in_it() {
     let policy = only(Rule::UnusualCityForCommand);
-    let sydney = city("Sydney", "Australia");
-    let located = (sydney.clone(), Arc::from(sydney.place_key()));
     let long = "9".repeat(300);
     let accounts = [format!("{long}a"), format!("{long}b")];
     let mut batch = RuleBatch::default();
     for (i, account) in accounts.iter().enumerate() {
-        let id = format!("event-{i}");
-        batch.add(
-            &RuleEvent {
-                t: T0 + i as i64,
-                id: &id,
-                name: "ListUsers",
-                source: "iam.amazonaws.com",
-                region: "us-east-1",
-                source_ip: "203.0.113.7",
-                ip: "203.0.113.7".parse().ok(),
-                account,
-                principal: ALICE,
-                access_key_id: Some(KEY),
-                location: Some(&located),
-                error_code: None,
-                error_message: None,
-                user_agent: None,
-            },
+        add_in_account(
+            &mut batch,
+            account,
+            T0 + i as i64,
+            "ListUsers",
+            None,
             &policy,
-            Default::default,
         );
     }
     let mut tallies = TallyMap::default();
