@@ -166,10 +166,28 @@ pub fn main() -> ExitCode {
     match run(cli) {
         Ok(outcome) => outcome,
         Err(err) => {
-            eprintln!("geotrail: {err:#}");
+            eprintln!("geotrail: {}", error_text(&err));
             ExitCode::from(2)
         }
     }
+}
+
+/// The error and its causes, as `{:#}` writes them, without a cause the message before it
+/// already ends with: some errors quote their source as well as return it, and a broken
+/// pipe would otherwise read `writing findings: Broken pipe: writing findings: Broken
+/// pipe: Broken pipe`.
+fn error_text(err: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in err.chain() {
+        let cause = cause.to_string();
+        if text.is_empty() {
+            text = cause;
+        } else if !text.ends_with(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -998,6 +1016,29 @@ fn join_counts(c: &SkipCounts) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_error_names_each_cause_once() {
+        let pipe = || io::Error::new(io::ErrorKind::BrokenPipe, "Broken pipe");
+        // Quotes its source and returns it too, as the output errors do.
+        let notify = crate::notify::NotifyError::Io(pipe());
+        let quoted = PipelineError::Notify {
+            object: "trail/a.json.gz".to_owned(),
+            source: std::sync::Arc::new(notify),
+        };
+        assert_eq!(
+            error_text(&anyhow::Error::new(quoted)),
+            "trail/a.json.gz: writing findings: Broken pipe"
+        );
+        // Causes that do not quote each other are all kept, in order.
+        let layered = anyhow::Error::new(pipe())
+            .context("saving the state file")
+            .context("scan");
+        assert_eq!(
+            error_text(&layered),
+            "scan: saving the state file: Broken pipe"
+        );
+    }
 
     #[test]
     fn directories_are_walked_in_name_order_taking_only_log_names() {
