@@ -43,7 +43,7 @@ use std::sync::Arc;
 use super::history::{containment_step, hash_id, AlertMark, FindingContext, FindingText};
 use super::policy::{RulePolicy, SubjectKind, HOUR_MS, MINUTE_MS};
 use super::tally::{
-    day_of, evict_least_recent, is_cut, object_tag, prune_alerts, AddressSeen, PlaceSeen, Seen,
+    day_of, evict_least_recent, key_part, object_tag, prune_alerts, AddressSeen, PlaceSeen, Seen,
     Tally, TallyKey, TallyMap, TallySet, MAX_ADDRESSES_PER_KEY, MAX_PLACES_PER_COMMAND,
 };
 use crate::finding::{
@@ -311,9 +311,9 @@ impl RuleBatch {
 
     /// Every tally the batch reads and writes, sorted.
     pub fn tally_keys(&self) -> Vec<TallyKey> {
-        // Distinct parts first, sorted on the shared text, so that each key's strings are
+        // Distinct parts first, sorted as the keys are, so that each key's strings are
         // copied once, not once per city, day or address of the object (thousands).
-        // `TallyKey` orders by kind, then by these parts in this order.
+        // `TallyKey` orders by kind, then by these parts, cut, in this order.
         fn distinct<'a, T: 'a>(
             parts: impl Iterator<Item = T>,
             cmp: impl Fn(&T, &T) -> std::cmp::Ordering,
@@ -323,20 +323,16 @@ impl RuleBatch {
             parts.dedup_by(|a, b| cmp(a, b).is_eq());
             parts
         }
-        let accounts = distinct(self.accounts.keys(), |a, b| shared_cmp(a, b));
+        let accounts = distinct(self.accounts.keys(), |a, b| tally_cmp(&[a], &[b]));
         let commands = distinct(
-            self.cities.keys().map(|(a, s, n, _, _)| (a, s, n)),
-            |x, y| {
-                shared_cmp(x.0, y.0)
-                    .then_with(|| shared_cmp(x.1, y.1))
-                    .then_with(|| shared_cmp(x.2, y.2))
-            },
+            self.cities.keys().map(|(a, s, n, _, _)| [a, s, n]),
+            |x, y| tally_cmp(x, y),
         );
-        let errors = distinct(self.errors.keys().map(|(a, c, _)| (a, c)), |x, y| {
-            shared_cmp(x.0, y.0).then_with(|| shared_cmp(x.1, y.1))
+        let errors = distinct(self.errors.keys().map(|(a, c, _)| [a, c]), |x, y| {
+            tally_cmp(x, y)
         });
         let access_keys = distinct(self.key_auth.keys().map(|(k, _, _)| k), |a, b| {
-            shared_cmp(a, b)
+            tally_cmp(&[a], &[b])
         });
         let mut keys =
             Vec::with_capacity(accounts.len() + commands.len() + errors.len() + access_keys.len());
@@ -344,14 +340,11 @@ impl RuleBatch {
         keys.extend(
             commands
                 .into_iter()
-                .map(|(a, s, n)| TallyKey::command(a, s, n)),
+                .map(|[a, s, n]| TallyKey::command(a, s, n)),
         );
-        keys.extend(errors.into_iter().map(|(a, c)| TallyKey::error(a, c)));
+        keys.extend(errors.into_iter().map(|[a, c]| TallyKey::error(a, c)));
         keys.extend(access_keys.into_iter().map(|k| TallyKey::key_addresses(k)));
-        // Already in order, unless parts cut to the key length met (a forged record's
-        // huge error code): the sort then only walks one run.
-        keys.sort();
-        keys.dedup();
+        debug_assert!(keys.windows(2).all(|w| w[0] < w[1]), "sorted and distinct");
         keys
     }
 }
@@ -367,30 +360,6 @@ struct RareGroup {
     last_seen: Option<i64>,
 }
 
-/// Whether an object's events count in a tally, asked once per run of the object's keys
-/// that share the tally. Counted once per object: a retry after a lost race, or a replay,
-/// finds the object's tag in the tally.
-struct Applied {
-    tag: u64,
-    /// Answers for tallies whose key parts were cut to the key length: two runs of a
-    /// forged record's keys can then share one tally, and both must count.
-    cut: TallyMap<bool>,
-}
-
-impl Applied {
-    fn counts(&mut self, tally: &mut Tally, key: &TallyKey, parts: &[&str]) -> bool {
-        if !parts.iter().any(|p| is_cut(p)) {
-            return tally.first_application(self.tag);
-        }
-        if let Some(&counts) = self.cut.get(key) {
-            return counts;
-        }
-        let counts = tally.first_application(self.tag);
-        self.cut.insert(key.clone(), counts);
-        counts
-    }
-}
-
 /// Orders text the batch interned: one copy per distinct string, so equal parts are
 /// usually the same pointer and need no byte comparison (keys share their account).
 fn shared_cmp(a: &Arc<str>, b: &Arc<str>) -> std::cmp::Ordering {
@@ -399,6 +368,35 @@ fn shared_cmp(a: &Arc<str>, b: &Arc<str>) -> std::cmp::Ordering {
     } else {
         a.cmp(b)
     }
+}
+
+/// Orders key parts as their tally items hold them: cut to the key length
+/// ([`key_part`]), so that all of an object's keys of one tally sort together, even where
+/// a forged record's over-long text was cut to meet another's.
+fn tally_cmp(a: &[&Arc<str>], b: &[&Arc<str>]) -> std::cmp::Ordering {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| {
+            if Arc::ptr_eq(x, y) {
+                std::cmp::Ordering::Equal
+            } else {
+                key_part(x).cmp(key_part(y))
+            }
+        })
+        .find(|o| o.is_ne())
+        .unwrap_or(std::cmp::Ordering::Equal)
+}
+
+/// [`tally_cmp`], then the whole parts: keys cut to meet are told apart, so that the
+/// order never depends on the batch's hash maps.
+fn key_cmp(a: &[&Arc<str>], b: &[&Arc<str>]) -> std::cmp::Ordering {
+    tally_cmp(a, b).then_with(|| {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| shared_cmp(x, y))
+            .find(|o| o.is_ne())
+            .unwrap_or(std::cmp::Ordering::Equal)
+    })
 }
 
 fn tally_mut<'t>(tallies: &'t mut TallyMap<Tally>, key: &TallyKey) -> &'t mut Tally {
@@ -486,10 +484,8 @@ pub fn judge(
         .collect();
     let learning_over =
         |account: &str, t: i64| learning_end.get(account).is_some_and(|end| t >= *end);
-    let mut applied = Applied {
-        tag: object_tag(source_object),
-        cut: TallyMap::default(),
-    };
+    // Counted once per object: a retry after a lost race, or a replay, finds its tag.
+    let tag = object_tag(source_object);
     let mut findings = Vec::new();
     let lookback = policy.lookback_days;
     let keep = policy.keep_times();
@@ -497,22 +493,21 @@ pub fn judge(
     // (account, principal, place key, window) -> rare calls.
     let mut city_groups: BTreeMap<GroupKey, RareGroup> = BTreeMap::new();
     let mut city_keys: Vec<&CityKey> = batch.cities.keys().collect();
+    fn command_parts(k: &CityKey) -> [&Arc<str>; 3] {
+        [&k.0, &k.1, &k.2]
+    }
     city_keys.sort_unstable_by(|a, b| {
-        shared_cmp(&a.0, &b.0)
-            .then_with(|| shared_cmp(&a.1, &b.1))
-            .then_with(|| shared_cmp(&a.2, &b.2))
+        key_cmp(&command_parts(a), &command_parts(b))
             .then_with(|| shared_cmp(&a.3, &b.3))
             .then(a.4.cmp(&b.4))
     });
     // Each command's cities and days come together: its tally is looked up, and counted
     // for this object, once.
-    for runs in city_keys.chunk_by(|a, b| {
-        shared_cmp(&a.0, &b.0).is_eq() && shared_cmp(&a.1, &b.1).is_eq() && a.2 == b.2
-    }) {
+    for runs in city_keys.chunk_by(|a, b| tally_cmp(&command_parts(a), &command_parts(b)).is_eq()) {
         let (account, source, name, _, _) = runs[0];
         let tkey = TallyKey::command(account, source, name);
         let entry = tally_mut(tallies, &tkey);
-        let counts = applied.counts(entry, &tkey, &[account, source, name]);
+        let counts = entry.first_application(tag);
         let Tally::Command(tally) = entry else {
             unreachable!("a command key holds a command tally")
         };
@@ -594,16 +589,16 @@ pub fn judge(
 
     let mut error_groups: BTreeMap<GroupKey, RareGroup> = BTreeMap::new();
     let mut error_keys: Vec<&ErrorKey> = batch.errors.keys().collect();
-    error_keys.sort_unstable_by(|a, b| {
-        shared_cmp(&a.0, &b.0)
-            .then_with(|| shared_cmp(&a.1, &b.1))
-            .then(a.2.cmp(&b.2))
-    });
-    for runs in error_keys.chunk_by(|a, b| shared_cmp(&a.0, &b.0).is_eq() && a.1 == b.1) {
+    fn error_parts(k: &ErrorKey) -> [&Arc<str>; 2] {
+        [&k.0, &k.1]
+    }
+    error_keys
+        .sort_unstable_by(|a, b| key_cmp(&error_parts(a), &error_parts(b)).then(a.2.cmp(&b.2)));
+    for runs in error_keys.chunk_by(|a, b| tally_cmp(&error_parts(a), &error_parts(b)).is_eq()) {
         let (account, code, _) = runs[0];
         let tkey = TallyKey::error(account, code);
         let entry = tally_mut(tallies, &tkey);
-        let counts = applied.counts(entry, &tkey, &[account, code]);
+        let counts = entry.first_application(tag);
         let Tally::Error(tally) = entry else {
             unreachable!("an error key holds an error tally")
         };
@@ -652,17 +647,17 @@ pub fn judge(
 
     let mut key_keys: Vec<&KeyAuthKey> = batch.key_auth.keys().collect();
     key_keys.sort_unstable_by(|a, b| {
-        shared_cmp(&a.0, &b.0)
+        key_cmp(&[&a.0], &[&b.0])
             .then_with(|| shared_cmp(&a.1, &b.1))
             .then(a.2.cmp(&b.2))
     });
     // Sorted, so each key's addresses and windows come together: its tally is looked up
     // once for all of them. A busy trail has a few of these groups per key and object,
     // hundreds of thousands in all.
-    for runs in key_keys.chunk_by(|a, b| shared_cmp(&a.0, &b.0).is_eq()) {
+    for runs in key_keys.chunk_by(|a, b| tally_cmp(&[&a.0], &[&b.0]).is_eq()) {
         let tkey = TallyKey::key_addresses(&runs[0].0);
         let entry = tally_mut(tallies, &tkey);
-        let counts = applied.counts(entry, &tkey, &[&runs[0].0]);
+        let counts = entry.first_application(tag);
         let Tally::KeyAddresses(tally) = entry else {
             unreachable!("a key key holds a key tally")
         };

@@ -241,7 +241,8 @@ pub enum TallyKey {
     KeyAddresses(String),
 }
 
-fn key_part(s: &str) -> &str {
+/// `s` cut, on a character boundary, to what a [`TallyKey`] part holds.
+pub(crate) fn key_part(s: &str) -> &str {
     if s.len() <= MAX_KEY_PART_BYTES {
         return s;
     }
@@ -250,11 +251,6 @@ fn key_part(s: &str) -> &str {
         end -= 1;
     }
     &s[..end]
-}
-
-/// Whether `s` is longer than a key part may be, and is cut in a [`TallyKey`].
-pub fn is_cut(s: &str) -> bool {
-    s.len() > MAX_KEY_PART_BYTES
 }
 
 impl TallyKey {
