@@ -250,6 +250,10 @@ pub fn scan_object<R: Read + Send>(
     for s in &mut subjects {
         s.sightings
             .sort_by(|a, b| (a.point.t, &a.point.id).cmp(&(b.point.t, &b.point.id)));
+        // The object waits in a queue and a batch before it is judged, and most subjects
+        // of a large organisation's object have one or two sightings: growth leaves room
+        // for four (352 bytes), about 9 MB over the objects in flight at that scale.
+        s.sightings.shrink_to_fit();
     }
     subjects.sort_by(|a, b| a.subject.cmp(&b.subject));
     scan.subjects = subjects;
@@ -383,6 +387,10 @@ fn collect(
             text(&event.aws_region),
         ),
     };
+    if entry.sightings.capacity() == 0 {
+        // Most subjects have one sighting an object (see `scan_object`).
+        entry.sightings.reserve_exact(1);
+    }
     entry
         .sightings
         .push(Sighting::at_place(point, location, place));
