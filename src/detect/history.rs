@@ -63,7 +63,7 @@ use crate::finding::{
     format_rfc3339_ms, human_duration, Finding, ImpossibleTravel, Rule, Severity, TravelEndpoint,
     TriggeringLocations, UserIdentitySummary,
 };
-use crate::geo::{distance_km, GeoDbInfo, Location};
+use crate::geo::{distance_km, GeoDbInfo, Location, PlaceKey};
 
 /// The layout of [`SubjectState`] this release writes. Version 1 (no `v` field) kept
 /// 15-minute stays and no clock of its own; it is upgraded on first use.
@@ -181,7 +181,7 @@ pub struct Sighting {
     pub point: Point,
     pub location: Arc<Location>,
     /// The location's [`Location::place_key`], shared by every stay at that place.
-    pub place: Arc<str>,
+    pub place: PlaceKey,
 }
 
 impl Sighting {
@@ -191,8 +191,8 @@ impl Sighting {
     }
 
     /// `place` must be `location`'s place key (the caller has it cached).
-    pub fn at_place(point: Point, location: Arc<Location>, place: Arc<str>) -> Sighting {
-        debug_assert_eq!(*place, *location.place_key());
+    pub fn at_place(point: Point, location: Arc<Location>, place: PlaceKey) -> Sighting {
+        debug_assert_eq!(place.as_str(), location.place_key());
         Sighting {
             point,
             location,
@@ -225,7 +225,7 @@ impl Sighting {
 #[serde(from = "StayFields", into = "StayFields")]
 pub struct Stay {
     /// Shared with the other stays at the place.
-    pub place: Arc<str>,
+    pub place: PlaceKey,
     first: Point,
     /// `None` while the stay is one sighting, as most stays of a busy organisation's
     /// short-lived keys are: a point is 64 bytes, and stays are most of a subject's memory.
@@ -239,7 +239,7 @@ pub struct Stay {
 /// The stored layout of a [`Stay`]: both ends written out, as before ends were shared.
 #[derive(Serialize, Deserialize)]
 struct StayFields {
-    place: Arc<str>,
+    place: PlaceKey,
     first: Point,
     last: Point,
     #[serde(default)]
@@ -266,7 +266,7 @@ impl From<Stay> for StayFields {
 
 impl Stay {
     /// A stay of one sighting.
-    pub fn at(place: impl Into<Arc<str>>, point: Point) -> Stay {
+    pub fn at(place: impl Into<PlaceKey>, point: Point) -> Stay {
         Stay {
             place: place.into(),
             first: point,
@@ -276,7 +276,7 @@ impl Stay {
     }
 
     /// A stay from `first` to `last`; they are equal for a stay of one sighting.
-    pub fn span(place: impl Into<Arc<str>>, first: Point, last: Point, gap_ms: i64) -> Stay {
+    pub fn span(place: impl Into<PlaceKey>, first: Point, last: Point, gap_ms: i64) -> Stay {
         let mut stay = Stay::at(place, first);
         stay.set_last(last);
         stay.gap_ms = gap_ms;
@@ -669,7 +669,7 @@ impl SubjectState {
 
     /// Puts `p` into the timeline; returns the index of the stay that holds it, or `None`
     /// when the timeline already covers it.
-    fn insert(&mut self, p: &Point, place_key: &Arc<str>, policy: &Policy) -> Option<usize> {
+    fn insert(&mut self, p: &Point, place_key: &PlaceKey, policy: &Policy) -> Option<usize> {
         let idx = self.stays.partition_point(|s| s.first.key() <= p.key());
         if idx > 0 && self.stays[idx - 1].last().key() >= p.key() {
             let host = &self.stays[idx - 1];
@@ -698,7 +698,7 @@ impl SubjectState {
             reserve_gently(&mut self.stays, 2);
             self.stays.insert(idx - 1, left);
             self.stays
-                .insert(idx, Stay::at(Arc::clone(place_key), p.clone()));
+                .insert(idx, Stay::at(place_key.clone(), p.clone()));
             self.stays.insert(idx + 1, right);
             return Some(idx);
         }
@@ -737,7 +737,7 @@ impl SubjectState {
             (false, false) => {
                 reserve_gently(&mut self.stays, 1);
                 self.stays
-                    .insert(idx, Stay::at(Arc::clone(place_key), p.clone()));
+                    .insert(idx, Stay::at(place_key.clone(), p.clone()));
                 idx
             }
         })
@@ -1149,6 +1149,15 @@ mod scenarios;
 mod tests {
     use super::*;
     use crate::state::test_states::point;
+
+    /// Stays are most of a subject's memory: an organisation's trail holds hundreds of
+    /// thousands of them, so a few bytes here are megabytes of peak RSS.
+    #[test]
+    fn stays_and_sightings_stay_small() {
+        assert!(std::mem::size_of::<Point>() <= 64);
+        assert!(std::mem::size_of::<Stay>() <= 88);
+        assert!(std::mem::size_of::<Sighting>() <= 80);
+    }
 
     /// Equality and the stored layout must not depend on how a stay reached its span.
     #[test]

@@ -50,7 +50,7 @@ use crate::finding::{
     format_rfc3339_ms, CallRef, CommandEvidence, Finding, LongTermAccessKeyAuth, PlaceCount,
     PlaceRef, Rule, Severity, UnusualCityForCommand, UnusualErrorCode, UserIdentitySummary,
 };
-use crate::geo::{GeoDbInfo, Located, Location};
+use crate::geo::{GeoDbInfo, Located, Location, PlaceKey};
 
 /// Calls listed in one finding; the rest are counted.
 pub const MAX_CALLS_LISTED: usize = 20;
@@ -134,11 +134,11 @@ impl Group {
     }
 }
 
-type CityKey = (Arc<str>, Arc<str>, Arc<str>, Arc<str>, i64);
+type CityKey = (Arc<str>, Arc<str>, Arc<str>, PlaceKey, i64);
 type ErrorKey = (Arc<str>, Arc<str>, i64);
 type KeyAuthKey = (Arc<str>, Arc<str>, i64);
 /// (account, principal, place key or error code, window): what one finding is about.
-type GroupKey = (Arc<str>, Arc<str>, Arc<str>, i64);
+type GroupKey<About = Arc<str>> = (Arc<str>, Arc<str>, About, i64);
 
 /// What one object holds for the account-level rules.
 #[derive(Debug, Default)]
@@ -220,7 +220,7 @@ impl RuleBatch {
                         account.clone(),
                         self.intern(e.source),
                         self.intern(e.name),
-                        Arc::clone(place),
+                        place.clone(),
                         day,
                     );
                     (key, location.clone())
@@ -491,14 +491,14 @@ pub fn judge(
     let keep = policy.keep_times();
 
     // (account, principal, place key, window) -> rare calls.
-    let mut city_groups: BTreeMap<GroupKey, RareGroup> = BTreeMap::new();
+    let mut city_groups: BTreeMap<GroupKey<PlaceKey>, RareGroup> = BTreeMap::new();
     let mut city_keys: Vec<&CityKey> = batch.cities.keys().collect();
     fn command_parts(k: &CityKey) -> [&Arc<str>; 3] {
         [&k.0, &k.1, &k.2]
     }
     city_keys.sort_unstable_by(|a, b| {
         key_cmp(&command_parts(a), &command_parts(b))
-            .then_with(|| shared_cmp(&a.3, &b.3))
+            .then_with(|| a.3.cmp(&b.3))
             .then(a.4.cmp(&b.4))
     });
     // Each command's cities and days come together: its tally is looked up, and counted
@@ -776,11 +776,11 @@ pub fn judge(
 
 /// The id of the finding about `key` (account, principal, place or code, window), marked
 /// in the account's tally; `None` when it was raised before.
-fn raise(
+fn raise<About: std::ops::Deref<Target = str>>(
     tallies: &mut TallyMap<Tally>,
     changed: &mut TallySet,
     rule: Rule,
-    key: &GroupKey,
+    key: &GroupKey<About>,
     g: &RareGroup,
 ) -> Option<String> {
     let (account, principal, about, window) = key;

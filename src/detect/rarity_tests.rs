@@ -7,7 +7,7 @@ use super::*;
 use crate::detect::policy::{RulePolicy, RuleSet, DAY_MS, HOUR_MS, MINUTE_MS};
 use crate::detect::tally::{Tally, TallyKey};
 use crate::finding::{Rule, Severity};
-use crate::geo::{GeoDbInfo, Location};
+use crate::geo::{GeoDbInfo, Location, PlaceKey};
 
 const ACCOUNT: &str = "123456789012";
 const ALICE: &str = "arn:aws:iam::123456789012:user/alice";
@@ -52,7 +52,7 @@ fn batch_of(events: &[Ev], policy: &RulePolicy) -> RuleBatch {
     let mut batch = RuleBatch::default();
     for (i, e) in events.iter().enumerate() {
         let id = format!("event-{}-{i}", e.t);
-        let located = (e.place.clone(), Arc::from(e.place.place_key()));
+        let located = (e.place.clone(), PlaceKey::from(e.place.place_key()));
         let re = RuleEvent {
             t: e.t,
             id: &id,
@@ -656,7 +656,7 @@ fn add_in_account(
     policy: &RulePolicy,
 ) {
     let sydney = city("Sydney", "Australia");
-    let located = (sydney.clone(), Arc::from(sydney.place_key()));
+    let located = (sydney.clone(), PlaceKey::from(sydney.place_key()));
     let id = format!("event-{t}-{name}");
     let event = RuleEvent {
         t,

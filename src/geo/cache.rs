@@ -9,10 +9,10 @@ use std::sync::Arc;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use super::{GeoDb, GeoError, Location};
+use super::{GeoDb, GeoError, Location, PlaceKey};
 
 /// A location and its shared [`place_key`](Location::place_key).
-pub type Located = (Arc<Location>, Arc<str>);
+pub type Located = (Arc<Location>, PlaceKey);
 
 /// Lookups through a [`GeoDb`], remembered for the life of the cache (one scan, one Lambda
 /// invocation).
@@ -21,7 +21,7 @@ pub struct GeoCache<'db> {
     db: &'db GeoDb,
     entries: FxHashMap<IpAddr, Option<Located>>,
     /// Place keys, one copy per place: every stay at a place shares it, across subjects.
-    places: FxHashSet<Arc<str>>,
+    places: FxHashSet<PlaceKey>,
     max_entries: usize,
     hits: u64,
     misses: u64,
@@ -73,10 +73,10 @@ impl<'db> GeoCache<'db> {
         let located = self.db.lookup(ip)?.map(|location| {
             let key = location.place_key();
             let place = match self.places.get(key.as_str()) {
-                Some(place) => Arc::clone(place),
+                Some(place) => place.clone(),
                 None => {
-                    let place: Arc<str> = key.into();
-                    self.places.insert(Arc::clone(&place));
+                    let place = PlaceKey::from(key);
+                    self.places.insert(place.clone());
                     place
                 }
             };
@@ -150,7 +150,10 @@ mod tests {
         let (a, key_a) = cache.locate(ip("1.128.0.1")).unwrap().unwrap();
         let (_, key_b) = cache.locate(ip("1.128.0.2")).unwrap().unwrap();
         assert_eq!(*key_a, a.place_key());
-        assert!(Arc::ptr_eq(&key_a, &key_b), "one copy per place");
+        assert!(
+            std::ptr::eq(key_a.as_str(), key_b.as_str()),
+            "one copy per place"
+        );
     }
 
     #[test]

@@ -10,5 +10,5 @@ pub mod testdb;
 
 pub use cache::{GeoCache, Located};
 pub use db::{GeoDb, GeoError, MmdbError};
-pub use location::{distance_km, place_name, GeoDbInfo, Location, EARTH_RADIUS_KM};
+pub use location::{distance_km, place_name, GeoDbInfo, Location, PlaceKey, EARTH_RADIUS_KM};
 pub use source::{classify_ip, classify_source, SourceSkip};

@@ -12,7 +12,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use crate::detect::{AlertMark, Call, EventId, Place, Point, Stay, SubjectState, Transition};
-use crate::geo::Location;
+use crate::geo::{Location, PlaceKey};
 
 /// First byte of every packed state, so that a change of layout cannot be misread.
 const LAYOUT: u8 = 1;
@@ -101,7 +101,7 @@ pub fn unpack(bytes: &[u8]) -> Result<SubjectState, String> {
     let n = r.r.len()?;
     let mut stays = Vec::with_capacity(n);
     for _ in 0..n {
-        let place = r.arc()?;
+        let place = r.place()?;
         let gap_ms = r.r.int()?;
         let single = r.r.byte()? == 1;
         let first = r.point()?;
@@ -321,7 +321,7 @@ struct Body<'a> {
     r: Reader<'a>,
     strings: Vec<&'a str>,
     /// One shared copy per distinct place key.
-    shared: Vec<Option<Arc<str>>>,
+    shared: Vec<Option<PlaceKey>>,
     /// One shared copy per distinct call, by its strings' indices; a subject makes a
     /// handful of distinct calls, so a linear search wins.
     calls: Vec<([usize; 3], Arc<Call>)>,
@@ -348,10 +348,10 @@ impl Body<'_> {
         })
     }
 
-    fn arc(&mut self) -> Result<Arc<str>, String> {
+    fn place(&mut self) -> Result<PlaceKey, String> {
         let i = self.index()?;
         Ok(self.shared[i]
-            .get_or_insert_with(|| Arc::from(self.strings[i]))
+            .get_or_insert_with(|| PlaceKey::from(self.strings[i]))
             .clone())
     }
 
