@@ -141,6 +141,137 @@ pub struct UserIdentitySummary {
     pub session_name: Option<String>,
 }
 
+/// A [`UserIdentitySummary`] held in one allocation, for what waits to be judged: an
+/// organisation's object names a thousand or more keys, each with its own identity, and
+/// the summary's six strings were a tenth of an object's memory in flight. Built into a
+/// summary only for a finding.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CompactIdentity {
+    /// The present fields, one after another, in the order of [`IdentityField`].
+    text: Box<str>,
+    /// Where each field ends in `text`; an absent field is empty and its bit in `present`
+    /// is clear.
+    ends: [u32; IdentityField::COUNT],
+    present: u8,
+}
+
+/// The fields of a [`UserIdentitySummary`], in [`CompactIdentity`]'s order.
+#[derive(Debug, Clone, Copy)]
+pub enum IdentityField {
+    Type,
+    Arn,
+    AccountId,
+    UserName,
+    AccessKeyId,
+    SessionName,
+}
+
+impl IdentityField {
+    const COUNT: usize = 6;
+}
+
+impl CompactIdentity {
+    /// Longest field kept, in bytes. AWS allows 2,048 characters for an ARN and less for
+    /// the rest, so only a forged record reaches it; it is cut at a character boundary,
+    /// which also bounds what such a record can make every finding about it carry.
+    pub const MAX_FIELD: usize = 64 * 1024;
+
+    /// From the fields in [`IdentityField`]'s order.
+    pub fn new(fields: [Option<&str>; IdentityField::COUNT]) -> CompactIdentity {
+        let mut text = String::with_capacity(
+            fields
+                .iter()
+                .map(|f| f.map_or(0, |f| f.len().min(Self::MAX_FIELD)))
+                .sum(),
+        );
+        let mut ends = [0; IdentityField::COUNT];
+        let mut present = 0;
+        for (i, field) in fields.into_iter().enumerate() {
+            if let Some(field) = field {
+                text.push_str(cut(field, Self::MAX_FIELD));
+                present |= 1 << i;
+            }
+            // At most six fields of `MAX_FIELD` bytes: far inside `u32`.
+            ends[i] = text.len() as u32;
+        }
+        CompactIdentity {
+            text: text.into_boxed_str(),
+            ends,
+            present,
+        }
+    }
+
+    pub fn get(&self, field: IdentityField) -> Option<&str> {
+        let i = field as usize;
+        if self.present & (1 << i) == 0 {
+            return None;
+        }
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        Some(&self.text[start..self.ends[i] as usize])
+    }
+
+    pub fn identity_type(&self) -> Option<&str> {
+        self.get(IdentityField::Type)
+    }
+
+    pub fn arn(&self) -> Option<&str> {
+        self.get(IdentityField::Arn)
+    }
+
+    pub fn account_id(&self) -> Option<&str> {
+        self.get(IdentityField::AccountId)
+    }
+
+    pub fn user_name(&self) -> Option<&str> {
+        self.get(IdentityField::UserName)
+    }
+
+    pub fn access_key_id(&self) -> Option<&str> {
+        self.get(IdentityField::AccessKeyId)
+    }
+
+    pub fn session_name(&self) -> Option<&str> {
+        self.get(IdentityField::SessionName)
+    }
+
+    pub fn summary(&self) -> UserIdentitySummary {
+        let owned = |field| self.get(field).map(str::to_owned);
+        UserIdentitySummary {
+            identity_type: owned(IdentityField::Type),
+            arn: owned(IdentityField::Arn),
+            account_id: owned(IdentityField::AccountId),
+            user_name: owned(IdentityField::UserName),
+            access_key_id: owned(IdentityField::AccessKeyId),
+            session_name: owned(IdentityField::SessionName),
+        }
+    }
+}
+
+impl From<&UserIdentitySummary> for CompactIdentity {
+    fn from(s: &UserIdentitySummary) -> CompactIdentity {
+        CompactIdentity::new([
+            s.identity_type.as_deref(),
+            s.arn.as_deref(),
+            s.account_id.as_deref(),
+            s.user_name.as_deref(),
+            s.access_key_id.as_deref(),
+            s.session_name.as_deref(),
+        ])
+    }
+}
+
+/// `s` cut to at most `max` bytes, at a character boundary.
+fn cut(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
 /// One end of a journey: the event and where its source address placed it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TravelEndpoint {
@@ -494,6 +625,50 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_compact_identity_gives_back_the_summary_it_holds() {
+        let full = UserIdentitySummary {
+            identity_type: Some("AssumedRole".into()),
+            arn: Some("arn:aws:sts::123456789012:assumed-role/Deploy/ci-7".into()),
+            account_id: Some("123456789012".into()),
+            user_name: Some("Deploy".into()),
+            access_key_id: Some("ASIAEXAMPLEEXAMPLE01".into()),
+            session_name: Some("ci-7".into()),
+        };
+        // Absent and empty are different: an empty field stays an empty string.
+        let sparse = UserIdentitySummary {
+            arn: Some(String::new()),
+            access_key_id: Some("AKIAEXAMPLEEXAMPLE02".into()),
+            ..Default::default()
+        };
+        for summary in [full, sparse, UserIdentitySummary::default()] {
+            let compact = CompactIdentity::from(&summary);
+            assert_eq!(compact.summary(), summary);
+            assert_eq!(compact.arn(), summary.arn.as_deref());
+            assert_eq!(compact.access_key_id(), summary.access_key_id.as_deref());
+        }
+        assert_eq!(
+            CompactIdentity::from(&UserIdentitySummary::default()),
+            CompactIdentity::default()
+        );
+    }
+
+    #[test]
+    fn a_forged_over_long_identity_field_is_cut_at_a_character_boundary() {
+        // Three bytes a character, so the limit falls inside one.
+        let arn = "\u{20ac}".repeat(CompactIdentity::MAX_FIELD / 3 + 10);
+        let compact = CompactIdentity::new([None, Some(&arn), None, None, Some("AKIAX"), None]);
+        let kept = compact.arn().unwrap();
+        assert!(kept.len() <= CompactIdentity::MAX_FIELD);
+        assert!(kept.len() > CompactIdentity::MAX_FIELD - 3);
+        assert!(arn.starts_with(kept));
+        assert_eq!(
+            compact.access_key_id(),
+            Some("AKIAX"),
+            "later fields unharmed"
+        );
+    }
 
     #[test]
     fn human_duration_reads_like_datadogs() {

@@ -49,7 +49,7 @@ use crate::detect::{
     future_time_finding, Call, Effect, EventId, FindingContext, FutureRecords, Point, Policy,
     Sighting, SubjectKind, SubjectState,
 };
-use crate::finding::{Finding, FutureEvent, Rule, UserIdentitySummary};
+use crate::finding::{CompactIdentity, Finding, FutureEvent, Rule};
 use crate::geo::{classify_source, GeoCache, GeoDbInfo};
 use crate::notify::{Notifier, NotifyError};
 use crate::state::{Loaded, SaveOutcome, StateError, StateStore, Versioned, VersionedTally};
@@ -96,7 +96,7 @@ impl SkipCounts {
 pub struct SubjectSightings {
     pub subject: String,
     /// From the subject's latest event in the object.
-    pub identity: UserIdentitySummary,
+    pub identity: CompactIdentity,
     /// The account called by the subject's latest event in the object
     /// (`recipientAccountId`); the credential's own account is `identity.account_id`.
     pub account_id: Option<String>,
@@ -136,7 +136,7 @@ impl SubjectSightings {
     fn new(subject: &str) -> SubjectSightings {
         SubjectSightings {
             subject: subject.to_owned(),
-            identity: UserIdentitySummary::default(),
+            identity: CompactIdentity::default(),
             account_id: None,
             sightings: Vec::new(),
             future: FutureRecords::default(),
@@ -287,8 +287,8 @@ fn collect(
         let entry = by_subject
             .entry(subject.to_owned())
             .or_insert_with(|| SubjectSightings::new(subject));
-        if entry.identity == UserIdentitySummary::default() {
-            entry.identity = identity_summary(event);
+        if entry.identity == CompactIdentity::default() {
+            entry.identity = identity_of(event);
         }
         let text = |v: &Option<std::borrow::Cow<'_, str>>| v.as_deref().unwrap_or("").to_owned();
         entry.future.push(
@@ -349,11 +349,11 @@ fn collect(
     if event.event_time_ms >= entry.latest_ms {
         entry.latest_ms = event.event_time_ms;
         // Rebuilt only when it changes: most events of a subject carry the same identity.
-        let same_identity = entry.identity.arn.as_deref() == identity.arn.as_deref()
-            && entry.identity.access_key_id.as_deref() == identity.access_key_id.as_deref()
-            && entry.identity.identity_type.as_deref() == identity.identity_type.as_deref();
+        let same_identity = entry.identity.arn() == identity.arn.as_deref()
+            && entry.identity.access_key_id() == identity.access_key_id.as_deref()
+            && entry.identity.identity_type() == identity.identity_type.as_deref();
         if !same_identity {
-            entry.identity = identity_summary(event);
+            entry.identity = identity_of(event);
         }
         // Per event, not per identity: one credential calls several accounts (a role
         // assumed across an organization), and its own account is not the one called.
@@ -442,7 +442,7 @@ fn add_to_rules(
         error_message: event.error_message.as_deref(),
         user_agent: event.user_agent.as_deref(),
     };
-    rules.add(&e, &policy.rules, || identity_summary(event));
+    rules.add(&e, &policy.rules, || identity_of(event));
 }
 
 /// One shared copy of each call seen in an object.
@@ -481,29 +481,31 @@ fn principal_of<'e>(event: &'e Event<'_>) -> Option<&'e str> {
     identity.arn.as_deref().filter(|a| !a.is_empty())
 }
 
-fn identity_summary(event: &Event<'_>) -> UserIdentitySummary {
+fn identity_of(event: &Event<'_>) -> CompactIdentity {
     let Some(id) = &event.user_identity else {
-        return UserIdentitySummary::default();
+        return CompactIdentity::default();
     };
-    let owned = |v: &Option<std::borrow::Cow<'_, str>>| v.as_deref().map(str::to_owned);
     let is_role = id.identity_type.as_deref() == Some("AssumedRole");
-    UserIdentitySummary {
-        identity_type: owned(&id.identity_type),
-        arn: owned(&id.arn),
-        account_id: owned(&id.account_id),
-        user_name: owned(&id.user_name)
-            .or_else(|| id.session_issuer.as_ref().and_then(|s| owned(&s.user_name))),
-        access_key_id: owned(&id.access_key_id),
+    CompactIdentity::new([
+        id.identity_type.as_deref(),
+        id.arn.as_deref(),
+        id.account_id.as_deref(),
+        id.user_name.as_deref().or_else(|| {
+            id.session_issuer
+                .as_ref()
+                .and_then(|s| s.user_name.as_deref())
+        }),
+        id.access_key_id.as_deref(),
         // arn:aws:sts::123456789012:assumed-role/RoleName/session-name
-        session_name: if is_role {
+        if is_role {
             id.arn
                 .as_deref()
                 .and_then(|a| a.rsplit_once('/'))
-                .map(|(_, s)| s.to_owned())
+                .map(|(_, s)| s)
         } else {
             None
         },
-    }
+    ])
 }
 
 #[derive(Debug, thiserror::Error)]

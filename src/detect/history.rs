@@ -59,9 +59,10 @@ use sha2::{Digest, Sha256};
 
 use super::policy::{Policy, SubjectKind};
 use super::EventId;
+use crate::finding::CompactIdentity;
 use crate::finding::{
     format_rfc3339_ms, human_duration, Finding, ImpossibleTravel, Rule, Severity, TravelEndpoint,
-    TriggeringLocations, UserIdentitySummary,
+    TriggeringLocations,
 };
 use crate::geo::{distance_km, GeoDbInfo, Location, PlaceKey};
 
@@ -421,7 +422,7 @@ pub struct Observation {
 #[derive(Debug, Clone, Copy)]
 pub struct FindingContext<'a> {
     pub subject_kind: SubjectKind,
-    pub identity: &'a UserIdentitySummary,
+    pub identity: &'a CompactIdentity,
     pub account_id: Option<&'a str>,
     pub source_object: &'a str,
     pub geoip: &'a GeoDbInfo,
@@ -454,10 +455,10 @@ impl FindingContext<'_> {
             summary: text.summary,
             triage: text.triage,
             account_id: self.account_id.map(str::to_owned),
-            credential_account_id: self.identity.account_id.clone(),
+            credential_account_id: self.identity.account_id().map(str::to_owned),
             subject: subject.to_owned(),
             subject_kind: self.subject_kind,
-            user_identity: self.identity.clone(),
+            user_identity: self.identity.summary(),
             impossible_travel: None,
             future_event_time: None,
             unusual_city_for_command: None,
@@ -994,13 +995,13 @@ fn hop(loc_a: &Location, loc_b: &Location, dt_ms: i64, policy: &Policy) -> Optio
 /// Triage step 2, for the kind of credential that was used: a long-term key is
 /// deactivated, a role's temporary credentials are revoked, a console user's password
 /// and MFA are reset.
-pub(crate) fn containment_step(identity: &UserIdentitySummary) -> String {
-    let key = identity.access_key_id.as_deref().filter(|k| !k.is_empty());
-    let kind = identity.identity_type.as_deref().unwrap_or("");
+pub(crate) fn containment_step(identity: &CompactIdentity) -> String {
+    let key = identity.access_key_id().filter(|k| !k.is_empty());
+    let kind = identity.identity_type().unwrap_or("");
     match (kind, key) {
         ("AssumedRole", _) => format!(
             "If not, isolate the account: revoke the active sessions of the role behind {} (IAM \"Revoke active sessions\"), then find and rotate whatever credential was used to assume it.",
-            identity.arn.as_deref().unwrap_or("this session")
+            identity.arn().unwrap_or("this session")
         ),
         (_, Some(key)) if key.starts_with("ASIA") => format!(
             "If not, isolate the account: the temporary key {key} cannot be deactivated, so revoke the sessions of its principal and rotate the long-term credential that issued it."

@@ -46,9 +46,10 @@ use super::tally::{
     day_of, evict_least_recent, key_part, object_tag, prune_alerts, AddressSeen, PlaceSeen, Seen,
     Tally, TallyKey, TallyMap, TallySet, MAX_ADDRESSES_PER_KEY, MAX_PLACES_PER_COMMAND,
 };
+use crate::finding::CompactIdentity;
 use crate::finding::{
     format_rfc3339_ms, CallRef, CommandEvidence, Finding, LongTermAccessKeyAuth, PlaceCount,
-    PlaceRef, Rule, Severity, UnusualCityForCommand, UnusualErrorCode, UserIdentitySummary,
+    PlaceRef, Rule, Severity, UnusualCityForCommand, UnusualErrorCode,
 };
 use crate::geo::{GeoDbInfo, Located, Location, PlaceKey};
 
@@ -73,7 +74,7 @@ pub struct Call {
     pub account: Arc<str>,
     /// Who made the call: an ARN, else the access key id, else the account.
     pub principal: Arc<str>,
-    pub identity: Arc<UserIdentitySummary>,
+    pub identity: Arc<CompactIdentity>,
     pub location: Option<Arc<Location>>,
     pub error_code: Option<Arc<str>>,
     pub error_message: Option<Box<str>>,
@@ -152,7 +153,7 @@ pub struct RuleBatch {
     /// (access key id, source address, window).
     key_auth: FastMap<KeyAuthKey, Group>,
     strings: FastSet<Arc<str>>,
-    identities: FastMap<Arc<str>, Arc<UserIdentitySummary>>,
+    identities: FastMap<Arc<str>, Arc<CompactIdentity>>,
 }
 
 /// One shared copy of each distinct text of an object.
@@ -200,7 +201,7 @@ impl RuleBatch {
         &mut self,
         e: &RuleEvent<'_>,
         policy: &RulePolicy,
-        identity: impl FnOnce() -> UserIdentitySummary,
+        identity: impl FnOnce() -> CompactIdentity,
     ) {
         let rules = policy.enabled;
         let keep = policy.keep_times();
@@ -1082,9 +1083,8 @@ fn key_auth_finding(
 ) -> Finding {
     let key = call
         .identity
-        .access_key_id
-        .clone()
-        .unwrap_or_else(|| call.principal.to_string());
+        .access_key_id()
+        .map_or_else(|| call.principal.to_string(), str::to_owned);
     let ctx = context(call, SubjectKind::AccessKey, geoip, source_object);
     let place = call
         .location
@@ -1093,8 +1093,7 @@ fn key_auth_finding(
         .unwrap_or_default();
     let owner = call
         .identity
-        .user_name
-        .as_deref()
+        .user_name()
         .map(|u| format!(" of IAM user {u}"))
         .unwrap_or_default();
     let history = if new_address {

@@ -69,10 +69,13 @@ fn batch_of(events: &[Ev], policy: &RulePolicy) -> RuleBatch {
             error_message: e.error.map(|_| "denied"),
             user_agent: None,
         };
-        batch.add(&re, policy, || crate::finding::UserIdentitySummary {
-            arn: Some(ALICE.to_owned()),
-            access_key_id: Some(e.key.to_owned()),
-            ..Default::default()
+        batch.add(&re, policy, || {
+            (&crate::finding::UserIdentitySummary {
+                arn: Some(ALICE.to_owned()),
+                access_key_id: Some(e.key.to_owned()),
+                ..Default::default()
+            })
+                .into()
         });
     }
     batch

@@ -60,10 +60,10 @@ fn run(policy: &Policy, sightings: &[Sighting]) -> (SubjectState, Vec<Finding>) 
 }
 
 fn feed(state: &mut SubjectState, policy: &Policy, sightings: &[Sighting]) -> Vec<Finding> {
-    let identity = UserIdentitySummary {
+    let identity = CompactIdentity::from(&crate::finding::UserIdentitySummary {
         access_key_id: Some(KEY.into()),
         ..Default::default()
-    };
+    });
     let geoip = GeoDbInfo {
         database_type: "GeoLite2-City".into(),
         build_epoch: 1_700_000_000,
@@ -433,7 +433,7 @@ fn sightings_older_than_the_window_are_stale() {
     let (syd, fra) = (sydney(), frankfurt());
     let (mut state, _) = run(&Policy::default(), &[at(0, "now", &syd, 1)]);
     let old = at(-31 * DAY_MS / MINUTE_MS, "old", &fra, 2);
-    let identity = UserIdentitySummary::default();
+    let identity = CompactIdentity::default();
     let geoip = GeoDbInfo::default();
     let ctx = FindingContext {
         subject_kind: SubjectKind::AccessKey,
