@@ -243,14 +243,7 @@ pub enum TallyKey {
 
 /// `s` cut, on a character boundary, to what a [`TallyKey`] part holds.
 pub(crate) fn key_part(s: &str) -> &str {
-    if s.len() <= MAX_KEY_PART_BYTES {
-        return s;
-    }
-    let mut end = MAX_KEY_PART_BYTES;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
+    crate::finding::cut(s, MAX_KEY_PART_BYTES)
 }
 
 impl TallyKey {

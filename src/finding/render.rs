@@ -126,12 +126,8 @@ fn truncate_with_marker(text: &str, max_bytes: usize, marker: &str) -> String {
     if text.len() <= max_bytes {
         return text.to_owned();
     }
-    let keep = max_bytes.saturating_sub(marker.len());
-    let mut end = keep.min(text.len());
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}{marker}", &text[..end])
+    let kept = super::cut(text, max_bytes.saturating_sub(marker.len()));
+    format!("{kept}{marker}")
 }
 
 fn truncate_chars(text: &str, max_chars: usize) -> String {
