@@ -508,6 +508,7 @@ pub fn judge(
         let (account, source, name, _, _) = runs[0];
         let tkey = TallyKey::command(account, source, name);
         let entry = tally_mut(tallies, &tkey);
+        // Counted once per object: a retry after a lost race, or a replay, finds its tag.
         let counts = entry.first_application(tag);
         let Tally::Command(tally) = entry else {
             unreachable!("a command key holds a command tally")
