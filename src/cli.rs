@@ -2,6 +2,7 @@
 //! embedded state store, so a scan can be tried in a minute and history backfilled.
 
 use std::fs::File;
+use std::hash::BuildHasher;
 use std::io::{self, IsTerminal, Read};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -804,7 +805,6 @@ impl Run<'_> {
         t.skipped.merge(&scan.skipped);
         t.skipped.add_n("bad_record", scan.bad_records);
         for s in &scan.subjects {
-            use std::hash::BuildHasher;
             self.subjects
                 .insert(self.subject_hasher.hash_one(s.subject.as_str()));
             if let Some(last) = s.sightings.last() {
