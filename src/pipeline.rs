@@ -257,6 +257,7 @@ pub fn scan_object<R: Read + Send>(
     }
     subjects.sort_by(|a, b| a.subject.cmp(&b.subject));
     scan.subjects = subjects;
+    scan.rules.seal();
     scan
 }
 

@@ -154,6 +154,20 @@ pub struct RuleBatch {
     key_auth: FastMap<KeyAuthKey, Group>,
     strings: FastSet<Arc<str>>,
     identities: FastMap<Arc<str>, Arc<CompactIdentity>>,
+    /// The groups in the order [`judge`] takes them, once [`RuleBatch::seal`]ed.
+    sealed: Option<Sealed>,
+}
+
+/// A batch's groups taken out of its maps and sorted, with what judging them needs that
+/// depends on the object alone. Done on the reading thread, which has time to spare when
+/// every rule is on, rather than on the judging one, which has none.
+#[derive(Debug, Default)]
+struct Sealed {
+    keys: Vec<TallyKey>,
+    cities: Vec<(CityKey, (Group, Arc<Location>))>,
+    errors: Vec<(ErrorKey, Group)>,
+    /// With the id of the finding each group would raise.
+    key_auth: Vec<(KeyAuthKey, Group, String)>,
 }
 
 /// One shared copy of each distinct text of an object.
@@ -191,6 +205,37 @@ impl RuleBatch {
         self.accounts.is_empty()
     }
 
+    /// Sorts the groups for [`judge`] and works out what needs only the object; no event
+    /// can be added after. Judging an unsealed batch gives the same result, doing this
+    /// work itself.
+    pub fn seal(&mut self) {
+        if self.sealed.is_some() {
+            return;
+        }
+        let keys = self.distinct_tally_keys();
+        let mut cities: Vec<_> = std::mem::take(&mut self.cities).into_iter().collect();
+        cities.sort_unstable_by(|(a, _), (b, _)| city_order(a, b));
+        let mut errors: Vec<_> = std::mem::take(&mut self.errors).into_iter().collect();
+        errors.sort_unstable_by(|(a, _), (b, _)| error_order(a, b));
+        let mut key_auth: Vec<_> = std::mem::take(&mut self.key_auth)
+            .into_iter()
+            .map(|(key, group)| {
+                let id = key_auth_id(&key);
+                (key, group, id)
+            })
+            .collect();
+        key_auth.sort_unstable_by(|(a, _, _), (b, _, _)| key_auth_order(a, b));
+        // Only adding events reads them.
+        self.strings = FastSet::default();
+        self.identities = FastMap::default();
+        self.sealed = Some(Sealed {
+            keys,
+            cities,
+            errors,
+            key_auth,
+        });
+    }
+
     fn intern(&mut self, s: &str) -> Arc<str> {
         intern(&mut self.strings, s)
     }
@@ -203,6 +248,7 @@ impl RuleBatch {
         policy: &RulePolicy,
         identity: impl FnOnce() -> CompactIdentity,
     ) {
+        debug_assert!(self.sealed.is_none(), "an event added to a sealed batch");
         let rules = policy.enabled;
         let keep = policy.keep_times();
         let account = self.intern(e.account);
@@ -311,7 +357,14 @@ impl RuleBatch {
     }
 
     /// Every tally the batch reads and writes, sorted.
-    pub fn tally_keys(&self) -> Vec<TallyKey> {
+    pub fn tally_keys(&self) -> std::borrow::Cow<'_, [TallyKey]> {
+        match &self.sealed {
+            Some(sealed) => std::borrow::Cow::Borrowed(&sealed.keys),
+            None => std::borrow::Cow::Owned(self.distinct_tally_keys()),
+        }
+    }
+
+    fn distinct_tally_keys(&self) -> Vec<TallyKey> {
         // Distinct parts first, sorted as the keys are, so that each key's strings are
         // copied once, not once per city, day or address of the object (thousands).
         // `TallyKey` orders by kind, then by these parts, cut, in this order.
@@ -398,6 +451,42 @@ fn key_cmp(a: &[&Arc<str>], b: &[&Arc<str>]) -> std::cmp::Ordering {
             .find(|o| o.is_ne())
             .unwrap_or(std::cmp::Ordering::Equal)
     })
+}
+
+fn command_parts(k: &CityKey) -> [&Arc<str>; 3] {
+    [&k.0, &k.1, &k.2]
+}
+
+fn error_parts(k: &ErrorKey) -> [&Arc<str>; 2] {
+    [&k.0, &k.1]
+}
+
+/// The order cities are judged in: each command's cities and days together.
+fn city_order(a: &CityKey, b: &CityKey) -> std::cmp::Ordering {
+    key_cmp(&command_parts(a), &command_parts(b))
+        .then_with(|| a.3.cmp(&b.3))
+        .then(a.4.cmp(&b.4))
+}
+
+fn error_order(a: &ErrorKey, b: &ErrorKey) -> std::cmp::Ordering {
+    key_cmp(&error_parts(a), &error_parts(b)).then(a.2.cmp(&b.2))
+}
+
+/// Each key's addresses and windows together.
+fn key_auth_order(a: &KeyAuthKey, b: &KeyAuthKey) -> std::cmp::Ordering {
+    key_cmp(&[&a.0], &[&b.0])
+        .then_with(|| shared_cmp(&a.1, &b.1))
+        .then(a.2.cmp(&b.2))
+}
+
+/// The id of the finding about a long-term key's use from an address in a window.
+fn key_auth_id((access_key, ip, window): &KeyAuthKey) -> String {
+    hash_id(&[
+        Rule::LongTermAccessKeyAuth.as_str(),
+        access_key,
+        ip,
+        &window.to_string(),
+    ])
 }
 
 fn tally_mut<'t>(tallies: &'t mut TallyMap<Tally>, key: &TallyKey) -> &'t mut Tally {
@@ -493,19 +582,20 @@ pub fn judge(
 
     // (account, principal, place key, window) -> rare calls.
     let mut city_groups: BTreeMap<GroupKey<PlaceKey>, RareGroup> = BTreeMap::new();
-    let mut city_keys: Vec<&CityKey> = batch.cities.keys().collect();
-    fn command_parts(k: &CityKey) -> [&Arc<str>; 3] {
-        [&k.0, &k.1, &k.2]
-    }
-    city_keys.sort_unstable_by(|a, b| {
-        key_cmp(&command_parts(a), &command_parts(b))
-            .then_with(|| a.3.cmp(&b.3))
-            .then(a.4.cmp(&b.4))
-    });
+    let city_keys: Vec<(&CityKey, &(Group, Arc<Location>))> = match &batch.sealed {
+        Some(sealed) => sealed.cities.iter().map(|(k, v)| (k, v)).collect(),
+        None => {
+            let mut keys: Vec<_> = batch.cities.iter().collect();
+            keys.sort_unstable_by(|(a, _), (b, _)| city_order(a, b));
+            keys
+        }
+    };
     // Each command's cities and days come together: its tally is looked up, and counted
     // for this object, once.
-    for runs in city_keys.chunk_by(|a, b| tally_cmp(&command_parts(a), &command_parts(b)).is_eq()) {
-        let (account, source, name, _, _) = runs[0];
+    for runs in
+        city_keys.chunk_by(|(a, _), (b, _)| tally_cmp(&command_parts(a), &command_parts(b)).is_eq())
+    {
+        let (account, source, name, _, _) = runs[0].0;
         let tkey = TallyKey::command(account, source, name);
         let entry = tally_mut(tallies, &tkey);
         // Counted once per object: a retry after a lost race, or a replay, finds its tag.
@@ -513,9 +603,8 @@ pub fn judge(
         let Tally::Command(tally) = entry else {
             unreachable!("a command key holds a command tally")
         };
-        for key in runs.iter().copied() {
+        for &(key, (group, location)) in runs {
             let (_, _, _, place, day) = key;
-            let (group, location) = &batch.cities[key];
             // Sorted by key, so that the same events in any order give the same item.
             let at = match tally.places.binary_search_by(|p| p.key.as_str().cmp(place)) {
                 Ok(at) => at,
@@ -590,23 +679,26 @@ pub fn judge(
     }
 
     let mut error_groups: BTreeMap<GroupKey, RareGroup> = BTreeMap::new();
-    let mut error_keys: Vec<&ErrorKey> = batch.errors.keys().collect();
-    fn error_parts(k: &ErrorKey) -> [&Arc<str>; 2] {
-        [&k.0, &k.1]
-    }
-    error_keys
-        .sort_unstable_by(|a, b| key_cmp(&error_parts(a), &error_parts(b)).then(a.2.cmp(&b.2)));
-    for runs in error_keys.chunk_by(|a, b| tally_cmp(&error_parts(a), &error_parts(b)).is_eq()) {
-        let (account, code, _) = runs[0];
+    let error_keys: Vec<(&ErrorKey, &Group)> = match &batch.sealed {
+        Some(sealed) => sealed.errors.iter().map(|(k, g)| (k, g)).collect(),
+        None => {
+            let mut keys: Vec<_> = batch.errors.iter().collect();
+            keys.sort_unstable_by(|(a, _), (b, _)| error_order(a, b));
+            keys
+        }
+    };
+    for runs in
+        error_keys.chunk_by(|(a, _), (b, _)| tally_cmp(&error_parts(a), &error_parts(b)).is_eq())
+    {
+        let (account, code, _) = runs[0].0;
         let tkey = TallyKey::error(account, code);
         let entry = tally_mut(tallies, &tkey);
         let counts = entry.first_application(tag);
         let Tally::Error(tally) = entry else {
             unreachable!("an error key holds an error tally")
         };
-        for key in runs.iter().copied() {
+        for &(key, group) in runs {
             let (_, _, day) = key;
-            let group = &batch.errors[key];
             for (i, call) in group.calls.iter().enumerate() {
                 let before = tally.seen.before(call.t, lookback) + i as u64;
                 if before >= u64::from(policy.min_seen) || !learning_over(account, call.t) {
@@ -647,36 +739,39 @@ pub fn judge(
         }
     }
 
-    let mut key_keys: Vec<&KeyAuthKey> = batch.key_auth.keys().collect();
-    key_keys.sort_unstable_by(|a, b| {
-        key_cmp(&[&a.0], &[&b.0])
-            .then_with(|| shared_cmp(&a.1, &b.1))
-            .then(a.2.cmp(&b.2))
-    });
+    let key_keys: Vec<(&KeyAuthKey, &Group, std::borrow::Cow<'_, str>)> = match &batch.sealed {
+        Some(sealed) => sealed
+            .key_auth
+            .iter()
+            .map(|(k, g, id)| (k, g, std::borrow::Cow::Borrowed(id.as_str())))
+            .collect(),
+        None => {
+            let mut keys: Vec<_> = batch
+                .key_auth
+                .iter()
+                .map(|(k, g)| (k, g, std::borrow::Cow::Owned(key_auth_id(k))))
+                .collect();
+            keys.sort_unstable_by(|(a, _, _), (b, _, _)| key_auth_order(a, b));
+            keys
+        }
+    };
     // Sorted, so each key's addresses and windows come together: its tally is looked up
     // once for all of them. A busy trail has a few of these groups per key and object,
     // hundreds of thousands in all.
-    for runs in key_keys.chunk_by(|a, b| tally_cmp(&[&a.0], &[&b.0]).is_eq()) {
-        let tkey = TallyKey::key_addresses(&runs[0].0);
+    for runs in key_keys.chunk_by(|(a, _, _), (b, _, _)| tally_cmp(&[&a.0], &[&b.0]).is_eq()) {
+        let tkey = TallyKey::key_addresses(&runs[0].0 .0);
         let entry = tally_mut(tallies, &tkey);
         let counts = entry.first_application(tag);
         let Tally::KeyAddresses(tally) = entry else {
             unreachable!("a key key holds a key tally")
         };
         let mut dirty = counts;
-        for &key in runs {
-            let (access_key, ip, window) = key;
-            let group = &batch.key_auth[key];
+        for (key, group, id) in runs {
+            let (_, ip, window) = key;
             let Some(call) = group.calls.first() else {
                 continue;
             };
             let out_of_learning = learning_over(&call.account, call.t);
-            let id = hash_id(&[
-                Rule::LongTermAccessKeyAuth.as_str(),
-                access_key,
-                ip,
-                &window.to_string(),
-            ]);
             // A mark carries the time of its group's first call, which lies in the
             // window: only marks of this window can hold the id, and a key used every
             // hour holds up to MAX_TALLY_ALERTS of them.
@@ -685,7 +780,7 @@ pub fn judge(
             let alerted = tally
                 .alerts
                 .iter()
-                .any(|m| in_window.contains(&m.t) && m.id == id);
+                .any(|m| in_window.contains(&m.t) && m.id == **id);
             let at = match tally.addresses.binary_search_by(|a| a.ip.as_str().cmp(ip)) {
                 Ok(at) => at,
                 Err(at) => {
@@ -732,7 +827,7 @@ pub fn judge(
                         .map(|a| a.ip.clone())
                         .collect();
                     findings.push(key_auth_finding(
-                        id.clone(),
+                        id.to_string(),
                         call,
                         group.count,
                         new_address,
@@ -744,7 +839,7 @@ pub fn judge(
                     ));
                 }
                 tally.alerts.push(AlertMark {
-                    id,
+                    id: id.to_string(),
                     a: String::new(),
                     b: String::new(),
                     t: call.t,

@@ -85,11 +85,16 @@ fn batch_of(events: &[Ev], policy: &RulePolicy) -> RuleBatch {
 #[derive(Default)]
 struct Run {
     tallies: TallyMap<Tally>,
+    /// Judge batches as the reading threads hand them over, sealed; else as added.
+    unsealed: bool,
 }
 
 impl Run {
     fn object(&mut self, name: &str, events: &[Ev], policy: &RulePolicy) -> Vec<Finding> {
-        let batch = batch_of(events, policy);
+        let mut batch = batch_of(events, policy);
+        if !self.unsealed {
+            batch.seal();
+        }
         judge(
             &batch,
             &mut self.tallies,
@@ -541,12 +546,16 @@ mod generated {
     fn deliver(
         objects: &[(String, Vec<Ev>)],
         order: &[usize],
+        unsealed: bool,
     ) -> (Vec<(TallyKey, Tally)>, Vec<String>) {
         let policy = RulePolicy {
             learning_ms: 0,
             ..RulePolicy::default()
         };
-        let mut run = Run::default();
+        let mut run = Run {
+            unsealed,
+            ..Run::default()
+        };
         let mut ids = Vec::new();
         for &i in order {
             let (name, events) = &objects[i];
@@ -609,9 +618,13 @@ mod generated {
                 state ^= state << 17;
                 shuffled.swap(i, (state % (i as u64 + 1)) as usize);
             }
-            let (want_counts, want_ids) = deliver(&objects, &in_order);
+            let (want_counts, want_ids) = deliver(&objects, &in_order, false);
+            // Sealing moves work between threads and changes nothing judged.
+            let unsealed = deliver(&objects, &in_order, true);
+            prop_assert_eq!(&unsealed.0, &want_counts);
+            prop_assert_eq!(&unsealed.1, &want_ids);
             for order in [reversed, shuffled] {
-                let (got_counts, got_ids) = deliver(&objects, &order);
+                let (got_counts, got_ids) = deliver(&objects, &order, false);
                 prop_assert_eq!(&got_counts, &want_counts, "order {:?}", order);
                 for id in &want_ids {
                     prop_assert!(got_ids.contains(id), "order {:?} lost {}", order, id);
@@ -701,6 +714,8 @@ fn tally_keys_are_the_distinct_keys_sorted_even_when_forged_parts_are_cut_to_mee
     naive.sort();
     naive.dedup();
     assert_eq!(batch.tally_keys(), naive);
+    batch.seal();
+    assert_eq!(batch.tally_keys(), naive, "sealed, the same keys");
     assert_eq!(
         naive
             .iter()
@@ -747,4 +762,14 @@ fn events_whose_forged_parts_are_cut_to_one_tally_all_count_in_it() {
     assert_eq!(count(&tallies), 2, "both runs of the shared tally count");
     judge(&batch, &mut tallies, &policy, &GeoDbInfo::default(), "o");
     assert_eq!(count(&tallies), 2, "and a replay counts neither");
+    let mut sealed_tallies = TallyMap::default();
+    batch.seal();
+    judge(
+        &batch,
+        &mut sealed_tallies,
+        &policy,
+        &GeoDbInfo::default(),
+        "o",
+    );
+    assert_eq!(count(&sealed_tallies), 2, "sealed, the runs still meet");
 }
