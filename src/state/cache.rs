@@ -63,6 +63,32 @@ struct TallyEntry {
     lent: bool,
 }
 
+/// Takes a cached tally out for a commit; an entry with none (never saved) lends nothing.
+fn lend(
+    key: &TallyKey,
+    e: &mut TallyEntry,
+    lent: &mut HashMap<TallyKey, VersionedTally>,
+) -> Result<(), StateError> {
+    if e.lent {
+        return Err(StateError::Backend {
+            store: "write-back cache".to_owned(),
+            message: format!("tally {} is already lent to another commit", key.item_key()),
+            source: None,
+        });
+    }
+    if let Some(tally) = e.tally.take() {
+        e.lent = true;
+        lent.insert(
+            key.clone(),
+            VersionedTally {
+                tally,
+                version: e.version,
+            },
+        );
+    }
+    Ok(())
+}
+
 #[derive(Debug)]
 pub struct WriteBackCache<S> {
     inner: S,
@@ -388,60 +414,59 @@ impl<S: StateStore + Send> StateStore for WriteBackCache<S> {
         &self,
         keys: &[TallyKey],
     ) -> Result<HashMap<TallyKey, VersionedTally>, StateError> {
-        let misses: Vec<TallyKey> = {
-            let tallies = self.lock_tallies();
-            keys.iter()
-                .filter(|k| !tallies.contains_key(*k))
-                .cloned()
-                .collect()
-        };
-        if !misses.is_empty() {
-            let mut loaded = self.inner.load_tallies(&misses).await?;
+        // Lent, not copied: a commit hands each back by saving it or by
+        // `give_back_tallies`. Cached ones are lent in the same pass that finds them.
+        let mut lent = HashMap::with_capacity(keys.len());
+        let mut misses: Vec<TallyKey> = Vec::new();
+        {
             let mut tallies = self.lock_tallies();
-            for key in misses {
-                let entry = match loaded.remove(&key) {
-                    Some(v) => TallyEntry {
-                        tally: Some(v.tally),
-                        version: v.version,
-                        inner_version: v.version,
-                        dirty: false,
-                        lent: false,
-                    },
-                    None => TallyEntry {
-                        tally: None,
-                        version: 0,
-                        inner_version: 0,
-                        dirty: false,
-                        lent: false,
-                    },
-                };
-                tallies.entry(key).or_insert(entry);
+            for k in keys {
+                match tallies.get_mut(k) {
+                    Some(e) => {
+                        if let Err(err) = lend(k, e, &mut lent) {
+                            drop(tallies);
+                            self.give_back_tallies(lent.into_values().collect());
+                            return Err(err);
+                        }
+                    }
+                    None => misses.push(k.clone()),
+                }
             }
         }
-        // Lent, not copied: a commit hands each back by saving it or by
-        // `give_back_tallies`.
-        let mut tallies = self.lock_tallies();
-        let mut lent = HashMap::with_capacity(keys.len());
-        for k in keys {
-            let Some(e) = tallies.get_mut(k) else {
-                continue;
-            };
-            if e.lent {
-                return Err(StateError::Backend {
-                    store: "write-back cache".to_owned(),
-                    message: format!("tally {} is already lent to another commit", k.item_key()),
-                    source: None,
-                });
+        if misses.is_empty() {
+            return Ok(lent);
+        }
+        let mut loaded = match self.inner.load_tallies(&misses).await {
+            Ok(loaded) => loaded,
+            Err(err) => {
+                // Nothing lent may be lost with the error.
+                self.give_back_tallies(lent.into_values().collect());
+                return Err(err);
             }
-            if let Some(tally) = e.tally.take() {
-                e.lent = true;
-                lent.insert(
-                    k.clone(),
-                    VersionedTally {
-                        tally,
-                        version: e.version,
-                    },
-                );
+        };
+        let mut tallies = self.lock_tallies();
+        for key in misses {
+            let entry = match loaded.remove(&key) {
+                Some(v) => TallyEntry {
+                    tally: Some(v.tally),
+                    version: v.version,
+                    inner_version: v.version,
+                    dirty: false,
+                    lent: false,
+                },
+                None => TallyEntry {
+                    tally: None,
+                    version: 0,
+                    inner_version: 0,
+                    dirty: false,
+                    lent: false,
+                },
+            };
+            let e = tallies.entry(key.clone()).or_insert(entry);
+            if let Err(err) = lend(&key, e, &mut lent) {
+                drop(tallies);
+                self.give_back_tallies(lent.into_values().collect());
+                return Err(err);
             }
         }
         Ok(lent)
@@ -455,25 +480,33 @@ impl<S: StateStore + Send> StateStore for WriteBackCache<S> {
         Ok(items
             .into_iter()
             .map(|(tally, expected)| {
+                // One lookup per tally: every object saves a few thousand of them at
+                // organisation scale, and a key compares up to three strings.
                 let key = tally.key();
-                let current = tallies.get(&key).map_or(0, |e| e.version);
-                if current != expected {
+                if let Some(e) = tallies.get_mut(&key) {
+                    if e.version != expected {
+                        return SaveOutcome::Conflict;
+                    }
+                    e.tally = Some(tally);
+                    e.version += 1;
+                    e.dirty = true;
+                    e.lent = false;
+                    return SaveOutcome::Saved { version: e.version };
+                }
+                if expected != 0 {
                     return SaveOutcome::Conflict;
                 }
-                let inner_version = tallies.get(&key).map_or(0, |e| e.inner_version);
                 tallies.insert(
                     key,
                     TallyEntry {
                         tally: Some(tally),
-                        version: current + 1,
-                        inner_version,
+                        version: 1,
+                        inner_version: 0,
                         dirty: true,
                         lent: false,
                     },
                 );
-                SaveOutcome::Saved {
-                    version: current + 1,
-                }
+                SaveOutcome::Saved { version: 1 }
             })
             .collect())
     }
@@ -657,6 +690,41 @@ mod lending {
         let again = cache.load(&[a.to_owned(), b.to_owned()]).await.unwrap();
         assert_eq!((again[a].state.first_seen_ms, again[a].version), (1, 2));
         assert_eq!(again[b].version, 1);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_tally_load_that_fails_lends_nothing() {
+        let cache = WriteBackCache::new(MemoryStateStore::new());
+        let (a, b) = (
+            TallyKey::key_addresses("AKIAA"),
+            TallyKey::key_addresses("AKIAB"),
+        );
+        let saved = cache
+            .save_tallies_owned(vec![(a.empty(), 0), (b.empty(), 0)])
+            .await
+            .unwrap();
+        assert_eq!(saved, [SaveOutcome::Saved { version: 1 }; 2]);
+        let held = cache.load_tallies(std::slice::from_ref(&a)).await.unwrap();
+        // `b` is found first and lent, then `a` is found lent: `b` must come back.
+        let err = cache
+            .load_tallies(&[b.clone(), a.clone()])
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("already lent"), "{err}");
+        let again = cache.load_tallies(std::slice::from_ref(&b)).await.unwrap();
+        assert_eq!(again[&b].version, 1);
+        // A save on the version lent bumps it, in place.
+        let VersionedTally { tally, version } = held.into_values().next().unwrap();
+        let saved = cache
+            .save_tallies_owned(vec![(tally, version)])
+            .await
+            .unwrap();
+        assert_eq!(saved, [SaveOutcome::Saved { version: 2 }]);
+        let stale = cache
+            .save_tallies_owned(vec![(a.empty(), 1)])
+            .await
+            .unwrap();
+        assert_eq!(stale, [SaveOutcome::Conflict]);
     }
 }
 
