@@ -350,9 +350,14 @@ fn collect(
     if event.event_time_ms >= entry.latest_ms {
         entry.latest_ms = event.event_time_ms;
         // Rebuilt only when it changes: most events of a subject carry the same identity.
-        let same_identity = entry.identity.arn() == identity.arn.as_deref()
-            && entry.identity.access_key_id() == identity.access_key_id.as_deref()
-            && entry.identity.identity_type() == identity.identity_type.as_deref();
+        // Compared as kept, cut to `MAX_FIELD`: a forged field longer than that would
+        // otherwise never match, and be copied again for every event of the subject.
+        fn kept(v: Option<&str>) -> Option<&str> {
+            v.map(|v| crate::finding::cut(v, CompactIdentity::MAX_FIELD))
+        }
+        let same_identity = entry.identity.arn() == kept(identity.arn.as_deref())
+            && entry.identity.access_key_id() == kept(identity.access_key_id.as_deref())
+            && entry.identity.identity_type() == kept(identity.identity_type.as_deref());
         if !same_identity {
             entry.identity = identity_of(event);
         }
