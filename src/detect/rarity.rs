@@ -479,6 +479,22 @@ fn key_auth_order(a: &KeyAuthKey, b: &KeyAuthKey) -> std::cmp::Ordering {
         .then(a.2.cmp(&b.2))
 }
 
+/// A batch's groups in judging order: as sealed, else sorted here.
+fn in_order<'b, K, V>(
+    sealed: Option<&'b [(K, V)]>,
+    unsealed: &'b FastMap<K, V>,
+    order: fn(&K, &K) -> std::cmp::Ordering,
+) -> Vec<(&'b K, &'b V)> {
+    match sealed {
+        Some(sealed) => sealed.iter().map(|(k, v)| (k, v)).collect(),
+        None => {
+            let mut groups: Vec<_> = unsealed.iter().collect();
+            groups.sort_unstable_by(|(a, _), (b, _)| order(a, b));
+            groups
+        }
+    }
+}
+
 /// The id of the finding about a long-term key's use from an address in a window.
 fn key_auth_id((access_key, ip, window): &KeyAuthKey) -> String {
     hash_id(&[
@@ -582,14 +598,8 @@ pub fn judge(
 
     // (account, principal, place key, window) -> rare calls.
     let mut city_groups: BTreeMap<GroupKey<PlaceKey>, RareGroup> = BTreeMap::new();
-    let city_keys: Vec<(&CityKey, &(Group, Arc<Location>))> = match &batch.sealed {
-        Some(sealed) => sealed.cities.iter().map(|(k, v)| (k, v)).collect(),
-        None => {
-            let mut keys: Vec<_> = batch.cities.iter().collect();
-            keys.sort_unstable_by(|(a, _), (b, _)| city_order(a, b));
-            keys
-        }
-    };
+    let sealed = batch.sealed.as_ref();
+    let city_keys = in_order(sealed.map(|s| &s.cities[..]), &batch.cities, city_order);
     // Each command's cities and days come together: its tally is looked up, and counted
     // for this object, once.
     for runs in
@@ -679,14 +689,7 @@ pub fn judge(
     }
 
     let mut error_groups: BTreeMap<GroupKey, RareGroup> = BTreeMap::new();
-    let error_keys: Vec<(&ErrorKey, &Group)> = match &batch.sealed {
-        Some(sealed) => sealed.errors.iter().map(|(k, g)| (k, g)).collect(),
-        None => {
-            let mut keys: Vec<_> = batch.errors.iter().collect();
-            keys.sort_unstable_by(|(a, _), (b, _)| error_order(a, b));
-            keys
-        }
-    };
+    let error_keys = in_order(sealed.map(|s| &s.errors[..]), &batch.errors, error_order);
     for runs in
         error_keys.chunk_by(|(a, _), (b, _)| tally_cmp(&error_parts(a), &error_parts(b)).is_eq())
     {
@@ -739,7 +742,7 @@ pub fn judge(
         }
     }
 
-    let key_keys: Vec<(&KeyAuthKey, &Group, std::borrow::Cow<'_, str>)> = match &batch.sealed {
+    let key_keys: Vec<(&KeyAuthKey, &Group, std::borrow::Cow<'_, str>)> = match sealed {
         Some(sealed) => sealed
             .key_auth
             .iter()

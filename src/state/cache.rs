@@ -692,13 +692,22 @@ mod lending {
     use super::*;
     use crate::state::MemoryStateStore;
 
-    #[tokio::test(flavor = "current_thread")]
-    async fn a_lent_state_comes_back_by_save_or_give_back() {
+    const A: &str = "AKIAAAAAAAAAAAAAAAAA";
+    const B: &str = "AKIABBBBBBBBBBBBBBBB";
+
+    /// A cache holding subjects `A` and `B`, each saved once.
+    async fn holding_two() -> WriteBackCache<MemoryStateStore> {
         let cache = WriteBackCache::new(MemoryStateStore::new());
-        let (a, b) = ("AKIAAAAAAAAAAAAAAAAA", "AKIABBBBBBBBBBBBBBBB");
-        for key in [a, b] {
+        for key in [A, B] {
             cache.save(&SubjectState::new(key), 0).await.unwrap();
         }
+        cache
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_lent_state_comes_back_by_save_or_give_back() {
+        let cache = holding_two().await;
+        let (a, b) = (A, B);
         let mut lent = cache.load(&[a.to_owned(), b.to_owned()]).await.unwrap();
         let err = cache.load(&[a.to_owned()]).await.unwrap_err();
         assert!(err.to_string().contains("already lent"), "{err}");
@@ -714,11 +723,8 @@ mod lending {
 
     #[tokio::test(flavor = "current_thread")]
     async fn a_load_that_fails_lends_nothing() {
-        let cache = WriteBackCache::new(MemoryStateStore::new());
-        let (a, b) = ("AKIAAAAAAAAAAAAAAAAA", "AKIABBBBBBBBBBBBBBBB");
-        for key in [a, b] {
-            cache.save(&SubjectState::new(key), 0).await.unwrap();
-        }
+        let cache = holding_two().await;
+        let (a, b) = (A, B);
         let _held = cache.load(&[a.to_owned()]).await.unwrap();
         // `b` is found first and lent, then `a` is found lent: `b` must come back.
         let err = cache.load(&[b.to_owned(), a.to_owned()]).await.unwrap_err();
