@@ -530,8 +530,9 @@ fn open_geoip(city: &Path, asn: Option<&Path>) -> anyhow::Result<GeoDb> {
 ///
 /// Freed heap pages are not forced back here: mimalloc purges them by itself 5 ms after
 /// they empty (`src/main.rs`). A forced `mi_collect` per batch on top of that left peak
-/// RSS the same at organisation scale and cost an eighth of the time with every rule on
-/// (each batch then allocated into cold pages).
+/// RSS the same at organisation scale, and with every rule on cost up to an eighth of the
+/// time on a freshly booted machine (each batch then allocated into pages faulted in
+/// again), nothing measurable hours later.
 fn release_memory(geo: &GeoDb) {
     geo.release_pages();
 }

@@ -313,6 +313,105 @@ impl<S: StateStore> WriteBackCache<S> {
         }
     }
 
+    /// Lends `subjects` into `lent`: cached ones in the pass that finds them, the rest
+    /// once the inner store has read them; returns the unreadable ones. On an error,
+    /// what is in `lent` is the caller's to give back.
+    async fn lend_each(
+        &self,
+        subjects: &[String],
+        lent: &mut FastMap<String, Versioned>,
+    ) -> Result<Vec<(String, StateError)>, StateError> {
+        let round = self.round();
+        let mut misses: Vec<String> = Vec::new();
+        {
+            let mut entries = self.lock();
+            for subject in subjects {
+                match entries.get_mut(subject) {
+                    Some(e) => lend_state(subject, e, round, lent)?,
+                    None => misses.push(subject.clone()),
+                }
+            }
+        }
+        if misses.is_empty() {
+            return Ok(Vec::new());
+        }
+        let Loaded {
+            states: mut loaded,
+            corrupt,
+        } = self.inner.load_each(&misses).await?;
+        let mut entries = self.lock();
+        for subject in misses {
+            // Not cached: an entry would stand for a state that is not there, and its
+            // flush would overwrite the corrupt item.
+            if corrupt.iter().any(|(s, _)| *s == subject) {
+                continue;
+            }
+            let entry = match loaded.remove(&subject) {
+                Some(v) => Entry {
+                    slot: Slot::Hot(Box::new(v.state)),
+                    version: v.version,
+                    inner_version: v.version,
+                    dirty: false,
+                    used: round,
+                },
+                None => Entry {
+                    slot: Slot::Hot(Box::new(SubjectState::new(subject.clone()))),
+                    version: 0,
+                    inner_version: 0,
+                    dirty: false,
+                    used: round,
+                },
+            };
+            let e = entries.entry(subject.clone()).or_insert(entry);
+            lend_state(&subject, e, round, lent)?;
+        }
+        Ok(corrupt)
+    }
+
+    /// [`Self::lend_each`] for tallies: each lookup, of up to three strings, done once.
+    async fn lend_tallies(
+        &self,
+        keys: &[TallyKey],
+        lent: &mut HashMap<TallyKey, VersionedTally>,
+    ) -> Result<(), StateError> {
+        let mut misses: Vec<TallyKey> = Vec::new();
+        {
+            let mut tallies = self.lock_tallies();
+            for k in keys {
+                match tallies.get_mut(k) {
+                    Some(e) => lend(k, e, lent)?,
+                    None => misses.push(k.clone()),
+                }
+            }
+        }
+        if misses.is_empty() {
+            return Ok(());
+        }
+        let mut loaded = self.inner.load_tallies(&misses).await?;
+        let mut tallies = self.lock_tallies();
+        for key in misses {
+            let entry = match loaded.remove(&key) {
+                Some(v) => TallyEntry {
+                    tally: Some(v.tally),
+                    version: v.version,
+                    inner_version: v.version,
+                    dirty: false,
+                    lent: false,
+                },
+                None => TallyEntry {
+                    tally: None,
+                    version: 0,
+                    inner_version: 0,
+                    dirty: false,
+                    lent: false,
+                },
+            };
+            let e = tallies.entry(key.clone()).or_insert(entry);
+            lend(&key, e, lent)?;
+        }
+        Ok(())
+    }
+
     fn lock(&self) -> MutexGuard<'_, FastMap<String, Entry>> {
         // Every update is a single insert or field write: a poisoned map is still sound.
         self.entries.lock().unwrap_or_else(PoisonError::into_inner)
@@ -325,76 +424,18 @@ impl<S: StateStore> WriteBackCache<S> {
 
 impl<S: StateStore + Send> StateStore for WriteBackCache<S> {
     async fn load_each(&self, subjects: &[String]) -> Result<Loaded, StateError> {
-        // Cached states are lent in the pass that finds them, the rest after the inner
-        // store has read them; a failure gives back whatever was lent before it.
-        let round = self.round();
         let mut lent = FastMap::with_capacity_and_hasher(subjects.len(), Default::default());
-        let mut misses: Vec<String> = Vec::new();
-        {
-            let mut entries = self.lock();
-            for subject in subjects {
-                let lending = match entries.get_mut(subject) {
-                    Some(e) => lend_state(subject, e, round, &mut lent),
-                    None => {
-                        misses.push(subject.clone());
-                        Ok(())
-                    }
-                };
-                if let Err(err) = lending {
-                    drop(entries);
-                    self.give_back(lent.into_values().collect());
-                    return Err(err);
-                }
+        match self.lend_each(subjects, &mut lent).await {
+            Ok(corrupt) => Ok(Loaded {
+                states: lent,
+                corrupt,
+            }),
+            Err(err) => {
+                // Whatever was lent before the failure goes back, or it is lost for good.
+                self.give_back(lent.into_values().collect());
+                Err(err)
             }
         }
-        let mut corrupt = Vec::new();
-        if !misses.is_empty() {
-            let Loaded {
-                states: mut loaded,
-                corrupt: unreadable,
-            } = match self.inner.load_each(&misses).await {
-                Ok(loaded) => loaded,
-                Err(err) => {
-                    self.give_back(lent.into_values().collect());
-                    return Err(err);
-                }
-            };
-            // Not cached: an entry would stand for a state that is not there, and its
-            // flush would overwrite the corrupt item.
-            corrupt = unreadable;
-            let mut entries = self.lock();
-            for subject in misses {
-                if corrupt.iter().any(|(s, _)| *s == subject) {
-                    continue;
-                }
-                let entry = match loaded.remove(&subject) {
-                    Some(v) => Entry {
-                        slot: Slot::Hot(Box::new(v.state)),
-                        version: v.version,
-                        inner_version: v.version,
-                        dirty: false,
-                        used: round,
-                    },
-                    None => Entry {
-                        slot: Slot::Hot(Box::new(SubjectState::new(subject.clone()))),
-                        version: 0,
-                        inner_version: 0,
-                        dirty: false,
-                        used: round,
-                    },
-                };
-                let e = entries.entry(subject.clone()).or_insert(entry);
-                if let Err(err) = lend_state(&subject, e, round, &mut lent) {
-                    drop(entries);
-                    self.give_back(lent.into_values().collect());
-                    return Err(err);
-                }
-            }
-        }
-        Ok(Loaded {
-            states: lent,
-            corrupt,
-        })
     }
 
     async fn save(
@@ -424,61 +465,15 @@ impl<S: StateStore + Send> StateStore for WriteBackCache<S> {
         keys: &[TallyKey],
     ) -> Result<HashMap<TallyKey, VersionedTally>, StateError> {
         // Lent, not copied: a commit hands each back by saving it or by
-        // `give_back_tallies`. Cached ones are lent in the same pass that finds them.
+        // `give_back_tallies`.
         let mut lent = HashMap::with_capacity(keys.len());
-        let mut misses: Vec<TallyKey> = Vec::new();
-        {
-            let mut tallies = self.lock_tallies();
-            for k in keys {
-                match tallies.get_mut(k) {
-                    Some(e) => {
-                        if let Err(err) = lend(k, e, &mut lent) {
-                            drop(tallies);
-                            self.give_back_tallies(lent.into_values().collect());
-                            return Err(err);
-                        }
-                    }
-                    None => misses.push(k.clone()),
-                }
-            }
-        }
-        if misses.is_empty() {
-            return Ok(lent);
-        }
-        let mut loaded = match self.inner.load_tallies(&misses).await {
-            Ok(loaded) => loaded,
+        match self.lend_tallies(keys, &mut lent).await {
+            Ok(()) => Ok(lent),
             Err(err) => {
-                // Nothing lent may be lost with the error.
                 self.give_back_tallies(lent.into_values().collect());
-                return Err(err);
-            }
-        };
-        let mut tallies = self.lock_tallies();
-        for key in misses {
-            let entry = match loaded.remove(&key) {
-                Some(v) => TallyEntry {
-                    tally: Some(v.tally),
-                    version: v.version,
-                    inner_version: v.version,
-                    dirty: false,
-                    lent: false,
-                },
-                None => TallyEntry {
-                    tally: None,
-                    version: 0,
-                    inner_version: 0,
-                    dirty: false,
-                    lent: false,
-                },
-            };
-            let e = tallies.entry(key.clone()).or_insert(entry);
-            if let Err(err) = lend(&key, e, &mut lent) {
-                drop(tallies);
-                self.give_back_tallies(lent.into_values().collect());
-                return Err(err);
+                Err(err)
             }
         }
-        Ok(lent)
     }
 
     async fn save_tallies_owned(
