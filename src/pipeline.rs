@@ -44,7 +44,7 @@ use std::time::{Duration, Instant};
 
 use crate::cloudtrail::{self, Event, ObjectError, ObjectSummary, ReadOptions, RecordError};
 use crate::detect::rarity::{self, RuleBatch, RuleEvent};
-use crate::detect::tally::{Tally, TallyKey, TallyMap};
+use crate::detect::tally::{Tally, TallyKey};
 use crate::detect::{
     future_time_finding, Call, Effect, EventId, FindingContext, FutureRecords, Point, Policy,
     Sighting, SubjectKind, SubjectState,
@@ -759,9 +759,13 @@ pub async fn commit_scans<S: StateStore + Sync, N: Notifier + Sync>(
                 });
             }
         }
-        let mut to_save: Vec<(SubjectState, u64)> = Vec::new();
-        let mut unchanged: Vec<Versioned> = Vec::new();
+        // Sized up front: a state is a few hundred bytes and a batch has thousands, so
+        // growing these by doubling copies megabytes into freshly faulted pages.
+        let mut to_save: Vec<(SubjectState, u64)> = Vec::with_capacity(pending.len());
+        let mut unchanged: Vec<Versioned> = Vec::with_capacity(pending.len());
         let mut fresh: Vec<(usize, Finding)> = Vec::new();
+        // (covered, stale) per part of the subject at hand, in this attempt.
+        let mut counts: Vec<(u64, u64)> = Vec::new();
         for subject in &pending {
             let subject_parts = &parts[subject.as_str()];
             let Versioned { mut state, version } =
@@ -789,20 +793,16 @@ pub async fn commit_scans<S: StateStore + Sync, N: Notifier + Sync>(
                     (a.point.t, &a.point.id).cmp(&(b.point.t, &b.point.id))
                 });
             }
-            for part in subject_parts {
-                effects.insert((part.sightings.subject.as_str(), part.scan), (0, 0));
-            }
+            counts.clear();
+            counts.resize(subject_parts.len(), (0, 0));
             let mut changed = false;
             for (i, s) in merged {
                 let part = &subject_parts[i];
                 let obs = state.observe(s, policy, &ctxs[i]);
-                let counts = effects
-                    .get_mut(&(part.sightings.subject.as_str(), part.scan))
-                    .expect("inserted above");
                 match obs.effect {
                     Effect::Added => changed = true,
-                    Effect::Covered => counts.0 += 1,
-                    Effect::Stale => counts.1 += 1,
+                    Effect::Covered => counts[i].0 += 1,
+                    Effect::Stale => counts[i].1 += 1,
                 }
                 fresh.extend(
                     obs.findings
@@ -832,6 +832,9 @@ pub async fn commit_scans<S: StateStore + Sync, N: Notifier + Sync>(
                         fresh.push((part.scan, finding));
                     }
                 }
+            }
+            for (part, counts) in subject_parts.iter().zip(&counts) {
+                effects.insert((part.sightings.subject.as_str(), part.scan), *counts);
             }
             if changed {
                 to_save.push((state, version));
@@ -966,19 +969,21 @@ async fn commit_tallies<S: StateStore + Sync, N: Notifier + Sync>(
     let mut attempts = 0u32;
     loop {
         attempts += 1;
-        let loaded = store.load_tallies(&keys).await.map_err(state_err)?;
-        let mut versions =
-            TallyMap::<u64>::with_capacity_and_hasher(loaded.len(), Default::default());
-        let mut tallies =
-            TallyMap::<Tally>::with_capacity_and_hasher(keys.len(), Default::default());
-        for (key, v) in loaded {
-            versions.insert(key.clone(), v.version);
-            tallies.insert(key, v.tally);
-        }
-        let judged = rarity::judge(&scan.rules, &mut tallies, &policy.rules, geoip, &scan.name);
-        report.unreported = judged.unreported;
-        let fresh: Vec<Finding> = judged
-            .findings
+        let mut loaded = store.load_tallies(&keys).await.map_err(state_err)?;
+        let mut versions: Vec<u64> = Vec::with_capacity(keys.len());
+        let tallies: Vec<Option<Tally>> = keys
+            .iter()
+            .map(|key| {
+                let found = loaded.remove(key);
+                versions.push(found.as_ref().map_or(0, |v| v.version));
+                found.map(|v| v.tally)
+            })
+            .collect();
+        let mut slots = rarity::Slots::new(&keys, tallies);
+        let (findings, unreported) =
+            rarity::judge_slots(&scan.rules, &mut slots, &policy.rules, geoip, &scan.name);
+        report.unreported = unreported;
+        let fresh: Vec<Finding> = findings
             .into_iter()
             .filter(|f| !published.contains(&f.finding_id))
             .collect();
@@ -993,21 +998,25 @@ async fn commit_tallies<S: StateStore + Sync, N: Notifier + Sync>(
             published.extend(fresh.iter().map(|f| f.finding_id.clone()));
             report.findings.extend(fresh);
         }
-        let mut changed: Vec<(TallyKey, Tally, u64)> = Vec::with_capacity(judged.changed.len());
+        // In key order, which is sorted: racing writers then contend on items in the
+        // same sequence.
+        let mut saving: Vec<&TallyKey> = Vec::new();
+        let mut items: Vec<(Tally, u64)> = Vec::new();
         let mut unchanged: Vec<VersionedTally> = Vec::new();
-        for (key, tally) in tallies {
-            let version = versions.get(&key).copied().unwrap_or(0);
-            if judged.changed.contains(&key) {
-                changed.push((key, tally, version));
+        for (((key, tally), changed), version) in keys
+            .iter()
+            .zip(slots.tallies)
+            .zip(slots.changed)
+            .zip(versions)
+        {
+            if changed {
+                saving.push(key);
+                items.push((tally, version));
             } else if version > 0 {
                 unchanged.push(VersionedTally { tally, version });
             }
         }
         store.give_back_tallies(unchanged);
-        // A stable order: racing writers then contend on items in the same sequence.
-        changed.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        let (saving, items): (Vec<TallyKey>, Vec<(Tally, u64)>) =
-            changed.into_iter().map(|(k, t, v)| (k, (t, v))).unzip();
         let outcomes = store.save_tallies_owned(items).await.map_err(state_err)?;
         let conflicted: Vec<String> = saving
             .iter()

@@ -505,33 +505,121 @@ fn key_auth_id((access_key, ip, window): &KeyAuthKey) -> String {
     ])
 }
 
-fn tally_mut<'t>(tallies: &'t mut TallyMap<Tally>, key: &TallyKey) -> &'t mut Tally {
-    // Looked up before inserting: `entry` would copy the key's strings on every call.
-    if !tallies.contains_key(key) {
-        tallies.insert(key.clone(), key.empty());
-    }
-    tallies.get_mut(key).expect("inserted above")
+/// A tally key as the batch names it, borrowed: found among the batch's sorted keys
+/// without building a [`TallyKey`] (one to three copied strings) for every lookup.
+#[derive(Clone, Copy)]
+enum KeyRef<'a> {
+    Account(&'a str),
+    Command(&'a str, &'a str, &'a str),
+    Error(&'a str, &'a str),
+    KeyAddresses(&'a str),
 }
 
-fn has_alerted(tallies: &TallyMap<Tally>, key: &TallyKey, id: &str) -> bool {
-    match tallies.get(key) {
-        Some(Tally::Account(a)) => a.alerts.iter().any(|m| m.id == id),
-        Some(Tally::KeyAddresses(k)) => k.alerts.iter().any(|m| m.id == id),
-        _ => false,
+impl KeyRef<'_> {
+    /// How `key` orders against this one: as `TallyKey`'s derived order does, by kind,
+    /// then by the parts cut as the key holds them.
+    fn order_of(self, key: &TallyKey) -> std::cmp::Ordering {
+        let rank = |k: &TallyKey| match k {
+            TallyKey::Account(_) => 0,
+            TallyKey::Command { .. } => 1,
+            TallyKey::Error { .. } => 2,
+            TallyKey::KeyAddresses(_) => 3,
+        };
+        let parts = |a: &[&str], b: &[&str]| {
+            a.iter()
+                .zip(b)
+                .map(|(x, y)| x.cmp(&key_part(y)))
+                .find(|o| o.is_ne())
+                .unwrap_or(std::cmp::Ordering::Equal)
+        };
+        match (key, self) {
+            (TallyKey::Account(a), KeyRef::Account(b)) => parts(&[a], &[b]),
+            (
+                TallyKey::Command {
+                    account,
+                    source,
+                    name,
+                },
+                KeyRef::Command(a, s, n),
+            ) => parts(&[account, source, name], &[a, s, n]),
+            (TallyKey::Error { account, code }, KeyRef::Error(a, c)) => {
+                parts(&[account, code], &[a, c])
+            }
+            (TallyKey::KeyAddresses(k), KeyRef::KeyAddresses(b)) => parts(&[k], &[b]),
+            (key, this) => {
+                let this_rank = match this {
+                    KeyRef::Account(_) => 0,
+                    KeyRef::Command(..) => 1,
+                    KeyRef::Error(..) => 2,
+                    KeyRef::KeyAddresses(_) => 3,
+                };
+                rank(key).cmp(&this_rank)
+            }
+        }
     }
 }
 
-fn mark(tallies: &mut TallyMap<Tally>, key: &TallyKey, id: &str, t: i64) {
-    let mark = AlertMark {
-        id: id.to_owned(),
-        a: String::new(),
-        b: String::new(),
-        t,
-    };
-    match tally_mut(tallies, key) {
-        Tally::Account(a) => a.alerts.push(mark),
-        Tally::KeyAddresses(k) => k.alerts.push(mark),
-        _ => unreachable!("alert marks live in account and key tallies"),
+/// The tallies one batch reads and writes, each at its key's place in the batch's sorted
+/// [`RuleBatch::tally_keys`]. Judging finds them by position: a busy object touches
+/// thousands, and hashing each key (and building it first) several times per object was
+/// a tenth of the judging thread.
+pub struct Slots<'k> {
+    keys: &'k [TallyKey],
+    pub tallies: Vec<Tally>,
+    /// Whether each tally changed and must be saved.
+    pub changed: Vec<bool>,
+}
+
+impl<'k> Slots<'k> {
+    /// `tallies` in `keys`' order; `None` for a tally the store does not have.
+    pub fn new(keys: &'k [TallyKey], tallies: impl IntoIterator<Item = Option<Tally>>) -> Self {
+        let tallies: Vec<Tally> = keys
+            .iter()
+            .zip(tallies)
+            .map(|(key, tally)| tally.unwrap_or_else(|| key.empty()))
+            .collect();
+        assert_eq!(tallies.len(), keys.len(), "a tally for every key");
+        Slots {
+            keys,
+            changed: vec![false; keys.len()],
+            tallies,
+        }
+    }
+
+    /// Where `key` is. Runs of groups come in key order, so the slot after the previous
+    /// one (`hint`) is tried first.
+    fn find(&self, key: KeyRef<'_>, hint: usize) -> usize {
+        if let Some(k) = self.keys.get(hint) {
+            if key.order_of(k).is_eq() {
+                return hint;
+            }
+        }
+        self.keys
+            .binary_search_by(|k| key.order_of(k))
+            .expect("every key the batch touches is among its tally keys")
+    }
+
+    fn has_alerted(&self, at: usize, id: &str) -> bool {
+        match &self.tallies[at] {
+            Tally::Account(a) => a.alerts.iter().any(|m| m.id == id),
+            Tally::KeyAddresses(k) => k.alerts.iter().any(|m| m.id == id),
+            _ => false,
+        }
+    }
+
+    fn mark(&mut self, at: usize, id: &str, t: i64) {
+        let mark = AlertMark {
+            id: id.to_owned(),
+            a: String::new(),
+            b: String::new(),
+            t,
+        };
+        match &mut self.tallies[at] {
+            Tally::Account(a) => a.alerts.push(mark),
+            Tally::KeyAddresses(k) => k.alerts.push(mark),
+            _ => unreachable!("alert marks live in account and key tallies"),
+        }
+        self.changed[at] = true;
     }
 }
 
@@ -546,9 +634,9 @@ pub struct Judged {
     pub unreported: u64,
 }
 
-/// Judges `batch` against `tallies` (which must hold every key of
-/// [`RuleBatch::tally_keys`] that the store has; missing ones start empty), adds the batch
-/// to them, and returns the findings not raised before, sorted by id.
+/// [`judge_slots`] over tallies held in a map (which must hold every key of
+/// [`RuleBatch::tally_keys`] that the store has; missing ones start empty). Every key of
+/// the batch is in the map afterwards.
 pub fn judge(
     batch: &RuleBatch,
     tallies: &mut TallyMap<Tally>,
@@ -556,13 +644,39 @@ pub fn judge(
     geoip: &GeoDbInfo,
     source_object: &str,
 ) -> Judged {
+    let keys = batch.tally_keys();
+    let mut slots = Slots::new(&keys, keys.iter().map(|k| tallies.remove(k)));
+    let (findings, unreported) = judge_slots(batch, &mut slots, policy, geoip, source_object);
     let mut changed = TallySet::default();
+    for ((key, tally), was_changed) in keys.iter().zip(slots.tallies).zip(slots.changed) {
+        if was_changed {
+            changed.insert(key.clone());
+        }
+        tallies.insert(key.clone(), tally);
+    }
+    Judged {
+        findings,
+        changed,
+        unreported,
+    }
+}
+
+/// Judges `batch` against its tallies, adds the batch to them, and returns the findings
+/// not raised before, sorted by id, with how many were raised below the policy's
+/// `report_min`.
+pub fn judge_slots(
+    batch: &RuleBatch,
+    slots: &mut Slots<'_>,
+    policy: &RulePolicy,
+    geoip: &GeoDbInfo,
+    source_object: &str,
+) -> (Vec<Finding>, u64) {
     let mut unreported = 0;
     // Accounts first: the learning period counts from the earliest event, this object's
     // included.
     for (account, (lo, hi)) in &batch.accounts {
-        let key = TallyKey::account(account);
-        if let Tally::Account(a) = tally_mut(tallies, &key) {
+        let at = slots.find(KeyRef::Account(account), 0);
+        if let Tally::Account(a) = &mut slots.tallies[at] {
             let was = (a.first_seen_ms, a.latest_ms);
             a.first_seen_ms = a.first_seen_ms.min(*lo);
             // Every object of an account touches this item; moving its clock only by the
@@ -572,7 +686,7 @@ pub fn judge(
                 a.latest_ms = *hi;
             }
             if was != (a.first_seen_ms, a.latest_ms) {
-                changed.insert(key);
+                slots.changed[at] = true;
             }
         }
     }
@@ -580,13 +694,15 @@ pub fn judge(
     let learning_end: FastMap<&str, i64> = batch
         .accounts
         .keys()
-        .filter_map(|account| match tallies.get(&TallyKey::account(account)) {
-            Some(Tally::Account(a)) => Some((
-                &**account,
-                a.first_seen_ms.saturating_add(policy.learning_ms),
-            )),
-            _ => None,
-        })
+        .filter_map(
+            |account| match &slots.tallies[slots.find(KeyRef::Account(account), 0)] {
+                Tally::Account(a) => Some((
+                    &**account,
+                    a.first_seen_ms.saturating_add(policy.learning_ms),
+                )),
+                _ => None,
+            },
+        )
         .collect();
     let learning_over =
         |account: &str, t: i64| learning_end.get(account).is_some_and(|end| t >= *end);
@@ -600,14 +716,17 @@ pub fn judge(
     let mut city_groups: BTreeMap<GroupKey<PlaceKey>, RareGroup> = BTreeMap::new();
     let sealed = batch.sealed.as_ref();
     let city_keys = in_order(sealed.map(|s| &s.cities[..]), &batch.cities, city_order);
+    // The slot after the last one found: runs come in key order.
+    let mut hint = 0;
     // Each command's cities and days come together: its tally is looked up, and counted
     // for this object, once.
     for runs in
         city_keys.chunk_by(|(a, _), (b, _)| tally_cmp(&command_parts(a), &command_parts(b)).is_eq())
     {
         let (account, source, name, _, _) = runs[0].0;
-        let tkey = TallyKey::command(account, source, name);
-        let entry = tally_mut(tallies, &tkey);
+        let at_tally = slots.find(KeyRef::Command(account, source, name), hint);
+        hint = at_tally + 1;
+        let entry = &mut slots.tallies[at_tally];
         // Counted once per object: a retry after a lost race, or a replay, finds its tag.
         let counts = entry.first_application(tag);
         let Tally::Command(tally) = entry else {
@@ -679,11 +798,11 @@ pub fn judge(
             }
         }
         if counts {
-            changed.insert(tkey);
+            slots.changed[at_tally] = true;
         }
     }
     for (key, g) in city_groups {
-        if let Some(id) = raise(tallies, &mut changed, Rule::UnusualCityForCommand, &key, &g) {
+        if let Some(id) = raise(slots, Rule::UnusualCityForCommand, &key, &g) {
             findings.push(city_finding(id, g, policy, geoip, source_object));
         }
     }
@@ -694,8 +813,9 @@ pub fn judge(
         error_keys.chunk_by(|(a, _), (b, _)| tally_cmp(&error_parts(a), &error_parts(b)).is_eq())
     {
         let (account, code, _) = runs[0].0;
-        let tkey = TallyKey::error(account, code);
-        let entry = tally_mut(tallies, &tkey);
+        let at_tally = slots.find(KeyRef::Error(account, code), hint);
+        hint = at_tally + 1;
+        let entry = &mut slots.tallies[at_tally];
         let counts = entry.first_application(tag);
         let Tally::Error(tally) = entry else {
             unreachable!("an error key holds an error tally")
@@ -733,11 +853,11 @@ pub fn judge(
             }
         }
         if counts {
-            changed.insert(tkey);
+            slots.changed[at_tally] = true;
         }
     }
     for (key, g) in error_groups {
-        if let Some(id) = raise(tallies, &mut changed, Rule::UnusualErrorCode, &key, &g) {
+        if let Some(id) = raise(slots, Rule::UnusualErrorCode, &key, &g) {
             findings.push(error_finding(id, &key.2, g, policy, geoip, source_object));
         }
     }
@@ -762,8 +882,9 @@ pub fn judge(
     // once for all of them. A busy trail has a few of these groups per key and object,
     // hundreds of thousands in all.
     for runs in key_keys.chunk_by(|(a, _, _), (b, _, _)| tally_cmp(&[&a.0], &[&b.0]).is_eq()) {
-        let tkey = TallyKey::key_addresses(&runs[0].0 .0);
-        let entry = tally_mut(tallies, &tkey);
+        let at_tally = slots.find(KeyRef::KeyAddresses(&runs[0].0 .0), hint);
+        hint = at_tally + 1;
+        let entry = &mut slots.tallies[at_tally];
         let counts = entry.first_application(tag);
         let Tally::KeyAddresses(tally) = entry else {
             unreachable!("a key key holds a key tally")
@@ -857,28 +978,26 @@ pub fn judge(
             }
         }
         if dirty {
-            changed.insert(tkey);
+            slots.changed[at_tally] = true;
         }
     }
 
-    for key in &changed {
-        if let Some(tally) = tallies.get_mut(key) {
-            bound(tally, policy);
-        }
+    for (tally, _) in slots
+        .tallies
+        .iter_mut()
+        .zip(&slots.changed)
+        .filter(|(_, changed)| **changed)
+    {
+        bound(tally, policy);
     }
     findings.sort_by(|a, b| a.finding_id.cmp(&b.finding_id));
-    Judged {
-        findings,
-        changed,
-        unreported,
-    }
+    (findings, unreported)
 }
 
 /// The id of the finding about `key` (account, principal, place or code, window), marked
 /// in the account's tally; `None` when it was raised before.
 fn raise<About: std::ops::Deref<Target = str>>(
-    tallies: &mut TallyMap<Tally>,
-    changed: &mut TallySet,
+    slots: &mut Slots<'_>,
     rule: Rule,
     key: &GroupKey<About>,
     g: &RareGroup,
@@ -891,13 +1010,12 @@ fn raise<About: std::ops::Deref<Target = str>>(
         about,
         &window.to_string(),
     ]);
-    let akey = TallyKey::account(account);
-    if has_alerted(tallies, &akey, &id) {
+    let at = slots.find(KeyRef::Account(account), 0);
+    if slots.has_alerted(at, &id) {
         return None;
     }
     let t = g.calls.iter().map(|c| c.t).max().unwrap_or_default();
-    mark(tallies, &akey, &id, t);
-    changed.insert(akey);
+    slots.mark(at, &id, t);
     Some(id)
 }
 
