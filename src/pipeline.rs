@@ -175,6 +175,18 @@ impl ObjectScan {
     }
 }
 
+thread_local! {
+    /// The subject map of the thread's last object, emptied, for its next: filling one from
+    /// empty for every object rehashed each subject as it grew (the map holds the largest
+    /// values a reader builds), into tables freshly faulted in.
+    static SUBJECTS: std::cell::RefCell<FastMap<String, SubjectSightings>> =
+        std::cell::RefCell::new(FastMap::default());
+}
+
+/// A subject map larger than this is not kept: one huge object must not leave a reader
+/// holding its table for the rest of the run.
+const MAX_SPARE_SUBJECTS: usize = 1 << 14;
+
 /// Stage 1: reads one object into per-subject sightings.
 ///
 /// `written_at_ms` is when the object was written: S3's `LastModified`, else the time in
@@ -197,7 +209,7 @@ pub fn scan_object<R: Read + Send>(
         events: 0,
         skipped: SkipCounts::default(),
         subjects: Vec::new(),
-        rules: RuleBatch::default(),
+        rules: RuleBatch::recycled(),
         record_errors: Vec::new(),
         bad_records: 0,
         error: None,
@@ -209,7 +221,7 @@ pub fn scan_object<R: Read + Send>(
         });
         return scan;
     }
-    let mut by_subject: FastMap<String, SubjectSightings> = FastMap::default();
+    let mut by_subject = SUBJECTS.with(|spare| std::mem::take(&mut *spare.borrow_mut()));
     let mut names = Interner::default();
     let not_after_ms = written_at_ms.saturating_add(policy.future_tolerance_ms);
     let mut on_record = |record: Result<Event<'_>, RecordError>| match record {
@@ -246,7 +258,14 @@ pub fn scan_object<R: Read + Send>(
         }
         Err(e) => scan.error = Some(e),
     }
-    let mut subjects: Vec<SubjectSightings> = by_subject.into_values().collect();
+    // A map too large to keep is freed at once, not held beside its entries.
+    let mut subjects: Vec<SubjectSightings> = if by_subject.capacity() <= MAX_SPARE_SUBJECTS {
+        let subjects = by_subject.drain().map(|(_, s)| s).collect();
+        SUBJECTS.with(|spare| *spare.borrow_mut() = by_subject);
+        subjects
+    } else {
+        by_subject.into_values().collect()
+    };
     for s in &mut subjects {
         s.sightings
             .sort_by(|a, b| (a.point.t, &a.point.id).cmp(&(b.point.t, &b.point.id)));

@@ -170,6 +170,39 @@ struct Sealed {
     key_auth: Vec<(KeyAuthKey, Group, String)>,
 }
 
+/// The maps a sealed batch emptied, kept by the reading thread for its next object.
+///
+/// Each object fills these from empty: growing them by doubling rehashed every key (a
+/// tenth of a reader's time at organisation scale), into tables freshly faulted in since
+/// the allocator hands freed pages back within milliseconds.
+#[derive(Default)]
+struct Spare {
+    cities: FastMap<CityKey, (Group, Arc<Location>)>,
+    errors: FastMap<ErrorKey, Group>,
+    key_auth: FastMap<KeyAuthKey, Group>,
+    strings: FastSet<Arc<str>>,
+    identities: FastMap<Arc<str>, Arc<CompactIdentity>>,
+}
+
+/// Maps larger than this many entries are not kept: one huge object must not leave a
+/// reader holding its tables for the rest of the run.
+const MAX_SPARE_ENTRIES: usize = 1 << 14;
+
+thread_local! {
+    static SPARE: std::cell::RefCell<Spare> = std::cell::RefCell::new(Spare::default());
+}
+
+/// Takes a map's entries out, leaving it empty: with its table, to be kept as a spare, up
+/// to [`MAX_SPARE_ENTRIES`]; larger, without, so that the table is freed at once rather
+/// than held beside its entries while they are sorted.
+fn emptied<K, V>(map: &mut FastMap<K, V>) -> Vec<(K, V)> {
+    if map.capacity() <= MAX_SPARE_ENTRIES {
+        map.drain().collect()
+    } else {
+        std::mem::take(map).into_iter().collect()
+    }
+}
+
 /// One shared copy of each distinct text of an object.
 fn intern(strings: &mut FastSet<Arc<str>>, s: &str) -> Arc<str> {
     if let Some(shared) = strings.get(s) {
@@ -205,6 +238,19 @@ impl RuleBatch {
         self.accounts.is_empty()
     }
 
+    /// An empty batch, in maps the thread's last sealed batch emptied (see [`Spare`]).
+    pub fn recycled() -> RuleBatch {
+        let spare = SPARE.with(|spare| std::mem::take(&mut *spare.borrow_mut()));
+        RuleBatch {
+            cities: spare.cities,
+            errors: spare.errors,
+            key_auth: spare.key_auth,
+            strings: spare.strings,
+            identities: spare.identities,
+            ..RuleBatch::default()
+        }
+    }
+
     /// Sorts the groups for [`judge`] and works out what needs only the object; no event
     /// can be added after. Judging an unsealed batch gives the same result, doing this
     /// work itself.
@@ -213,11 +259,11 @@ impl RuleBatch {
             return;
         }
         let keys = self.distinct_tally_keys();
-        let mut cities: Vec<_> = std::mem::take(&mut self.cities).into_iter().collect();
+        let mut cities = emptied(&mut self.cities);
         cities.sort_unstable_by(|(a, _), (b, _)| city_order(a, b));
-        let mut errors: Vec<_> = std::mem::take(&mut self.errors).into_iter().collect();
+        let mut errors = emptied(&mut self.errors);
         errors.sort_unstable_by(|(a, _), (b, _)| error_order(a, b));
-        let mut key_auth: Vec<_> = std::mem::take(&mut self.key_auth)
+        let mut key_auth: Vec<_> = emptied(&mut self.key_auth)
             .into_iter()
             .map(|(key, group)| {
                 let id = key_auth_id(&key);
@@ -226,8 +272,24 @@ impl RuleBatch {
             .collect();
         key_auth.sort_unstable_by(|(a, _, _), (b, _, _)| key_auth_order(a, b));
         // Only adding events reads them.
-        self.strings = FastSet::default();
-        self.identities = FastMap::default();
+        if self.strings.capacity() <= MAX_SPARE_ENTRIES {
+            self.strings.clear();
+        } else {
+            self.strings = FastSet::default();
+        }
+        if self.identities.capacity() <= MAX_SPARE_ENTRIES {
+            self.identities.clear();
+        } else {
+            self.identities = FastMap::default();
+        }
+        let spare = Spare {
+            cities: std::mem::take(&mut self.cities),
+            errors: std::mem::take(&mut self.errors),
+            key_auth: std::mem::take(&mut self.key_auth),
+            strings: std::mem::take(&mut self.strings),
+            identities: std::mem::take(&mut self.identities),
+        };
+        SPARE.with(|slot| *slot.borrow_mut() = spare);
         self.sealed = Some(Sealed {
             keys,
             cities,

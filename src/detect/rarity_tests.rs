@@ -49,7 +49,10 @@ fn ev(t: i64, name: &'static str, place: &Arc<Location>) -> Ev {
 }
 
 fn batch_of(events: &[Ev], policy: &RulePolicy) -> RuleBatch {
-    let mut batch = RuleBatch::default();
+    // As the reading threads build them: in the maps the thread's last sealed batch left,
+    // so that every test after the first on a thread (and each generated object after the
+    // first) also checks that nothing of a sealed batch carries over.
+    let mut batch = RuleBatch::recycled();
     for (i, e) in events.iter().enumerate() {
         let id = format!("event-{}-{i}", e.t);
         let located = (e.place.clone(), PlaceKey::from(e.place.place_key()));
@@ -495,6 +498,46 @@ fn tallies_stay_bounded_by_the_lookback_and_their_caps() {
     assert!(c.places.len() <= 31, "{} places kept", c.places.len());
     assert!(c.to_owned().places.iter().all(|p| p.seen.days.len() == 1));
     assert!(Tally::Command(c.clone()).to_json().len() < 16 * 1024);
+}
+
+#[test]
+fn a_recycled_batch_starts_empty_and_judges_as_a_new_one() {
+    let policy = RulePolicy {
+        report_min: Severity::Info,
+        ..RulePolicy::default()
+    };
+    let (sydney, lagos) = (city("Sydney", "Australia"), city("Lagos", "Nigeria"));
+    // Leaves its maps, emptied, to this thread's next batch; the same principal with
+    // another key, so that a summary kept from it would show in the later findings.
+    let other_key = Ev {
+        key: "AKIAOTHERKEYEXAMPLE0",
+        ..ev(T0, "ListUsers", &lagos)
+    };
+    let mut first = batch_of(&[other_key], &policy);
+    first.seal();
+    let later = vec![
+        ev(T0 + 20 * DAY_MS, "ListUsers", &sydney),
+        ev(T0 + 20 * DAY_MS + MINUTE_MS, "CreateUser", &lagos),
+    ];
+    let judged = |events: Vec<Ev>, policy: RulePolicy| {
+        let mut batch = batch_of(&events, &policy);
+        batch.seal();
+        let mut tallies = TallyMap::default();
+        let judged = judge(&batch, &mut tallies, &policy, &GeoDbInfo::default(), "o");
+        (judged.findings, judged.changed, tallies)
+    };
+    let recycled = judged(later.clone(), policy.clone());
+    // A thread of its own has no spare maps: the same events go into new ones.
+    let fresh = std::thread::spawn(move || judged(later, policy))
+        .join()
+        .expect("the other thread judges");
+    assert!(
+        !recycled.0.is_empty(),
+        "Panther's rule raises informational findings"
+    );
+    assert_eq!(recycled.0, fresh.0);
+    assert_eq!(recycled.1, fresh.1);
+    assert_eq!(recycled.2, fresh.2);
 }
 
 #[test]
