@@ -164,12 +164,16 @@ impl<S: StateStore> WriteBackCache<S> {
     /// of `save_many` at a time (each batch is one transaction for the file store, and
     /// the copies it needs are bounded by the batch).
     pub async fn flush(&self) -> Result<usize, StateError> {
-        let dirty: Vec<String> = self
+        let mut dirty: Vec<String> = self
             .lock()
             .iter()
             .filter(|(_, e)| e.dirty && !matches!(e.slot, Slot::Lent))
             .map(|(k, _)| k.clone())
             .collect();
+        // In key order, so that each batch writes one stretch of the store's B-tree: in
+        // the map's hash order, every batch touched pages across the whole tree, and the
+        // file store copied and checksummed most of them again for each transaction.
+        dirty.sort_unstable();
         for batch in dirty.chunks(FLUSH_BATCH) {
             self.flush_batch(batch).await?;
         }
@@ -178,12 +182,16 @@ impl<S: StateStore> WriteBackCache<S> {
     }
 
     async fn flush_tallies(&self) -> Result<(), StateError> {
-        let batch: Vec<(Tally, u64, u64)> = self
+        let mut batch: Vec<(TallyKey, (Tally, u64, u64))> = self
             .lock_tallies()
-            .values()
-            .filter(|e| e.dirty)
-            .filter_map(|e| Some((e.tally.clone()?, e.inner_version, e.version)))
+            .iter()
+            .filter(|(_, e)| e.dirty)
+            .filter_map(|(k, e)| Some((k.clone(), (e.tally.clone()?, e.inner_version, e.version))))
             .collect();
+        // In key order, as subjects are (see `flush`); a key's kind sorts as its item key's
+        // prefix does.
+        batch.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let batch: Vec<(Tally, u64, u64)> = batch.into_iter().map(|(_, t)| t).collect();
         for chunk in batch.chunks(FLUSH_BATCH) {
             let items: Vec<(&Tally, u64)> = chunk.iter().map(|(t, v, _)| (t, *v)).collect();
             let outcomes = self.inner.save_tallies(&items).await?;
