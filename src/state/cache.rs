@@ -182,16 +182,18 @@ impl<S: StateStore> WriteBackCache<S> {
     }
 
     async fn flush_tallies(&self) -> Result<(), StateError> {
-        let mut batch: Vec<(TallyKey, (Tally, u64, u64))> = self
-            .lock_tallies()
-            .iter()
-            .filter(|(_, e)| e.dirty)
-            .filter_map(|(k, e)| Some((k.clone(), (e.tally.clone()?, e.inner_version, e.version))))
-            .collect();
-        // In key order, as subjects are (see `flush`); a key's kind sorts as its item key's
-        // prefix does.
-        batch.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        let batch: Vec<(Tally, u64, u64)> = batch.into_iter().map(|(_, t)| t).collect();
+        let batch: Vec<(Tally, u64, u64)> = {
+            let tallies = self.lock_tallies();
+            let mut dirty: Vec<(&TallyKey, &TallyEntry)> =
+                tallies.iter().filter(|(_, e)| e.dirty).collect();
+            // In key order, as subjects are (see `flush`); a key's kind sorts as its item
+            // key's prefix does.
+            dirty.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            dirty
+                .into_iter()
+                .filter_map(|(_, e)| Some((e.tally.clone()?, e.inner_version, e.version)))
+                .collect()
+        };
         for chunk in batch.chunks(FLUSH_BATCH) {
             let items: Vec<(&Tally, u64)> = chunk.iter().map(|(t, v, _)| (t, *v)).collect();
             let outcomes = self.inner.save_tallies(&items).await?;
