@@ -176,16 +176,13 @@ impl ObjectScan {
 }
 
 thread_local! {
-    /// The subject map of the thread's last object, emptied, for its next: filling one from
-    /// empty for every object rehashed each subject as it grew (the map holds the largest
-    /// values a reader builds), into tables freshly faulted in.
+    /// The subject map of the thread's last object, emptied, for its next, as the rule
+    /// batch's maps are (`rarity::emptied`): filling one from empty for every object
+    /// rehashed each subject as it grew (the map holds the largest values a reader
+    /// builds), into tables freshly faulted in.
     static SUBJECTS: std::cell::RefCell<FastMap<String, SubjectSightings>> =
         std::cell::RefCell::new(FastMap::default());
 }
-
-/// A subject map larger than this is not kept: one huge object must not leave a reader
-/// holding its table for the rest of the run.
-const MAX_SPARE_SUBJECTS: usize = 1 << 14;
 
 /// Stage 1: reads one object into per-subject sightings.
 ///
@@ -258,14 +255,11 @@ pub fn scan_object<R: Read + Send>(
         }
         Err(e) => scan.error = Some(e),
     }
-    // A map too large to keep is freed at once, not held beside its entries.
-    let mut subjects: Vec<SubjectSightings> = if by_subject.capacity() <= MAX_SPARE_SUBJECTS {
-        let subjects = by_subject.drain().map(|(_, s)| s).collect();
-        SUBJECTS.with(|spare| *spare.borrow_mut() = by_subject);
-        subjects
-    } else {
-        by_subject.into_values().collect()
-    };
+    let mut subjects: Vec<SubjectSightings> = rarity::emptied(&mut by_subject)
+        .into_iter()
+        .map(|(_, s)| s)
+        .collect();
+    SUBJECTS.with(|spare| *spare.borrow_mut() = by_subject);
     for s in &mut subjects {
         s.sightings
             .sort_by(|a, b| (a.point.t, &a.point.id).cmp(&(b.point.t, &b.point.id)));

@@ -186,7 +186,7 @@ struct Spare {
 
 /// Maps larger than this many entries are not kept: one huge object must not leave a
 /// reader holding its tables for the rest of the run.
-const MAX_SPARE_ENTRIES: usize = 1 << 14;
+pub(crate) const MAX_SPARE_ENTRIES: usize = 1 << 14;
 
 thread_local! {
     static SPARE: std::cell::RefCell<Spare> = std::cell::RefCell::new(Spare::default());
@@ -195,7 +195,7 @@ thread_local! {
 /// Takes a map's entries out, leaving it empty: with its table, to be kept as a spare, up
 /// to [`MAX_SPARE_ENTRIES`]; larger, without, so that the table is freed at once rather
 /// than held beside its entries while they are sorted.
-fn emptied<K, V>(map: &mut FastMap<K, V>) -> Vec<(K, V)> {
+pub(crate) fn emptied<K, V>(map: &mut FastMap<K, V>) -> Vec<(K, V)> {
     if map.capacity() <= MAX_SPARE_ENTRIES {
         map.drain().collect()
     } else {
