@@ -20,3 +20,13 @@ pub mod state;
 
 #[cfg(feature = "aws")]
 pub mod aws;
+
+/// Cases for a property test: `GEOTRAIL_PROPTEST_CASES` when set (to run longer by hand),
+/// else `default`, which is what CI runs.
+#[cfg(test)]
+pub(crate) fn proptest_cases(default: u32) -> u32 {
+    std::env::var("GEOTRAIL_PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}

@@ -579,13 +579,6 @@ mod generated {
     const ADDRESSES: [&str; 3] = ["198.51.100.1", "198.51.100.2", "192.0.2.3"];
     const ERRORS: [&str; 2] = ["AccessDenied", "ThrottlingException"];
 
-    fn cases() -> u32 {
-        std::env::var("GEOTRAIL_PROPTEST_CASES")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(64)
-    }
-
     fn deliver(
         objects: &[(String, Vec<Ev>)],
         order: &[usize],
@@ -612,7 +605,7 @@ mod generated {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+        #![proptest_config(ProptestConfig { cases: crate::proptest_cases(64), ..ProptestConfig::default() })]
         #[test]
         fn any_order_of_generated_objects_ends_in_the_same_counts_and_loses_no_finding(
             events in prop::collection::vec(
