@@ -131,6 +131,21 @@ pub struct SessionIssuer<'a> {
 impl Event<'_> {
     /// Deserializes one record's bytes (a single JSON value, nothing around it).
     pub(crate) fn from_json(bytes: &[u8]) -> Result<Event<'_>, serde_json::Error> {
+        // Validated as UTF-8 once, in bulk: then neither path checks each string on its
+        // own, which cost more than the whole record's check.
+        let text = std::str::from_utf8(bytes).ok();
+        if let Some(event) = text.and_then(super::fields::read) {
+            return Ok(event);
+        }
+        Event::by_serde(bytes, text)
+    }
+
+    /// serde's reading of a record: what [`super::fields`] gives way to, and the
+    /// reference it is tested against. `text` is `bytes` when they are valid UTF-8.
+    pub(crate) fn by_serde<'a>(
+        bytes: &'a [u8],
+        text: Option<&'a str>,
+    ) -> Result<Event<'a>, serde_json::Error> {
         // serde's derive would also take an array, filling fields by position.
         if bytes.first() == Some(&b'[') {
             return Err(de::Error::invalid_type(
@@ -138,13 +153,11 @@ impl Event<'_> {
                 &"a record object",
             ));
         }
-        // Validated as UTF-8 once, in bulk: from a `&str`, serde_json skips checking each
-        // key and string on its own, which cost more than the whole record's check. A
-        // record that is not valid throughout is still read as bytes, as before: only
-        // the fields kept must be valid then.
-        let parsed = match std::str::from_utf8(bytes) {
-            Ok(text) => serde_json::from_str(text),
-            Err(_) => serde_json::from_slice(bytes),
+        // A record that is not valid UTF-8 throughout is still read as bytes: only the
+        // fields kept must be valid then.
+        let parsed = match text {
+            Some(text) => serde_json::from_str(text),
+            None => serde_json::from_slice(bytes),
         };
         match parsed {
             Ok(event) => Ok(event),

@@ -1,15 +1,18 @@
 //! Finds each record's byte extent in a stream of JSON without parsing it into a tree.
 //!
 //! The framer keeps a window over the decoded stream holding only the value being
-//! framed, so memory is bounded by the largest record. It tracks strings, escapes and
-//! bracket nesting with a byte-class table, skips string contents with `memchr2`, and
-//! hands each complete record's bytes to serde. It does not validate JSON inside a
-//! record (serde does, per record) nor values it skips, only what it must to frame.
+//! framed, so memory is bounded by the largest record. A record that lies whole in the
+//! window is framed and read in one pass by [`super::fields`]; any other (split across
+//! reads, or one that pass gives way on) is framed here, tracking strings, escapes and
+//! bracket nesting with a byte-class table and skipping string contents with `memchr2`,
+//! and its bytes are then read on their own. Framing does not validate JSON inside a
+//! record (the reading does, per record) nor values it skips, only what it must.
 
 use memchr::memchr2;
 
 use super::error::{shorten_quoted, ObjectError, RecordError};
 use super::event::Event;
+use super::fields::RecordSpans;
 
 /// The most bytes a [`Source`] is asked for at a time.
 pub(crate) const CHUNK: usize = 256 * 1024;
@@ -579,8 +582,10 @@ impl<'f, S: Source> Framer<'f, S> {
         }
         loop {
             let record = self.pos;
-            self.scan_value(record)?;
-            self.deliver(record, self.pos);
+            if !self.deliver_whole(record) {
+                self.scan_value(record)?;
+                self.deliver(record, self.pos);
+            }
             match self.next_byte(self.pos, open)? {
                 b',' => {
                     self.pos += 1;
@@ -601,6 +606,34 @@ impl<'f, S: Source> Framer<'f, S> {
                 }
             }
         }
+    }
+
+    /// Finds the end of the record at `start` and reads it in one pass, when it lies
+    /// whole in the window and [`super::fields`] can read it: most records. Otherwise
+    /// `false`, having changed nothing, and the record is framed and delivered as before.
+    fn deliver_whole(&mut self, start: u64) -> bool {
+        let from = self.idx(start);
+        let window = &self.win.buf[from..self.win.end];
+        if window.first() != Some(&b'{') {
+            return false;
+        }
+        let Some(spans) = RecordSpans::scan(window) else {
+            return false;
+        };
+        let len = spans.len();
+        if len as u64 > self.max_record {
+            return false;
+        }
+        let Some(event) = std::str::from_utf8(&window[..len])
+            .ok()
+            .and_then(|text| spans.event(text))
+        else {
+            return false;
+        };
+        self.stats.records += 1;
+        self.pos = start + len as u64;
+        (self.on_record)(Ok(event));
+        true
     }
 
     fn deliver(&mut self, start: u64, end: u64) {
@@ -826,6 +859,32 @@ mod tests {
         drop(framer);
         seen.push(result);
         seen
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: crate::proptest_cases(256),
+            ..proptest::prelude::ProptestConfig::default()
+        })]
+
+        /// Records read in the same pass as they are framed (whole in the window) come
+        /// out as those framed first and read on their own (split across reads).
+        #[test]
+        fn records_read_whole_or_split_come_out_the_same(
+            seed in proptest::prelude::any::<u64>(),
+            step in 1usize..64,
+        ) {
+            let mut g = crate::cloudtrail::fields::generate::Gen::new(seed);
+            let records: Vec<String> = (0..1 + g.below(8))
+                .map(|_| {
+                    let clean = g.below(2) == 0;
+                    g.record(clean)
+                })
+                .collect();
+            let doc = format!(r#"{{"Records":[{}]}}"#, records.join(","));
+            let whole = frame(doc.as_bytes(), usize::MAX);
+            proptest::prop_assert_eq!(frame(doc.as_bytes(), step), whole, "{}", doc);
+        }
     }
 
     #[test]

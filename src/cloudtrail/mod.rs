@@ -7,8 +7,9 @@
 //! [`read_object`] takes any reader and finds out what it holds: gzip or not (by magic
 //! bytes), and a CloudTrail log file (`{"Records":[...]}`), JSON Lines or concatenated
 //! records, a digest file, or nothing. A byte-level framer finds each record's extent and
-//! serde reads only the fields of [`Event`]; a record that does not fit is reported and
-//! skipped, while broken framing ends the object with an [`ObjectError`].
+//! only the fields of [`Event`] are read (in the same pass, for most records; by serde
+//! for the rest); a record that does not fit is reported and skipped, while broken
+//! framing ends the object with an [`ObjectError`].
 //!
 //! ```
 //! use geotrail::cloudtrail::{read_object, ReadOptions};
@@ -27,6 +28,7 @@
 
 mod error;
 mod event;
+mod fields;
 mod framing;
 mod name;
 mod reader;
