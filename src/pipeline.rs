@@ -708,43 +708,52 @@ pub async fn commit_scans<S: StateStore + Sync, N: Notifier + Sync>(
         })
         .collect();
     let mut failed: Vec<Option<PipelineError>> = scans.iter().map(|_| None).collect();
-    // Hashed, not a B-tree: one entry per subject of every object of the batch, tens of
-    // thousands in an organisation's trail. `pending` is sorted below, so the order of
-    // the work and of the findings does not depend on the hash.
-    let mut parts: FastMap<&str, Vec<Part<'_>>> = FastMap::default();
-    for (index, scan) in scans.iter().enumerate() {
-        for sightings in &scan.subjects {
-            parts
-                .entry(sightings.subject.as_str())
-                .or_default()
-                .push(Part {
-                    scan: index,
-                    sightings,
-                });
+    // Every subject's parts together, in scan order (the sort is stable), and the
+    // subjects in order: neither the work nor the findings depend on a hash. A batch has
+    // tens of thousands of subjects at organisation scale, so they are found by position
+    // rather than looked up by name.
+    let mut parts: Vec<Part<'_>> = scans
+        .iter()
+        .enumerate()
+        .flat_map(|(scan, s)| {
+            s.subjects
+                .iter()
+                .map(move |sightings| Part { scan, sightings })
+        })
+        .collect();
+    parts.sort_by(|a, b| a.sightings.subject.cmp(&b.sightings.subject));
+    let mut groups: Vec<(&str, std::ops::Range<usize>)> = Vec::new();
+    for (i, part) in parts.iter().enumerate() {
+        match groups.last_mut() {
+            Some((subject, range)) if *subject == part.sightings.subject => range.end = i + 1,
+            _ => groups.push((part.sightings.subject.as_str(), i..i + 1)),
         }
     }
-    // Fails every scan with a part in `subjects`.
-    let fail =
-        |failed: &mut Vec<Option<PipelineError>>, subjects: &[String], err: PipelineError| {
-            for subject in subjects {
-                for part in &parts[subject.as_str()] {
-                    let slot = &mut failed[part.scan];
-                    if slot.is_none() {
-                        *slot = Some(err.for_object(&scans[part.scan].name));
-                    }
+    // Fails every scan with a part in the `pending` groups.
+    let fail = |failed: &mut Vec<Option<PipelineError>>, pending: &[usize], err: PipelineError| {
+        for &g in pending {
+            for part in &parts[groups[g].1.clone()] {
+                let slot = &mut failed[part.scan];
+                if slot.is_none() {
+                    *slot = Some(err.for_object(&scans[part.scan].name));
                 }
             }
-        };
+        }
+    };
 
     let mut published: HashSet<String> = HashSet::new();
-    let mut pending: Vec<String> = parts.keys().map(|s| (*s).to_owned()).collect();
-    pending.sort_unstable();
-    // (covered, stale) per subject and scan, from the attempt that was saved.
-    let mut effects: FastMap<(&str, usize), (u64, u64)> = FastMap::default();
+    // Groups still to commit, by index.
+    let mut pending: Vec<usize> = (0..groups.len()).collect();
+    // (covered, stale) per part, from the attempt that was saved.
+    let mut effects: Vec<(u64, u64)> = vec![(0, 0); parts.len()];
+    // Reused across subjects: one commit walks tens of thousands of them.
+    let mut ctxs: Vec<FindingContext<'_>> = Vec::new();
+    let mut merged: Vec<(usize, &Sighting)> = Vec::new();
     let mut attempts = 0u32;
     while !pending.is_empty() {
         attempts += 1;
-        let loaded = match store.load_each(&pending).await {
+        let names: Vec<String> = pending.iter().map(|&g| groups[g].0.to_owned()).collect();
+        let loaded = match store.load_each(&names).await {
             Ok(loaded) => loaded,
             Err(source) => {
                 let err = PipelineError::State {
@@ -760,12 +769,12 @@ pub async fn commit_scans<S: StateStore + Sync, N: Notifier + Sync>(
             corrupt,
         } = loaded;
         for (subject, err) in corrupt {
-            let Some(subject_parts) = parts.get(subject.as_str()) else {
+            let Ok(g) = groups.binary_search_by(|(s, _)| (*s).cmp(subject.as_str())) else {
                 continue;
             };
-            pending.retain(|s| *s != subject);
+            pending.retain(|&p| p != g);
             let reason = err.to_string();
-            for part in subject_parts {
+            for part in &parts[groups[g].1.clone()] {
                 reports[part.scan].quarantined.push(Quarantined {
                     subject: subject.clone(),
                     reason: reason.clone(),
@@ -776,40 +785,40 @@ pub async fn commit_scans<S: StateStore + Sync, N: Notifier + Sync>(
         // growing these by doubling copies megabytes into freshly faulted pages.
         let mut to_save: Vec<(SubjectState, u64)> = Vec::with_capacity(pending.len());
         let mut unchanged: Vec<Versioned> = Vec::with_capacity(pending.len());
+        let mut saving: Vec<usize> = Vec::with_capacity(pending.len());
         let mut fresh: Vec<(usize, Finding)> = Vec::new();
-        // (covered, stale) per part of the subject at hand, in this attempt.
-        let mut counts: Vec<(u64, u64)> = Vec::new();
-        for subject in &pending {
-            let subject_parts = &parts[subject.as_str()];
+        for &g in &pending {
+            let (subject, range) = &groups[g];
+            let subject_parts = &parts[range.clone()];
             let Versioned { mut state, version } =
-                loaded.remove(subject).unwrap_or_else(|| Versioned {
-                    state: SubjectState::new(subject.clone()),
+                loaded.remove(*subject).unwrap_or_else(|| Versioned {
+                    state: SubjectState::new((*subject).to_owned()),
                     version: 0,
                 });
-            let ctxs: Vec<FindingContext<'_>> = subject_parts
-                .iter()
-                .map(|part| FindingContext {
-                    subject_kind: policy.subject,
-                    identity: &part.sightings.identity,
-                    account_id: part.sightings.account_id.as_deref(),
-                    source_object: &scans[part.scan].name,
-                    geoip,
-                })
-                .collect();
-            let mut merged: Vec<(usize, &Sighting)> = subject_parts
-                .iter()
-                .enumerate()
-                .flat_map(|(i, part)| part.sightings.sightings.iter().map(move |s| (i, s)))
-                .collect();
+            ctxs.clear();
+            ctxs.extend(subject_parts.iter().map(|part| FindingContext {
+                subject_kind: policy.subject,
+                identity: &part.sightings.identity,
+                account_id: part.sightings.account_id.as_deref(),
+                source_object: &scans[part.scan].name,
+                geoip,
+            }));
+            merged.clear();
+            merged.extend(
+                subject_parts
+                    .iter()
+                    .enumerate()
+                    .flat_map(|(i, part)| part.sightings.sightings.iter().map(move |s| (i, s))),
+            );
             if subject_parts.len() > 1 {
                 merged.sort_by(|(_, a), (_, b)| {
                     (a.point.t, &a.point.id).cmp(&(b.point.t, &b.point.id))
                 });
             }
-            counts.clear();
-            counts.resize(subject_parts.len(), (0, 0));
+            let counts = &mut effects[range.clone()];
+            counts.fill((0, 0));
             let mut changed = false;
-            for (i, s) in merged {
+            for &(i, s) in &merged {
                 let part = &subject_parts[i];
                 let obs = state.observe(s, policy, &ctxs[i]);
                 match obs.effect {
@@ -846,10 +855,8 @@ pub async fn commit_scans<S: StateStore + Sync, N: Notifier + Sync>(
                     }
                 }
             }
-            for (part, counts) in subject_parts.iter().zip(&counts) {
-                effects.insert((part.sightings.subject.as_str(), part.scan), *counts);
-            }
             if changed {
+                saving.push(g);
                 to_save.push((state, version));
             } else {
                 unchanged.push(Versioned { state, version });
@@ -871,7 +878,6 @@ pub async fn commit_scans<S: StateStore + Sync, N: Notifier + Sync>(
                 reports[scan].findings.push(finding);
             }
         }
-        let saving: Vec<String> = to_save.iter().map(|(s, _)| s.subject.clone()).collect();
         let outcomes = match store.save_owned(to_save).await {
             Ok(outcomes) => outcomes,
             Err(source) => {
@@ -884,8 +890,8 @@ pub async fn commit_scans<S: StateStore + Sync, N: Notifier + Sync>(
             }
         };
         pending.clear();
-        for (subject, outcome) in saving.into_iter().zip(outcomes) {
-            let subject_parts = &parts[subject.as_str()];
+        for (g, outcome) in saving.into_iter().zip(outcomes) {
+            let subject_parts = &parts[groups[g].1.clone()];
             match outcome {
                 SaveOutcome::Saved { .. } => {
                     for part in subject_parts {
@@ -896,7 +902,7 @@ pub async fn commit_scans<S: StateStore + Sync, N: Notifier + Sync>(
                     // Counted once, on the first scan that names the subject, so that
                     // the counts of an invocation's objects add up to its conflicts.
                     reports[subject_parts[0].scan].conflicts += 1;
-                    pending.push(subject);
+                    pending.push(g);
                 }
             }
         }
@@ -907,7 +913,7 @@ pub async fn commit_scans<S: StateStore + Sync, N: Notifier + Sync>(
         if waited >= retry.deadline && attempts > 1 {
             let err = PipelineError::Contention {
                 object: String::new(),
-                subject: pending[0].clone(),
+                subject: groups[pending[0]].0.to_owned(),
                 attempts,
                 waited_ms: waited.as_millis() as u64,
             };
@@ -917,9 +923,9 @@ pub async fn commit_scans<S: StateStore + Sync, N: Notifier + Sync>(
         tokio::time::sleep(retry.delay(attempts - 1)).await;
     }
 
-    for ((_, scan), (covered, stale)) in effects {
-        reports[scan].covered += covered;
-        reports[scan].stale += stale;
+    for (part, (covered, stale)) in parts.iter().zip(effects) {
+        reports[part.scan].covered += covered;
+        reports[part.scan].stale += stale;
     }
     // The account-level rules, object by object in order: the tallies of one invocation
     // are saved by one process one after the other, so its objects never race each other
