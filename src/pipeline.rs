@@ -323,12 +323,12 @@ fn collect(
     let travel = policy.rules.enabled.contains(Rule::ImpossibleTravel) && subject.is_some();
     let tallied = policy.rules.enabled.any_tallied();
     let looked_up = match &ip {
-        Ok(ip) if travel || tallied => Some(geo.locate(*ip)),
+        Ok(ip) if travel || tallied => Some(geo.locate_ref(*ip)),
         _ => None,
     };
     if tallied {
         let location = match &looked_up {
-            Some(Ok(Some(located))) => Some(located),
+            Some(Ok(Some(located))) => Some(*located),
             _ => None,
         };
         add_to_rules(
@@ -384,13 +384,14 @@ fn collect(
     // A run of events from one address is judged by its first and last event, as the
     // subject's stays keep only their ends: keeping the middle would cost memory and
     // time for nothing. Runs are capped at the stay span, like stays.
+    let mut replaced = None;
     if let [.., first, last] = entry.sightings.as_slice() {
         let run_ip = first.point.ip == ip && last.point.ip == ip;
         if run_ip
             && event.event_time_ms >= last.point.t
             && event.event_time_ms - first.point.t <= policy.max_stay_gap_ms
         {
-            entry.sightings.pop();
+            replaced = entry.sightings.pop();
         }
     }
     fn text<'a>(v: &'a Option<std::borrow::Cow<'_, str>>) -> &'a str {
@@ -410,9 +411,13 @@ fn collect(
         // Most subjects have one sighting an object (see `scan_object`).
         entry.sightings.reserve_exact(1);
     }
-    entry
-        .sightings
-        .push(Sighting::at_place(point, location, place));
+    // The address's location, as the sighting it replaces has it: taking that one's
+    // shares instead of new ones spares two atomic increments and decrements per event.
+    let sighting = match replaced {
+        Some(last) => Sighting::at_place(point, last.location, last.place),
+        None => Sighting::at_place(point, Arc::clone(location), place.clone()),
+    };
+    entry.sightings.push(sighting);
     Ok(())
 }
 

@@ -59,9 +59,15 @@ impl<'db> GeoCache<'db> {
     /// [`GeoCache::lookup`], with the location's shared
     /// [`place_key`](Location::place_key).
     pub fn locate(&mut self, ip: IpAddr) -> Result<Option<Located>, GeoError> {
-        if let Some(cached) = self.entries.get(&ip) {
+        Ok(self.locate_ref(ip)?.cloned())
+    }
+
+    /// [`GeoCache::locate`], lent rather than cloned: a clone is two atomic increments,
+    /// paid per event, on counts that the judging thread touches too.
+    pub fn locate_ref(&mut self, ip: IpAddr) -> Result<Option<&Located>, GeoError> {
+        if self.entries.contains_key(&ip) {
             self.hits += 1;
-            return Ok(cached.clone());
+            return Ok(self.entries[&ip].as_ref());
         }
         self.misses += 1;
         // Starting over is simpler and cheaper than LRU bookkeeping, and the addresses that
@@ -82,8 +88,7 @@ impl<'db> GeoCache<'db> {
             };
             (Arc::new(location), place)
         });
-        self.entries.insert(ip, located.clone());
-        Ok(located)
+        Ok(self.entries.entry(ip).or_insert(located).as_ref())
     }
 
     /// Lookups answered from the cache.
