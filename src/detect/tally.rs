@@ -16,6 +16,7 @@
 //! Pruning is by the latest *trusted* time (records from the future never reach a tally),
 //! so no single record can wipe an account's history.
 
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -226,19 +227,23 @@ pub type TallySet = foldhash::HashSet<TallyKey>;
 
 /// A tally's item key; the prefixes never collide with a subject's (an access key id or
 /// an ARN).
+///
+/// Its parts are inline strings: an account id, a service, an API name, an error code and
+/// an access key id all fit in one, so a key is compared, hashed and copied without
+/// reading or allocating memory of its own. Every object looks up thousands of them.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum TallyKey {
-    Account(String),
+    Account(CompactString),
     Command {
-        account: String,
-        source: String,
-        name: String,
+        account: CompactString,
+        source: CompactString,
+        name: CompactString,
     },
     Error {
-        account: String,
-        code: String,
+        account: CompactString,
+        code: CompactString,
     },
-    KeyAddresses(String),
+    KeyAddresses(CompactString),
 }
 
 /// `s` cut, on a character boundary, to what a [`TallyKey`] part holds.
@@ -249,25 +254,25 @@ pub(crate) fn key_part(s: &str) -> &str {
 impl TallyKey {
     pub fn command(account: &str, source: &str, name: &str) -> TallyKey {
         TallyKey::Command {
-            account: key_part(account).to_owned(),
-            source: key_part(source).to_owned(),
-            name: key_part(name).to_owned(),
+            account: key_part(account).into(),
+            source: key_part(source).into(),
+            name: key_part(name).into(),
         }
     }
 
     pub fn error(account: &str, code: &str) -> TallyKey {
         TallyKey::Error {
-            account: key_part(account).to_owned(),
-            code: key_part(code).to_owned(),
+            account: key_part(account).into(),
+            code: key_part(code).into(),
         }
     }
 
     pub fn account(account: &str) -> TallyKey {
-        TallyKey::Account(key_part(account).to_owned())
+        TallyKey::Account(key_part(account).into())
     }
 
     pub fn key_addresses(access_key_id: &str) -> TallyKey {
-        TallyKey::KeyAddresses(key_part(access_key_id).to_owned())
+        TallyKey::KeyAddresses(key_part(access_key_id).into())
     }
 
     /// The item key in a store: `command#123456789012#ec2.amazonaws.com#RunInstances`.
@@ -289,7 +294,7 @@ impl TallyKey {
         match self {
             TallyKey::Account(a) => Tally::Account(AccountTally {
                 v: TALLY_VERSION,
-                account: a.clone(),
+                account: a.to_string(),
                 first_seen_ms: i64::MAX,
                 latest_ms: i64::MIN,
                 alerts: Vec::new(),
@@ -300,24 +305,24 @@ impl TallyKey {
                 name,
             } => Tally::Command(CommandTally {
                 v: TALLY_VERSION,
-                account: account.clone(),
-                source: source.clone(),
-                name: name.clone(),
+                account: account.to_string(),
+                source: source.to_string(),
+                name: name.to_string(),
                 latest_ms: i64::MIN,
                 places: Vec::new(),
                 applied: Vec::new(),
             }),
             TallyKey::Error { account, code } => Tally::Error(ErrorTally {
                 v: TALLY_VERSION,
-                account: account.clone(),
-                code: code.clone(),
+                account: account.to_string(),
+                code: code.to_string(),
                 latest_ms: i64::MIN,
                 seen: Seen::default(),
                 applied: Vec::new(),
             }),
             TallyKey::KeyAddresses(k) => Tally::KeyAddresses(KeyAddressTally {
                 v: TALLY_VERSION,
-                access_key_id: k.clone(),
+                access_key_id: k.to_string(),
                 latest_ms: i64::MIN,
                 addresses: Vec::new(),
                 alerts: Vec::new(),
@@ -330,17 +335,17 @@ impl TallyKey {
 impl Tally {
     pub fn key(&self) -> TallyKey {
         match self {
-            Tally::Account(a) => TallyKey::Account(a.account.clone()),
+            Tally::Account(a) => TallyKey::Account(a.account.as_str().into()),
             Tally::Command(c) => TallyKey::Command {
-                account: c.account.clone(),
-                source: c.source.clone(),
-                name: c.name.clone(),
+                account: c.account.as_str().into(),
+                source: c.source.as_str().into(),
+                name: c.name.as_str().into(),
             },
             Tally::Error(e) => TallyKey::Error {
-                account: e.account.clone(),
-                code: e.code.clone(),
+                account: e.account.as_str().into(),
+                code: e.code.as_str().into(),
             },
-            Tally::KeyAddresses(k) => TallyKey::KeyAddresses(k.access_key_id.clone()),
+            Tally::KeyAddresses(k) => TallyKey::KeyAddresses(k.access_key_id.as_str().into()),
         }
     }
 

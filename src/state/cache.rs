@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 
+use compact_str::CompactString;
 use foldhash::HashMap as FastMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -132,7 +133,9 @@ fn lend(
 pub struct WriteBackCache<S> {
     inner: S,
     // A fast seeded hash, not SipHash: looked up for every subject of every object.
-    entries: Mutex<FastMap<String, Entry>>,
+    // Keyed inline: an access key id fits, so a lookup that finds its subject compares
+    // keys without a trip to memory of their own.
+    entries: Mutex<FastMap<CompactString, Entry>>,
     tallies: Mutex<FastMap<TallyKey, TallyEntry>>,
     round: AtomicU64,
 }
@@ -168,7 +171,7 @@ impl<S: StateStore> WriteBackCache<S> {
             .lock()
             .iter()
             .filter(|(_, e)| e.dirty && !matches!(e.slot, Slot::Lent))
-            .map(|(k, _)| k.clone())
+            .map(|(k, _)| k.to_string())
             .collect();
         // In key order, so that each batch writes one stretch of the store's B-tree: in
         // the map's hash order, every batch touched pages across the whole tree, and the
@@ -228,7 +231,9 @@ impl<S: StateStore> WriteBackCache<S> {
         {
             let entries = self.lock();
             for s in subjects {
-                let Some(e) = entries.get(s) else { continue };
+                let Some(e) = entries.get(s.as_str()) else {
+                    continue;
+                };
                 if let Some(state) = e.state(s)? {
                     batch.push((state, e.inner_version, e.version));
                 }
@@ -240,7 +245,7 @@ impl<S: StateStore> WriteBackCache<S> {
         for ((state, _, version), outcome) in batch.iter().zip(outcomes) {
             match outcome {
                 SaveOutcome::Saved { version: inner } => {
-                    if let Some(e) = entries.get_mut(&state.subject) {
+                    if let Some(e) = entries.get_mut(state.subject.as_str()) {
                         e.inner_version = inner;
                         // A save after the snapshot was taken stays dirty.
                         e.dirty = e.version != *version;
@@ -336,7 +341,7 @@ impl<S: StateStore> WriteBackCache<S> {
         {
             let mut entries = self.lock();
             for subject in subjects {
-                match entries.get_mut(subject) {
+                match entries.get_mut(subject.as_str()) {
                     Some(e) => lend_state(subject, e, round, lent)?,
                     None => misses.push(subject.clone()),
                 }
@@ -372,7 +377,7 @@ impl<S: StateStore> WriteBackCache<S> {
                     used: round,
                 },
             };
-            let e = entries.entry(subject.clone()).or_insert(entry);
+            let e = entries.entry(subject.as_str().into()).or_insert(entry);
             lend_state(&subject, e, round, lent)?;
         }
         Ok(corrupt)
@@ -422,7 +427,7 @@ impl<S: StateStore> WriteBackCache<S> {
         Ok(())
     }
 
-    fn lock(&self) -> MutexGuard<'_, FastMap<String, Entry>> {
+    fn lock(&self) -> MutexGuard<'_, FastMap<CompactString, Entry>> {
         // Every update is a single insert or field write: a poisoned map is still sound.
         self.entries.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -546,7 +551,7 @@ impl<S: StateStore + Send> StateStore for WriteBackCache<S> {
         let round = self.round();
         let mut entries = self.lock();
         for Versioned { state, version } in states {
-            if let Some(e) = entries.get_mut(&state.subject) {
+            if let Some(e) = entries.get_mut(state.subject.as_str()) {
                 if e.version == version && matches!(e.slot, Slot::Lent) {
                     e.slot = Slot::Hot(Box::new(state));
                     e.used = round;
@@ -559,12 +564,12 @@ impl<S: StateStore + Send> StateStore for WriteBackCache<S> {
 /// Saves `state` if the cache holds it at `expected` (0: never saved), in one lookup:
 /// every object saves each of its subjects, tens of thousands at organisation scale.
 fn put(
-    entries: &mut FastMap<String, Entry>,
+    entries: &mut FastMap<CompactString, Entry>,
     state: SubjectState,
     expected: u64,
     round: u64,
 ) -> SaveOutcome {
-    match entries.get_mut(&state.subject) {
+    match entries.get_mut(state.subject.as_str()) {
         Some(e) if e.version != expected => SaveOutcome::Conflict,
         Some(e) => {
             e.slot = Slot::Hot(Box::new(state));
@@ -576,7 +581,7 @@ fn put(
         None if expected != 0 => SaveOutcome::Conflict,
         None => {
             entries.insert(
-                state.subject.clone(),
+                state.subject.as_str().into(),
                 Entry {
                     slot: Slot::Hot(Box::new(state)),
                     version: 1,
@@ -825,7 +830,7 @@ mod packing {
         let hot = |cache: &WriteBackCache<MemoryStateStore>| -> Vec<bool> {
             let entries = cache.lock();
             keys.iter()
-                .map(|k| matches!(entries[k].slot, Slot::Hot(_)))
+                .map(|k| matches!(entries[k.as_str()].slot, Slot::Hot(_)))
                 .collect()
         };
         assert_eq!(hot(&cache), [true; 6], "under the limit nothing is packed");
