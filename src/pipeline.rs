@@ -993,12 +993,14 @@ async fn commit_tallies<S: StateStore + Sync, N: Notifier + Sync>(
     let mut attempts = 0u32;
     loop {
         attempts += 1;
-        let mut loaded = store.load_tallies(&keys).await.map_err(state_err)?;
+        let loaded = store
+            .load_tallies_in_order(&keys)
+            .await
+            .map_err(state_err)?;
         let mut versions: Vec<u64> = Vec::with_capacity(keys.len());
-        let tallies: Vec<Option<Tally>> = keys
-            .iter()
-            .map(|key| {
-                let found = loaded.remove(key);
+        let tallies: Vec<Option<Tally>> = loaded
+            .into_iter()
+            .map(|found| {
                 versions.push(found.as_ref().map_or(0, |v| v.version));
                 found.map(|v| v.tally)
             })

@@ -104,11 +104,7 @@ fn lend_state(
 }
 
 /// Takes a cached tally out for a commit; an entry with none (never saved) lends nothing.
-fn lend(
-    key: &TallyKey,
-    e: &mut TallyEntry,
-    lent: &mut HashMap<TallyKey, VersionedTally>,
-) -> Result<(), StateError> {
+fn lend(key: &TallyKey, e: &mut TallyEntry) -> Result<Option<VersionedTally>, StateError> {
     if e.lent {
         return Err(StateError::Backend {
             store: "write-back cache".to_owned(),
@@ -116,17 +112,13 @@ fn lend(
             source: None,
         });
     }
-    if let Some(tally) = e.tally.take() {
+    Ok(e.tally.take().map(|tally| {
         e.lent = true;
-        lent.insert(
-            key.clone(),
-            VersionedTally {
-                tally,
-                version: e.version,
-            },
-        );
-    }
-    Ok(())
+        VersionedTally {
+            tally,
+            version: e.version,
+        }
+    }))
 }
 
 #[derive(Debug)]
@@ -383,29 +375,31 @@ impl<S: StateStore> WriteBackCache<S> {
         Ok(corrupt)
     }
 
-    /// [`Self::lend_each`] for tallies: each lookup, of up to three strings, done once.
+    /// [`Self::lend_each`] for tallies, into `lent` in the place of each key (which
+    /// holds `keys.len()` `None`s to begin with): each lookup done once.
     async fn lend_tallies(
         &self,
         keys: &[TallyKey],
-        lent: &mut HashMap<TallyKey, VersionedTally>,
+        lent: &mut [Option<VersionedTally>],
     ) -> Result<(), StateError> {
-        let mut misses: Vec<TallyKey> = Vec::new();
+        let mut misses: Vec<usize> = Vec::new();
         {
             let mut tallies = self.lock_tallies();
-            for k in keys {
+            for (i, k) in keys.iter().enumerate() {
                 match tallies.get_mut(k) {
-                    Some(e) => lend(k, e, lent)?,
-                    None => misses.push(k.clone()),
+                    Some(e) => lent[i] = lend(k, e)?,
+                    None => misses.push(i),
                 }
             }
         }
         if misses.is_empty() {
             return Ok(());
         }
-        let mut loaded = self.inner.load_tallies(&misses).await?;
+        let missed: Vec<TallyKey> = misses.iter().map(|&i| keys[i].clone()).collect();
+        let loaded = self.inner.load_tallies_in_order(&missed).await?;
         let mut tallies = self.lock_tallies();
-        for key in misses {
-            let entry = match loaded.remove(&key) {
+        for ((i, key), found) in misses.into_iter().zip(missed).zip(loaded) {
+            let entry = match found {
                 Some(v) => TallyEntry {
                     tally: Some(v.tally),
                     version: v.version,
@@ -421,8 +415,8 @@ impl<S: StateStore> WriteBackCache<S> {
                     lent: false,
                 },
             };
-            let e = tallies.entry(key.clone()).or_insert(entry);
-            lend(&key, e, lent)?;
+            let e = tallies.entry(key).or_insert(entry);
+            lent[i] = lend(&keys[i], e)?;
         }
         Ok(())
     }
@@ -479,13 +473,26 @@ impl<S: StateStore + Send> StateStore for WriteBackCache<S> {
         &self,
         keys: &[TallyKey],
     ) -> Result<HashMap<TallyKey, VersionedTally>, StateError> {
+        let lent = self.load_tallies_in_order(keys).await?;
+        Ok(keys
+            .iter()
+            .zip(lent)
+            .filter_map(|(key, found)| Some((key.clone(), found?)))
+            .collect())
+    }
+
+    async fn load_tallies_in_order(
+        &self,
+        keys: &[TallyKey],
+    ) -> Result<Vec<Option<VersionedTally>>, StateError> {
         // Lent, not copied: a commit hands each back by saving it or by
         // `give_back_tallies`.
-        let mut lent = HashMap::with_capacity(keys.len());
+        let mut lent: Vec<Option<VersionedTally>> = Vec::with_capacity(keys.len());
+        lent.resize_with(keys.len(), || None);
         match self.lend_tallies(keys, &mut lent).await {
             Ok(()) => Ok(lent),
             Err(err) => {
-                self.give_back_tallies(lent.into_values().collect());
+                self.give_back_tallies(lent.into_iter().flatten().collect());
                 Err(err)
             }
         }

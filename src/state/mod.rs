@@ -144,6 +144,18 @@ pub trait StateStore: Sync {
         keys: &[TallyKey],
     ) -> impl Future<Output = Result<HashMap<TallyKey, VersionedTally>, StateError>> + Send;
 
+    /// [`load_tallies`](Self::load_tallies), each in the place of its key (`None`: never
+    /// saved). A store that can answer in order spares the caller a map of every key.
+    fn load_tallies_in_order(
+        &self,
+        keys: &[TallyKey],
+    ) -> impl Future<Output = Result<Vec<Option<VersionedTally>>, StateError>> + Send {
+        async move {
+            let mut loaded = self.load_tallies(keys).await?;
+            Ok(keys.iter().map(|key| loaded.remove(key)).collect())
+        }
+    }
+
     /// Saves each tally if its stored version is still the one given (0: absent);
     /// outcomes in input order.
     fn save_tallies(
