@@ -52,7 +52,7 @@ use crate::detect::{
 use crate::finding::{CompactIdentity, Finding, FutureEvent, Rule};
 use crate::geo::{classify_source, GeoCache, GeoDbInfo};
 use crate::notify::{Notifier, NotifyError};
-use crate::state::{Loaded, SaveOutcome, StateError, StateStore, Versioned, VersionedTally};
+use crate::state::{LoadedInOrder, SaveOutcome, StateError, StateStore, Versioned, VersionedTally};
 
 /// How many record errors an object keeps in full; the rest are counted.
 const MAX_RECORD_ERRORS_KEPT: usize = 20;
@@ -758,7 +758,7 @@ pub async fn commit_scans<S: StateStore + Sync, N: Notifier + Sync>(
     while !pending.is_empty() {
         attempts += 1;
         let names: Vec<String> = pending.iter().map(|&g| groups[g].0.to_owned()).collect();
-        let loaded = match store.load_each(&names).await {
+        let loaded = match store.load_each_in_order(&names).await {
             Ok(loaded) => loaded,
             Err(source) => {
                 let err = PipelineError::State {
@@ -769,15 +769,16 @@ pub async fn commit_scans<S: StateStore + Sync, N: Notifier + Sync>(
                 break;
             }
         };
-        let Loaded {
-            states: mut loaded,
-            corrupt,
-        } = loaded;
+        let LoadedInOrder { states, corrupt } = loaded;
+        // Each state in the place of its group in `pending`, as long as both last.
+        let mut loaded: Vec<(usize, Option<Versioned>)> =
+            pending.iter().copied().zip(states).collect();
         for (subject, err) in corrupt {
             let Ok(g) = groups.binary_search_by(|(s, _)| (*s).cmp(subject.as_str())) else {
                 continue;
             };
             pending.retain(|&p| p != g);
+            loaded.retain(|(p, _)| *p != g);
             let reason = err.to_string();
             for part in &parts[groups[g].1.clone()] {
                 reports[part.scan].quarantined.push(Quarantined {
@@ -792,14 +793,13 @@ pub async fn commit_scans<S: StateStore + Sync, N: Notifier + Sync>(
         let mut unchanged: Vec<Versioned> = Vec::with_capacity(pending.len());
         let mut saving: Vec<usize> = Vec::with_capacity(pending.len());
         let mut fresh: Vec<(usize, Finding)> = Vec::new();
-        for &g in &pending {
+        for (g, found) in loaded {
             let (subject, range) = &groups[g];
             let subject_parts = &parts[range.clone()];
-            let Versioned { mut state, version } =
-                loaded.remove(*subject).unwrap_or_else(|| Versioned {
-                    state: SubjectState::new((*subject).to_owned()),
-                    version: 0,
-                });
+            let Versioned { mut state, version } = found.unwrap_or_else(|| Versioned {
+                state: SubjectState::new((*subject).to_owned()),
+                version: 0,
+            });
             ctxs.clear();
             ctxs.extend(subject_parts.iter().map(|part| FindingContext {
                 subject_kind: policy.subject,

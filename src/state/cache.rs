@@ -10,7 +10,9 @@ use foldhash::HashMap as FastMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use super::{compact, Loaded, SaveOutcome, StateError, StateStore, Versioned, VersionedTally};
+use super::{
+    compact, Loaded, LoadedInOrder, SaveOutcome, StateError, StateStore, Versioned, VersionedTally,
+};
 use crate::detect::tally::{Tally, TallyKey};
 use crate::detect::SubjectState;
 
@@ -66,15 +68,10 @@ struct TallyEntry {
 
 /// Takes a cached state out for a commit; one never saved (version 0) is absent, as the
 /// port says.
-fn lend_state(
-    subject: &str,
-    e: &mut Entry,
-    round: u64,
-    lent: &mut FastMap<String, Versioned>,
-) -> Result<(), StateError> {
+fn lend_state(subject: &str, e: &mut Entry, round: u64) -> Result<Option<Versioned>, StateError> {
     e.used = round;
     if e.version == 0 {
-        return Ok(());
+        return Ok(None);
     }
     let state = match std::mem::replace(&mut e.slot, Slot::Lent) {
         Slot::Hot(state) => *state,
@@ -93,14 +90,10 @@ fn lend_state(
             })
         }
     };
-    lent.insert(
-        subject.to_owned(),
-        Versioned {
-            state,
-            version: e.version,
-        },
-    );
-    Ok(())
+    Ok(Some(Versioned {
+        state,
+        version: e.version,
+    }))
 }
 
 /// Takes a cached tally out for a commit; an entry with none (never saved) lends nothing.
@@ -320,40 +313,42 @@ impl<S: StateStore> WriteBackCache<S> {
         }
     }
 
-    /// Lends `subjects` into `lent`: cached ones in the pass that finds them, the rest
-    /// once the inner store has read them; returns the unreadable ones. On an error,
-    /// what is in `lent` is the caller's to give back.
+    /// Lends `subjects` into `lent`, each in its subject's place (`lent` holds
+    /// `subjects.len()` `None`s to begin with): cached ones in the pass that finds them,
+    /// the rest once the inner store has read them; returns the unreadable ones. On an
+    /// error, what is in `lent` is the caller's to give back.
     async fn lend_each(
         &self,
         subjects: &[String],
-        lent: &mut FastMap<String, Versioned>,
+        lent: &mut [Option<Versioned>],
     ) -> Result<Vec<(String, StateError)>, StateError> {
         let round = self.round();
-        let mut misses: Vec<String> = Vec::new();
+        let mut misses: Vec<usize> = Vec::new();
         {
             let mut entries = self.lock();
-            for subject in subjects {
+            for (i, subject) in subjects.iter().enumerate() {
                 match entries.get_mut(subject.as_str()) {
-                    Some(e) => lend_state(subject, e, round, lent)?,
-                    None => misses.push(subject.clone()),
+                    Some(e) => lent[i] = lend_state(subject, e, round)?,
+                    None => misses.push(i),
                 }
             }
         }
         if misses.is_empty() {
             return Ok(Vec::new());
         }
-        let Loaded {
-            states: mut loaded,
+        let missed: Vec<String> = misses.iter().map(|&i| subjects[i].clone()).collect();
+        let LoadedInOrder {
+            states: loaded,
             corrupt,
-        } = self.inner.load_each(&misses).await?;
+        } = self.inner.load_each_in_order(&missed).await?;
         let mut entries = self.lock();
-        for subject in misses {
+        for ((i, subject), found) in misses.into_iter().zip(missed).zip(loaded) {
             // Not cached: an entry would stand for a state that is not there, and its
             // flush would overwrite the corrupt item.
             if corrupt.iter().any(|(s, _)| *s == subject) {
                 continue;
             }
-            let entry = match loaded.remove(&subject) {
+            let entry = match found {
                 Some(v) => Entry {
                     slot: Slot::Hot(Box::new(v.state)),
                     version: v.version,
@@ -370,7 +365,7 @@ impl<S: StateStore> WriteBackCache<S> {
                 },
             };
             let e = entries.entry(subject.as_str().into()).or_insert(entry);
-            lend_state(&subject, e, round, lent)?;
+            lent[i] = lend_state(&subject, e, round)?;
         }
         Ok(corrupt)
     }
@@ -433,15 +428,28 @@ impl<S: StateStore> WriteBackCache<S> {
 
 impl<S: StateStore + Send> StateStore for WriteBackCache<S> {
     async fn load_each(&self, subjects: &[String]) -> Result<Loaded, StateError> {
-        let mut lent = FastMap::with_capacity_and_hasher(subjects.len(), Default::default());
+        let LoadedInOrder { states, corrupt } = self.load_each_in_order(subjects).await?;
+        Ok(Loaded {
+            states: subjects
+                .iter()
+                .zip(states)
+                .filter_map(|(subject, found)| Some((subject.clone(), found?)))
+                .collect(),
+            corrupt,
+        })
+    }
+
+    async fn load_each_in_order(&self, subjects: &[String]) -> Result<LoadedInOrder, StateError> {
+        let mut lent: Vec<Option<Versioned>> = Vec::with_capacity(subjects.len());
+        lent.resize_with(subjects.len(), || None);
         match self.lend_each(subjects, &mut lent).await {
-            Ok(corrupt) => Ok(Loaded {
+            Ok(corrupt) => Ok(LoadedInOrder {
                 states: lent,
                 corrupt,
             }),
             Err(err) => {
                 // Whatever was lent before the failure goes back, or it is lost for good.
-                self.give_back(lent.into_values().collect());
+                self.give_back(lent.into_iter().flatten().collect());
                 Err(err)
             }
         }

@@ -80,6 +80,15 @@ pub struct Loaded {
     pub corrupt: Vec<(String, StateError)>,
 }
 
+/// [`Loaded`], with each state in the place of its subject.
+#[derive(Debug, Default)]
+pub struct LoadedInOrder {
+    /// One per subject asked for; `None` for one never saved or unreadable.
+    pub states: Vec<Option<Versioned>>,
+    /// As [`Loaded::corrupt`].
+    pub corrupt: Vec<(String, StateError)>,
+}
+
 pub trait StateStore: Sync {
     /// Loads the named subjects, each on its own: an item that cannot be read is
     /// reported in [`Loaded::corrupt`]; only a fault of the store itself (network,
@@ -88,6 +97,24 @@ pub trait StateStore: Sync {
         &self,
         subjects: &[String],
     ) -> impl Future<Output = Result<Loaded, StateError>> + Send;
+
+    /// [`load_each`](Self::load_each), each state in the place of its subject. A store
+    /// that can answer in order spares the caller a map of every subject.
+    fn load_each_in_order(
+        &self,
+        subjects: &[String],
+    ) -> impl Future<Output = Result<LoadedInOrder, StateError>> + Send {
+        async move {
+            let Loaded {
+                mut states,
+                corrupt,
+            } = self.load_each(subjects).await?;
+            Ok(LoadedInOrder {
+                states: subjects.iter().map(|s| states.remove(s)).collect(),
+                corrupt,
+            })
+        }
+    }
 
     /// Loads the named subjects; subjects never saved are absent from the map. Fails on
     /// the first corrupt item: for callers that need every subject they ask for.
