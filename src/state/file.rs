@@ -152,8 +152,8 @@ impl FileStateStore {
             {
                 let (subject, value) =
                     entry.map_err(|e| self.backend("cannot read the subjects table", e))?;
-                let (_, state) = decode(subject.value(), value.value())?;
-                if state.last_seen_ms().is_none_or(|t| t < cutoff_ms) {
+                let latest_ms = stored_latest_ms(subject.value(), value.value())?;
+                if latest_ms == i64::MIN || latest_ms < cutoff_ms {
                     expired.push(subject.value().to_owned());
                 }
             }
@@ -426,6 +426,19 @@ fn stored_version(subject: &str, value: &[u8]) -> Result<u64, StateError> {
             )),
         })?;
     Ok(u64::from_le_bytes(*header))
+}
+
+/// A stored state's `latest_ms` (`i64::MIN`: never seen), read from the packed header
+/// alone; a state written as JSON by an earlier release is decoded whole.
+fn stored_latest_ms(subject: &str, value: &[u8]) -> Result<i64, StateError> {
+    match value.get(VERSION_BYTES..) {
+        Some(body) if body.first() != Some(&b'{') => compact::latest_ms(body),
+        _ => return decode(subject, value).map(|(_, state)| state.latest_ms),
+    }
+    .map_err(|message| StateError::Corrupt {
+        subject: subject.to_owned(),
+        source: serde::de::Error::custom(message),
+    })
 }
 
 /// Reads either form: packed, or the JSON that earlier releases wrote (a JSON object starts
