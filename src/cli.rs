@@ -347,6 +347,7 @@ fn scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
         let store = WriteBackCache::new(MemoryStateStore::new());
         let plan = plan(&args, CheckpointStore::None, &runtime, terminal)?;
         run.from(plan, &geo, &store, &notifier, &runtime, terminal)?;
+        store.end_at_exit();
     } else {
         // Subjects stay in memory between objects and are written back in batches: this
         // process holds the state file's lock, so nothing else can change them meanwhile.
@@ -363,6 +364,7 @@ fn scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
                 .inner()
                 .prune_before(newest - policy.history_window_ms)?;
         }
+        store.end_at_exit();
     }
     if !args.quiet {
         print_summary(
