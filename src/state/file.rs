@@ -106,7 +106,7 @@ impl FileStateStore {
     /// saves had been made one after the other.
     fn save_all(&self, items: &[(&SubjectState, u64)]) -> Result<Vec<SaveOutcome>, StateError> {
         // Serialized before the write lock is taken: it is the slow part and needs no lock.
-        let mut values: Vec<Vec<u8>> = items.iter().map(|(state, _)| encode(state)).collect();
+        let mut values = encode_all(items);
 
         let txn = self
             .db
@@ -428,6 +428,40 @@ fn stored_version(subject: &str, value: &[u8]) -> Result<u64, StateError> {
     Ok(u64::from_le_bytes(*header))
 }
 
+/// Below this many states a batch is encoded on the calling thread alone.
+const ENCODE_PER_THREAD: usize = 500;
+
+/// [`encode`]s every state, spread over the machine's cores when there are many: a scan's
+/// final flush writes every subject it saw, on one thread while the scan's others have
+/// ended, and encoding was a quarter of that.
+fn encode_all(items: &[(&SubjectState, u64)]) -> Vec<Vec<u8>> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .min(items.len() / ENCODE_PER_THREAD)
+        .max(1);
+    let encode_each = |chunk: &[(&SubjectState, u64)]| -> Vec<Vec<u8>> {
+        chunk.iter().map(|(state, _)| encode(state)).collect()
+    };
+    if threads == 1 {
+        return encode_each(items);
+    }
+    let mut chunks = items.chunks(items.len().div_ceil(threads));
+    let first = chunks.next().unwrap_or_default();
+    std::thread::scope(|scope| {
+        let others: Vec<_> = chunks
+            .map(|chunk| scope.spawn(move || encode_each(chunk)))
+            .collect();
+        let mut values = encode_each(first);
+        for other in others {
+            match other.join() {
+                Ok(more) => values.extend(more),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        values
+    })
+}
+
 /// A stored state's `latest_ms` (`i64::MIN`: never seen), read from the packed header
 /// alone; a state written as JSON by an earlier release is decoded whole.
 fn stored_latest_ms(subject: &str, value: &[u8]) -> Result<i64, StateError> {
@@ -688,6 +722,25 @@ mod tests {
         assert_eq!(loaded[&b.subject].version, 1);
         assert_eq!(loaded[&c.subject].version, 2);
         assert_eq!(store.subjects_count().unwrap(), 3);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_batch_large_enough_to_encode_on_several_threads_keeps_each_state_with_its_subject() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_in(&dir);
+        let states: Vec<SubjectState> = (0..ENCODE_PER_THREAD * 3 + 7)
+            .map(|i| state_seen_at(&format!("AKIA{i:016}"), i as i64 * 1_000))
+            .collect();
+        let items: Vec<(&SubjectState, u64)> = states.iter().map(|s| (s, 0)).collect();
+        let outcomes = store.save_many(&items).await.unwrap();
+        assert!(outcomes
+            .iter()
+            .all(|o| *o == SaveOutcome::Saved { version: 1 }));
+        let subjects: Vec<String> = states.iter().map(|s| s.subject.clone()).collect();
+        let loaded = store.load(&subjects).await.unwrap();
+        for state in &states {
+            assert_eq!(loaded[&state.subject].state, *state);
+        }
     }
 
     #[tokio::test(flavor = "current_thread")]
