@@ -530,11 +530,10 @@ fn open_geoip(city: &Path, asn: Option<&Path>) -> anyhow::Result<GeoDb> {
 /// otherwise kept for the life of the process, they were 60 MB of an organisation's
 /// trail's (46,000 keys) resident set. Once per batch, not per object.
 ///
-/// Freed heap pages are not forced back here: mimalloc purges them by itself 5 ms after
-/// they empty (`src/main.rs`). A forced `mi_collect` per batch on top of that left peak
-/// RSS the same at organisation scale, and with every rule on cost up to an eighth of the
-/// time on a freshly booted machine (each batch then allocated into pages faulted in
-/// again), nothing measurable hours later.
+/// Freed heap pages are not forced back here: mimalloc purges them by itself a second
+/// after they empty (`src/main.rs`). A forced `mi_collect` per batch cost up to an eighth
+/// of the time with every rule on (each batch then allocated into pages faulted in
+/// again).
 fn release_memory(geo: &GeoDb) {
     geo.release_pages();
 }
