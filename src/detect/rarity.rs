@@ -803,7 +803,7 @@ pub fn judge_slots(
                     tally.places.insert(
                         at,
                         PlaceSeen {
-                            key: place.to_string(),
+                            key: place.as_str().into(),
                             label: location.display_name(),
                             seen: Seen::default(),
                         },
@@ -973,7 +973,7 @@ pub fn judge_slots(
                     tally.addresses.insert(
                         at,
                         AddressSeen {
-                            ip: ip.to_string(),
+                            ip: (**ip).into(),
                             seen: Seen::default(),
                         },
                     );
@@ -1010,7 +1010,7 @@ pub fn judge_slots(
                             a.ip != **ip && a.seen.before(call.t, policy.new_address_days) > 0
                         })
                         .take(10)
-                        .map(|a| a.ip.clone())
+                        .map(|a| a.ip.to_string())
                         .collect();
                     findings.push(key_auth_finding(
                         id.to_string(),
