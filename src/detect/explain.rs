@@ -74,7 +74,7 @@ impl SubjectState {
             .places
             .iter()
             .map(|p| PlaceExplained {
-                place: p.key.clone(),
+                place: p.key.to_string(),
                 name: p.location.display_name(),
                 first_seen: time(p.first_seen_ms),
                 last_seen: time(p.last_seen_ms),

@@ -54,6 +54,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -333,7 +334,10 @@ impl Stay {
 /// remains of its stays once they are folded.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Place {
-    pub key: String,
+    /// Inline (most place keys fit in 24 bytes): every sighting looks its place up among
+    /// the subject's by key, and fetching each key from elsewhere in memory to compare it
+    /// cost a cache miss per place.
+    pub key: CompactString,
     /// Shared with the lookup cache and the sightings while an object is judged.
     pub location: Arc<Location>,
     pub first_seen_ms: i64,
@@ -756,7 +760,7 @@ impl SubjectState {
             None => {
                 reserve_gently(&mut self.places, 1);
                 self.places.push(Place {
-                    key: key.to_owned(),
+                    key: key.into(),
                     location: Arc::clone(location),
                     first_seen_ms: t,
                     last_seen_ms: t,

@@ -140,7 +140,7 @@ pub fn unpack(bytes: &[u8]) -> Result<SubjectState, String> {
     let mut places = Vec::with_capacity(n);
     for _ in 0..n {
         places.push(Place {
-            key: r.string()?,
+            key: r.index().map(|i| r.strings[i].into())?,
             location: Arc::new(r.location()?),
             first_seen_ms: r.r.int()?,
             last_seen_ms: r.r.int()?,
@@ -478,7 +478,7 @@ mod tests {
             ),
         ] {
             state.places.push(Place {
-                key: key.to_owned(),
+                key: key.into(),
                 location: Arc::new(loc),
                 first_seen_ms: -1,
                 last_seen_ms: 1 << 50,

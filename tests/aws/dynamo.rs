@@ -38,7 +38,7 @@ fn state_of(subject: &str, sightings: &[(i64, &str)]) -> SubjectState {
             .push(Stay::at(key.clone(), point(t, &format!("ev-{i}"))));
         if !state.places.iter().any(|p| p.key == key) {
             state.places.push(Place {
-                key,
+                key: key.into(),
                 location: Location {
                     city: Some(city.to_owned()),
                     latitude: 1.0,
