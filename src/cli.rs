@@ -538,6 +538,27 @@ fn release_memory(geo: &GeoDb) {
     geo.release_pages();
 }
 
+/// How far readers lower their priority (nice, 0 to 19). Measured at organisation scale
+/// (46,000 keys, every rule on, six alternating runs): 0.98x `gzip -dc` at 0, 0.95x at 10
+/// and at 19.
+const READER_NICE: i32 = 10;
+
+/// Lowers the calling reader thread's priority (and that of the threads it starts), so
+/// that the judging thread runs whenever it can: objects are judged in order, one batch at
+/// a time, and readers that run ahead only fill their channels until they block, leaving
+/// a core to the judge alone; when the judge waits for them, they still have every core.
+fn give_way_to_the_judge() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: plain system calls on this thread's own id; a failure (a sandbox that
+        // forbids it) only leaves the priority as it was.
+        unsafe {
+            let tid = libc::gettid();
+            libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, READER_NICE);
+        }
+    }
+}
+
 struct Run<'a> {
     policy: &'a Policy,
     geoip: &'a GeoDbInfo,
@@ -680,6 +701,7 @@ impl Run<'_> {
             let receivers = receivers;
             for (first, (tx, freed_here)) in senders.into_iter().zip(spent_receivers).enumerate() {
                 let read = move || {
+                    give_way_to_the_judge();
                     let mut cache = GeoCache::new(geo);
                     for input in inputs.iter().skip(first).step_by(readers) {
                         freed_here.try_iter().for_each(drop);
