@@ -188,40 +188,67 @@ impl<S: StateStore> WriteBackCache<S> {
     }
 
     async fn flush_tallies(&self) -> Result<(), StateError> {
-        let batch: Vec<(Tally, u64, u64)> = {
-            let tallies = self.lock_tallies();
-            let mut dirty: Vec<(&TallyKey, &TallyEntry)> =
-                tallies.iter().filter(|(_, e)| e.dirty).collect();
-            // In key order, as subjects are (see `flush`); a key's kind sorts as its item
-            // key's prefix does.
-            dirty.sort_unstable_by(|a, b| a.0.cmp(b.0));
-            dirty
-                .into_iter()
-                .filter_map(|(_, e)| Some((e.tally.clone()?, e.inner_version, e.version)))
+        // Taken out of their entries while they are written, as subjects are (see
+        // `flush_batch`): (key, tally, version the inner store holds, version this cache
+        // holds).
+        let mut taken: Vec<(TallyKey, Tally, u64, u64)> = {
+            let mut tallies = self.lock_tallies();
+            tallies
+                .iter_mut()
+                .filter(|(_, e)| e.dirty && !e.lent)
+                .filter_map(|(key, e)| {
+                    Some((key.clone(), e.tally.take()?, e.inner_version, e.version))
+                })
                 .collect()
         };
-        for chunk in batch.chunks(FLUSH_BATCH) {
-            let items: Vec<(&Tally, u64)> = chunk.iter().map(|(t, v, _)| (t, *v)).collect();
-            let outcomes = self.inner.save_tallies(&items).await?;
+        // In key order, as subjects are (see `flush`); a key's kind sorts as its item key's
+        // prefix does.
+        taken.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let mut result = Ok(());
+        for chunk in taken.chunks(FLUSH_BATCH) {
+            let items: Vec<(&Tally, u64)> = chunk
+                .iter()
+                .map(|(_, tally, inner, _)| (tally, *inner))
+                .collect();
+            let outcomes = match self.inner.save_tallies(&items).await {
+                Ok(outcomes) => outcomes,
+                Err(err) => {
+                    result = Err(err);
+                    break;
+                }
+            };
             let mut tallies = self.lock_tallies();
-            for ((tally, _, version), outcome) in chunk.iter().zip(outcomes) {
-                let SaveOutcome::Saved { version: inner } = outcome else {
-                    return Err(StateError::Backend {
-                        store: "write-back cache".to_owned(),
-                        message: format!(
-                            "tally {} was changed in the state store by another writer during the scan",
-                            tally.item_key()
-                        ),
-                        source: None,
-                    });
-                };
-                if let Some(e) = tallies.get_mut(&tally.key()) {
-                    e.inner_version = inner;
-                    e.dirty = e.version != *version;
+            for ((key, _, _, version), outcome) in chunk.iter().zip(outcomes) {
+                match outcome {
+                    SaveOutcome::Saved { version: inner } => {
+                        if let Some(e) = tallies.get_mut(key) {
+                            e.inner_version = inner;
+                            e.dirty = e.version != *version;
+                        }
+                    }
+                    SaveOutcome::Conflict => {
+                        result = result.and(Err(StateError::Backend {
+                            store: "write-back cache".to_owned(),
+                            message: format!(
+                                "tally {} was changed in the state store by another writer during the scan",
+                                key.item_key()
+                            ),
+                            source: None,
+                        }));
+                    }
                 }
             }
+            if result.is_err() {
+                break;
+            }
         }
-        Ok(())
+        let mut tallies = self.lock_tallies();
+        for (key, tally, _, _) in taken {
+            if let Some(e) = tallies.get_mut(&key) {
+                e.tally = Some(tally);
+            }
+        }
+        result
     }
 
     fn lock_tallies(&self) -> MutexGuard<'_, FastMap<TallyKey, TallyEntry>> {
@@ -769,6 +796,45 @@ mod tests {
             (42, 2),
             "a flushed state stays in the cache as it was"
         );
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn flushed_tallies_reach_the_inner_store_and_stay_cached() {
+        let cache = WriteBackCache::new(MemoryStateStore::new());
+        let (a, b) = (
+            TallyKey::key_addresses("AKIAA"),
+            TallyKey::key_addresses("AKIAB"),
+        );
+        cache
+            .save_tallies_owned(vec![(a.empty(), 0), (b.empty(), 0)])
+            .await
+            .unwrap();
+        let lent = cache.load_tallies(std::slice::from_ref(&b)).await.unwrap();
+        let VersionedTally { tally, version } = lent.into_values().next().unwrap();
+        cache
+            .save_tallies_owned(vec![(tally, version)])
+            .await
+            .unwrap();
+        assert!(cache
+            .inner()
+            .load_tallies(&[a.clone(), b.clone()])
+            .await
+            .unwrap()
+            .is_empty());
+        cache.flush().await.unwrap();
+        let stored = cache
+            .inner()
+            .load_tallies(&[a.clone(), b.clone()])
+            .await
+            .unwrap();
+        assert_eq!((stored[&a].version, stored[&b].version), (1, 1));
+        let held = cache.load_tallies(&[a.clone(), b.clone()]).await.unwrap();
+        assert_eq!(
+            (held[&a].version, held[&b].version),
+            (1, 2),
+            "a flushed tally stays in the cache as it was"
+        );
+        assert_eq!(held[&a].tally, a.empty());
     }
 
     #[tokio::test(flavor = "current_thread")]

@@ -106,7 +106,7 @@ impl FileStateStore {
     /// saves had been made one after the other.
     fn save_all(&self, items: &[(&SubjectState, u64)]) -> Result<Vec<SaveOutcome>, StateError> {
         // Serialized before the write lock is taken: it is the slow part and needs no lock.
-        let mut values = encode_all(items);
+        let mut values = encode_all(items, |(state, _)| encode(state));
 
         let txn = self
             .db
@@ -353,6 +353,13 @@ impl StateStore for FileStateStore {
 
     /// All in one write transaction, like subjects.
     async fn save_tallies(&self, items: &[(&Tally, u64)]) -> Result<Vec<SaveOutcome>, StateError> {
+        // Serialized before the write lock is taken, as subjects are (see `save_all`), each
+        // after room for its version.
+        let mut values = encode_all(items, |(tally, _)| {
+            let mut value = vec![0; VERSION_BYTES];
+            value.extend_from_slice(tally.to_json().as_bytes());
+            value
+        });
         let txn = self
             .db
             .begin_write()
@@ -362,7 +369,7 @@ impl StateStore for FileStateStore {
             let mut table = txn
                 .open_table(TALLIES)
                 .map_err(|e| self.backend("cannot open the tallies table", e))?;
-            for (tally, expected) in items {
+            for ((tally, expected), value) in items.iter().zip(&mut values) {
                 let key = tally.item_key();
                 let current = match table
                     .get(key.as_str())
@@ -379,8 +386,7 @@ impl StateStore for FileStateStore {
                     continue;
                 }
                 let version = current + 1;
-                let mut value = version.to_le_bytes().to_vec();
-                value.extend_from_slice(tally.to_json().as_bytes());
+                value[..VERSION_BYTES].copy_from_slice(&version.to_le_bytes());
                 table
                     .insert(key.as_str(), value.as_slice())
                     .map_err(|e| self.backend(format!("cannot write tally {key}"), e))?;
@@ -428,20 +434,18 @@ fn stored_version(subject: &str, value: &[u8]) -> Result<u64, StateError> {
     Ok(u64::from_le_bytes(*header))
 }
 
-/// Below this many states a batch is encoded on the calling thread alone.
+/// Below this many items a batch is encoded on the calling thread alone.
 const ENCODE_PER_THREAD: usize = 500;
 
-/// [`encode`]s every state, spread over the machine's cores when there are many: a scan's
-/// final flush writes every subject it saw, on one thread while the scan's others have
-/// ended, and encoding was a quarter of that.
-fn encode_all(items: &[(&SubjectState, u64)]) -> Vec<Vec<u8>> {
+/// `encode` applied to every item, in order, spread over the machine's cores when there
+/// are many: a scan's final flush writes every subject and tally it touched, on one
+/// thread while the scan's others have ended, and encoding them was a third of that.
+fn encode_all<T: Sync>(items: &[T], encode: impl Fn(&T) -> Vec<u8> + Sync) -> Vec<Vec<u8>> {
     let threads = std::thread::available_parallelism()
         .map_or(1, std::num::NonZeroUsize::get)
         .min(items.len() / ENCODE_PER_THREAD)
         .max(1);
-    let encode_each = |chunk: &[(&SubjectState, u64)]| -> Vec<Vec<u8>> {
-        chunk.iter().map(|(state, _)| encode(state)).collect()
-    };
+    let encode_each = |chunk: &[T]| -> Vec<Vec<u8>> { chunk.iter().map(&encode).collect() };
     if threads == 1 {
         return encode_each(items);
     }
@@ -449,7 +453,7 @@ fn encode_all(items: &[(&SubjectState, u64)]) -> Vec<Vec<u8>> {
     let first = chunks.next().unwrap_or_default();
     std::thread::scope(|scope| {
         let others: Vec<_> = chunks
-            .map(|chunk| scope.spawn(move || encode_each(chunk)))
+            .map(|chunk| scope.spawn(|| encode_each(chunk)))
             .collect();
         let mut values = encode_each(first);
         for other in others {
