@@ -107,31 +107,77 @@ pub fn quoted(s: &str) -> Box<str> {
     }
 }
 
+/// A kept call, with what judging reads of every group beside it: the call itself,
+/// allocated by a reading thread and long since evicted, is read only for a rare one.
+/// Fetching it for every group was about a third of `judge_slots`.
+#[derive(Debug, Clone)]
+pub struct Kept {
+    pub t: i64,
+    /// The call's account (Panther's groups are keyed by access key, not account).
+    pub account: Arc<str>,
+    pub call: Arc<Call>,
+}
+
 /// How many events one key had in an object, and the earliest few.
 #[derive(Debug, Default)]
 pub struct Group {
     pub count: u64,
-    /// Ascending by (time, id); at most the policy's `keep_times`.
-    pub calls: Vec<Arc<Call>>,
+    /// The earliest kept call, held inline: by default one call is kept per group
+    /// (`min_seen` 1), and a list of its own would be one more fetch per group judged.
+    first: Option<Kept>,
+    /// The later kept calls, ascending by (time, id); with `first`, at most the policy's
+    /// `keep_times`.
+    rest: Vec<Kept>,
 }
 
 impl Group {
+    /// The kept calls, ascending by (time, id).
+    pub fn calls(&self) -> impl Iterator<Item = &Kept> {
+        self.first.iter().chain(&self.rest)
+    }
+
+    fn len(&self) -> usize {
+        usize::from(self.first.is_some()) + self.rest.len()
+    }
+
+    fn last(&self) -> Option<&Kept> {
+        self.rest.last().or(self.first.as_ref())
+    }
+
     /// Whether an event at `t` would be among the kept ones.
     fn keeps(&self, t: i64, keep: usize) -> bool {
-        self.calls.len() < keep || self.calls.last().is_some_and(|c| t < c.t)
+        self.len() < keep || self.last().is_some_and(|c| t < c.t)
     }
 
     fn add(&mut self, call: Option<&Arc<Call>>, keep: usize) {
         self.count += 1;
-        if let Some(call) = call {
-            let at = self
-                .calls
-                .partition_point(|c| (c.t, &c.id) <= (call.t, &call.id));
-            if at < keep {
-                self.calls.insert(at, call.clone());
-                self.calls.truncate(keep);
+        let Some(call) = call else {
+            return;
+        };
+        let at = self
+            .calls()
+            .take_while(|c| (c.t, &c.call.id) <= (call.t, &call.id))
+            .count();
+        if at >= keep {
+            return;
+        }
+        let kept = Kept {
+            t: call.t,
+            account: call.account.clone(),
+            call: call.clone(),
+        };
+        match (at, self.first.take()) {
+            (_, None) => self.first = Some(kept),
+            (0, Some(was_first)) => {
+                self.first = Some(kept);
+                self.rest.insert(0, was_first);
+            }
+            (at, Some(first)) => {
+                self.first = Some(first);
+                self.rest.insert(at - 1, kept);
             }
         }
+        self.rest.truncate(keep.saturating_sub(1));
     }
 }
 
@@ -773,6 +819,8 @@ pub fn judge_slots(
     let mut findings = Vec::new();
     let lookback = policy.lookback_days;
     let keep = policy.keep_times();
+    // A group's kept times, for its tally; one buffer for all groups.
+    let mut times: Vec<i64> = Vec::with_capacity(keep);
 
     // (account, principal, place key, window) -> rare calls.
     let mut city_groups: BTreeMap<GroupKey<PlaceKey>, RareGroup> = BTreeMap::new();
@@ -811,11 +859,12 @@ pub fn judge_slots(
                     at
                 }
             };
-            for (i, call) in group.calls.iter().enumerate() {
-                let before = tally.places[at].seen.before(call.t, lookback) + i as u64;
-                if before >= u64::from(policy.min_seen) || !learning_over(account, call.t) {
+            for (i, kept) in group.calls().enumerate() {
+                let before = tally.places[at].seen.before(kept.t, lookback) + i as u64;
+                if before >= u64::from(policy.min_seen) || !learning_over(account, kept.t) {
                     continue;
                 }
+                let call = &kept.call;
                 let window = call.t.div_euclid(policy.group_window_ms.max(1));
                 let g = city_groups
                     .entry((
@@ -852,7 +901,8 @@ pub fn judge_slots(
                 }
             }
             if counts {
-                let times: Vec<i64> = group.calls.iter().map(|c| c.t).collect();
+                times.clear();
+                times.extend(group.calls().map(|c| c.t));
                 tally.places[at]
                     .seen
                     .record(*day, group.count, &times, keep);
@@ -884,11 +934,12 @@ pub fn judge_slots(
         };
         for &(key, group) in runs {
             let (_, _, day) = key;
-            for (i, call) in group.calls.iter().enumerate() {
-                let before = tally.seen.before(call.t, lookback) + i as u64;
-                if before >= u64::from(policy.min_seen) || !learning_over(account, call.t) {
+            for (i, kept) in group.calls().enumerate() {
+                let before = tally.seen.before(kept.t, lookback) + i as u64;
+                if before >= u64::from(policy.min_seen) || !learning_over(account, kept.t) {
                     continue;
                 }
+                let call = &kept.call;
                 let window = call.t.div_euclid(policy.group_window_ms.max(1));
                 let g = error_groups
                     .entry((
@@ -909,7 +960,8 @@ pub fn judge_slots(
                 g.calls.push(call.clone());
             }
             if counts {
-                let times: Vec<i64> = group.calls.iter().map(|c| c.t).collect();
+                times.clear();
+                times.extend(group.calls().map(|c| c.t));
                 tally.seen.record(*day, group.count, &times, keep);
                 tally.latest_ms = tally.latest_ms.max(tally.seen.last_ms);
             }
@@ -954,10 +1006,10 @@ pub fn judge_slots(
         let mut dirty = counts;
         for (key, group, id) in runs {
             let (_, ip, window) = key;
-            let Some(call) = group.calls.first() else {
+            let Some(kept) = group.calls().next() else {
                 continue;
             };
-            let out_of_learning = learning_over(&call.account, call.t);
+            let out_of_learning = learning_over(&kept.account, kept.t);
             // A mark carries the time of its group's first call, which lies in the
             // window: only marks of this window can hold the id, and a key used every
             // hour holds up to MAX_TALLY_ALERTS of them.
@@ -983,7 +1035,7 @@ pub fn judge_slots(
             let new_address = out_of_learning
                 && tally.addresses[at]
                     .seen
-                    .before(call.t, policy.new_address_days)
+                    .before(kept.t, policy.new_address_days)
                     == 0;
             let severity = if new_address {
                 Severity::Low
@@ -1001,20 +1053,20 @@ pub fn judge_slots(
                         .days
                         .iter()
                         .rev()
-                        .find(|d| d.first.first().is_some_and(|&f| f < call.t))
-                        .map(|_| seen.last_ms.min(call.t));
+                        .find(|d| d.first.first().is_some_and(|&f| f < kept.t))
+                        .map(|_| seen.last_ms.min(kept.t));
                     let known: Vec<String> = tally
                         .addresses
                         .iter()
                         .filter(|a| {
-                            a.ip != **ip && a.seen.before(call.t, policy.new_address_days) > 0
+                            a.ip != **ip && a.seen.before(kept.t, policy.new_address_days) > 0
                         })
                         .take(10)
                         .map(|a| a.ip.to_string())
                         .collect();
                     findings.push(key_auth_finding(
                         id.to_string(),
-                        call,
+                        &kept.call,
                         group.count,
                         new_address,
                         last_seen,
@@ -1028,15 +1080,15 @@ pub fn judge_slots(
                     id: id.to_string(),
                     a: String::new(),
                     b: String::new(),
-                    t: call.t,
+                    t: kept.t,
                 });
                 dirty = true;
             }
             if counts {
                 tally.addresses[at]
                     .seen
-                    .record(day_of(call.t), group.count, &[call.t], 1);
-                tally.latest_ms = tally.latest_ms.max(call.t);
+                    .record(day_of(kept.t), group.count, &[kept.t], 1);
+                tally.latest_ms = tally.latest_ms.max(kept.t);
             }
         }
         if dirty {

@@ -809,3 +809,59 @@ fn events_whose_forged_parts_are_cut_to_one_tally_all_count_in_it() {
     );
     assert_eq!(count(&sealed_tallies), 2, "sealed, the runs still meet");
 }
+
+fn bare_call(t: i64, id: &str) -> Arc<Call> {
+    let text = |s: &str| -> Arc<str> { s.into() };
+    Arc::new(Call {
+        t,
+        id: id.into(),
+        name: text("GetObject"),
+        source: text("s3.amazonaws.com"),
+        region: text("us-east-1"),
+        source_ip: text("198.51.100.7"),
+        account: text(ACCOUNT),
+        principal: text(ALICE),
+        identity: Arc::new(CompactIdentity::default()),
+        location: None,
+        error_code: None,
+        error_message: None,
+        user_agent: None,
+    })
+}
+
+/// A group keeps the earliest `keep` calls by (time, id), whatever order they come in.
+#[test]
+fn a_group_keeps_the_earliest_calls_in_any_order() {
+    let calls: Vec<Arc<Call>> = [(5, "e"), (1, "b"), (3, "c"), (1, "a"), (9, "f"), (3, "d")]
+        .iter()
+        .map(|&(t, id)| bare_call(t, id))
+        .collect();
+    let mut expected: Vec<(i64, &str)> = calls.iter().map(|c| (c.t, &*c.id)).collect();
+    expected.sort();
+    let mut order: Vec<usize> = (0..calls.len()).collect();
+    // Every rotation, forwards and backwards, of the arrival order.
+    for turn in 0..calls.len() * 2 {
+        if turn == calls.len() {
+            order.reverse();
+        }
+        order.rotate_left(1);
+        for keep in 1..=4 {
+            let mut group = Group::default();
+            for (n, &i) in order.iter().enumerate() {
+                assert_eq!(
+                    group.keeps(calls[i].t, keep),
+                    n < keep
+                        || calls[i].t < group.calls().last().expect("kept as many as allowed").t,
+                );
+                group.add(Some(&calls[i]), keep);
+            }
+            group.add(None, keep);
+            let kept: Vec<(i64, &str)> = group.calls().map(|k| (k.t, &*k.call.id)).collect();
+            assert_eq!(kept, expected[..keep], "order {order:?}, keep {keep}");
+            assert!(group
+                .calls()
+                .all(|k| k.t == k.call.t && *k.account == *ACCOUNT));
+            assert_eq!(group.count, calls.len() as u64 + 1);
+        }
+    }
+}
