@@ -992,6 +992,8 @@ pub fn judge_slots(
             keys
         }
     };
+    // Where in its tally's marks a key run's windows' marks are (see below).
+    let mut marks_in_run: Vec<usize> = Vec::new();
     // Sorted, so each key's addresses and windows come together: its tally is looked up
     // once for all of them. A busy trail has a few of these groups per key and object,
     // hundreds of thousands in all.
@@ -1004,21 +1006,37 @@ pub fn judge_slots(
             unreachable!("a key key holds a key tally")
         };
         let mut dirty = counts;
+        // A mark carries the time of its group's first call, which lies in the group's
+        // window: only marks of that window can hold the group's id. A key used every hour
+        // holds up to MAX_TALLY_ALERTS marks, so they are read once for all of the run's
+        // windows, not once per group (that was a fifth of this function). The run's own
+        // marks, pushed below, are for other ids: no two groups share one.
+        let width = policy.key_auth_window_ms.max(1);
+        let windows = runs.iter().map(|((_, _, w), _, _)| *w);
+        let (first, last) =
+            windows.fold((i64::MAX, i64::MIN), |(lo, hi), w| (lo.min(w), hi.max(w)));
+        let in_run = first.saturating_mul(width)..last.saturating_add(1).saturating_mul(width);
+        marks_in_run.clear();
+        marks_in_run.extend(
+            tally
+                .alerts
+                .iter()
+                .enumerate()
+                .filter(|(_, m)| in_run.contains(&m.t))
+                .map(|(i, _)| i),
+        );
         for (key, group, id) in runs {
             let (_, ip, window) = key;
             let Some(kept) = group.calls().next() else {
                 continue;
             };
             let out_of_learning = learning_over(&kept.account, kept.t);
-            // A mark carries the time of its group's first call, which lies in the
-            // window: only marks of this window can hold the id, and a key used every
-            // hour holds up to MAX_TALLY_ALERTS of them.
-            let width = policy.key_auth_window_ms.max(1);
-            let in_window = window.saturating_mul(width)..(window + 1).saturating_mul(width);
-            let alerted = tally
-                .alerts
-                .iter()
-                .any(|m| in_window.contains(&m.t) && m.id == **id);
+            let in_window =
+                window.saturating_mul(width)..window.saturating_add(1).saturating_mul(width);
+            let alerted = marks_in_run.iter().any(|&i| {
+                let m = &tally.alerts[i];
+                in_window.contains(&m.t) && m.id == **id
+            });
             let at = match tally.addresses.binary_search_by(|a| a.ip.as_str().cmp(ip)) {
                 Ok(at) => at,
                 Err(at) => {
