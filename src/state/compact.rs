@@ -80,11 +80,7 @@ pub fn pack(state: &SubjectState) -> Vec<u8> {
 /// Only the header is checked; damage further on is found when the state is unpacked.
 pub fn latest_ms(bytes: &[u8]) -> Result<i64, String> {
     let mut r = Reader { bytes, pos: 0 };
-    let layout = r.byte()?;
-    if layout != LAYOUT {
-        return Err(format!("unknown packed layout {layout}"));
-    }
-    let count = r.len()?;
+    let count = r.table_start()?;
     for _ in 0..count {
         let n = r.len()?;
         r.take(n)?;
@@ -100,11 +96,7 @@ pub fn latest_ms(bytes: &[u8]) -> Result<i64, String> {
 
 pub fn unpack(bytes: &[u8]) -> Result<SubjectState, String> {
     let mut r = Reader { bytes, pos: 0 };
-    let layout = r.byte()?;
-    if layout != LAYOUT {
-        return Err(format!("unknown packed layout {layout}"));
-    }
-    let count = r.len()?;
+    let count = r.table_start()?;
     let mut strings = Vec::with_capacity(count);
     for _ in 0..count {
         let n = r.len()?;
@@ -291,6 +283,16 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    /// Checks the layout byte and reads how many strings the table holds, leaving the
+    /// reader at the first of them.
+    fn table_start(&mut self) -> Result<usize, String> {
+        let layout = self.byte()?;
+        if layout != LAYOUT {
+            return Err(format!("unknown packed layout {layout}"));
+        }
+        self.len()
+    }
+
     fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
         let end = self
             .pos
