@@ -166,16 +166,13 @@ impl Group {
             account: call.account.clone(),
             call: call.clone(),
         };
-        match (at, self.first.take()) {
-            (_, None) => self.first = Some(kept),
-            (0, Some(was_first)) => {
-                self.first = Some(kept);
+        if at == 0 {
+            if let Some(was_first) = self.first.replace(kept) {
                 self.rest.insert(0, was_first);
             }
-            (at, Some(first)) => {
-                self.first = Some(first);
-                self.rest.insert(at - 1, kept);
-            }
+        } else {
+            // `at` counts kept calls, so there is a first one.
+            self.rest.insert(at - 1, kept);
         }
         self.rest.truncate(keep.saturating_sub(1));
     }
@@ -1009,8 +1006,8 @@ pub fn judge_slots(
         // A mark carries the time of its group's first call, which lies in the group's
         // window: only marks of that window can hold the group's id. A key used every hour
         // holds up to MAX_TALLY_ALERTS marks, so they are read once for all of the run's
-        // windows, not once per group (that was a fifth of this function). The run's own
-        // marks, pushed below, are for other ids: no two groups share one.
+        // windows, not once per group. The run's own marks, pushed below, are for other
+        // ids: no two groups share one.
         let width = policy.key_auth_window_ms.max(1);
         let windows = runs.iter().map(|((_, _, w), _, _)| *w);
         let (first, last) =
