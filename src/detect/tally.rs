@@ -398,7 +398,13 @@ impl Tally {
 
     pub fn from_json(item_key: &str, json: &[u8]) -> Result<Tally, String> {
         let tally: Tally = serde_json::from_slice(json).map_err(|e| e.to_string())?;
-        let v = match &tally {
+        tally.checked(item_key)
+    }
+
+    /// `self`, read from the item stored under `item_key`, if its layout is this release's
+    /// and it is the tally of that key.
+    pub fn checked(self, item_key: &str) -> Result<Tally, String> {
+        let v = match &self {
             Tally::Account(a) => a.v,
             Tally::Command(c) => c.v,
             Tally::Error(e) => e.v,
@@ -409,10 +415,10 @@ impl Tally {
                 "layout version {v}; this release reads version {TALLY_VERSION}"
             ));
         }
-        if tally.item_key() != item_key {
-            return Err(format!("holds the tally of {}", tally.item_key()));
+        if self.item_key() != item_key {
+            return Err(format!("holds the tally of {}", self.item_key()));
         }
-        Ok(tally)
+        Ok(self)
     }
 }
 

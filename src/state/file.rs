@@ -23,7 +23,8 @@ use crate::detect::tally::{Tally, TallyKey};
 use crate::detect::SubjectState;
 
 const SUBJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("subjects");
-/// Account-level tallies by item key: the same version header, then the tally's JSON.
+/// Account-level tallies by item key: the same version header, then the tally packed
+/// (`compact::pack_tally`), or its JSON as earlier releases wrote it.
 const TALLIES: TableDefinition<&str, &[u8]> = TableDefinition::new("tallies");
 /// Small named values kept with the state they describe: a backfill's checkpoints, so
 /// that a checkpoint is never in one file and the state it vouches for in another.
@@ -337,8 +338,7 @@ impl StateStore for FileStateStore {
                 let header = value
                     .first_chunk::<VERSION_BYTES>()
                     .ok_or_else(|| corrupt("shorter than its version header".to_owned()))?;
-                let tally =
-                    Tally::from_json(&item_key, &value[VERSION_BYTES..]).map_err(corrupt)?;
+                let tally = decode_tally(&item_key, &value[VERSION_BYTES..]).map_err(corrupt)?;
                 loaded.insert(
                     key.clone(),
                     VersionedTally {
@@ -356,8 +356,10 @@ impl StateStore for FileStateStore {
         // Serialized before the write lock is taken, as subjects are (see `save_all`), each
         // after room for its version.
         let mut values = encode_all(items, |(tally, _)| {
-            let mut value = vec![0; VERSION_BYTES];
-            value.extend_from_slice(tally.to_json().as_bytes());
+            let packed = compact::pack_tally(tally);
+            let mut value = Vec::with_capacity(VERSION_BYTES + packed.len());
+            value.extend_from_slice(&[0; VERSION_BYTES]);
+            value.extend_from_slice(&packed);
             value
         });
         let txn = self
@@ -495,6 +497,15 @@ fn decode(subject: &str, value: &[u8]) -> Result<(u64, SubjectState), StateError
         compact::unpack(body).map_err(|message| corrupt(serde::de::Error::custom(message)))?
     };
     Ok((version, state))
+}
+
+/// A stored tally's body in either form, as [`decode`] reads a subject's.
+fn decode_tally(item_key: &str, body: &[u8]) -> Result<Tally, String> {
+    if body.first() == Some(&b'{') {
+        Tally::from_json(item_key, body)
+    } else {
+        compact::unpack_tally(body)?.checked(item_key)
+    }
 }
 
 #[cfg(test)]
@@ -802,5 +813,56 @@ mod tests {
             SaveOutcome::Saved { version: 1 },
             "a pruned subject starts over"
         );
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn tallies_are_stored_packed_and_json_from_earlier_releases_still_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_in(&dir);
+        let key = TallyKey::key_addresses(KEY);
+        let Tally::KeyAddresses(mut inner) = key.empty() else {
+            unreachable!()
+        };
+        inner.latest_ms = 1_000;
+        inner.applied.push(u64::MAX);
+        let tally = Tally::KeyAddresses(inner);
+        assert_eq!(
+            store.save_tallies(&[(&tally, 0)]).await.unwrap(),
+            [SaveOutcome::Saved { version: 1 }]
+        );
+        let item_key = key.item_key();
+        let put_raw_tally = |value: &[u8]| {
+            let txn = store.db.begin_write().unwrap();
+            txn.open_table(TALLIES)
+                .unwrap()
+                .insert(item_key.as_str(), value)
+                .unwrap();
+            txn.commit().unwrap();
+        };
+        {
+            let txn = store.db.begin_read().unwrap();
+            let table = txn.open_table(TALLIES).unwrap();
+            let value = table.get(item_key.as_str()).unwrap().unwrap();
+            let body = &value.value()[VERSION_BYTES..];
+            assert_eq!(compact::unpack_tally(body).unwrap(), tally, "packed");
+        }
+        let load = || store.load_tallies(std::slice::from_ref(&key));
+
+        put_raw_tally(&[7u64.to_le_bytes().as_slice(), tally.to_json().as_bytes()].concat());
+        let loaded = load().await.unwrap().remove(&key).unwrap();
+        assert_eq!((loaded.tally, loaded.version), (tally.clone(), 7));
+
+        let other = TallyKey::key_addresses("AKIAOTHEROTHEROTHERO").empty();
+        for (case, body) in [
+            ("garbled", vec![1, 3, 0xff]),
+            ("another key's tally", compact::pack_tally(&other)),
+        ] {
+            put_raw_tally(&[1u64.to_le_bytes().as_slice(), &body].concat());
+            let err = load().await.unwrap_err();
+            assert!(
+                matches!(&err, StateError::CorruptTally { key, .. } if *key == item_key),
+                "{case}: {err:?}"
+            );
+        }
     }
 }
