@@ -384,7 +384,7 @@ impl<'a> Writer<'a> {
     }
 
     fn applied(&mut self, tags: &[u64]) {
-        // Hashes: as long as a varint would make most of them, and faster.
+        // Hashes: a varint of one takes nine or ten bytes.
         self.varint(tags.len() as u64);
         for tag in tags {
             self.bytes.extend_from_slice(&tag.to_le_bytes());
@@ -588,8 +588,9 @@ impl<'a> Reader<'a> {
         let mut marks = Vec::with_capacity(n);
         for _ in 0..n {
             let id = match self.byte()? {
+                0 => self.text()?.to_owned(),
                 1 => hex_text(self.take(16)?),
-                _ => self.text()?.to_owned(),
+                form => return Err(format!("unknown mark id form {form}")),
             };
             marks.push(AlertMark {
                 id,
@@ -1013,6 +1014,38 @@ mod tests {
         let tally = Tally::KeyAddresses(k);
         let (packed, json) = (pack_tally(&tally).len(), tally.to_json().len());
         assert!(packed * 2 < json, "{packed} bytes packed, {json} as JSON");
+    }
+
+    #[test]
+    fn a_mark_id_of_hex_digits_packs_to_its_bytes_and_an_unknown_id_form_is_an_error() {
+        let with_id = |id: &str| {
+            Tally::Account(AccountTally {
+                alerts: vec![AlertMark {
+                    id: id.to_owned(),
+                    a: String::new(),
+                    b: String::new(),
+                    t: 0,
+                }],
+                ..match TallyKey::account("123456789012").empty() {
+                    Tally::Account(a) => a,
+                    _ => unreachable!(),
+                }
+            })
+        };
+        let hex = pack_tally(&with_id("0123456789abcdef0123456789abcdef"));
+        let text = pack_tally(&with_id("0123456789ABCDEF0123456789ABCDEF"));
+        assert_eq!(
+            text.len() - hex.len(),
+            32 + 1 - 16,
+            "16 bytes, not a length and 32"
+        );
+        // The id's form byte sits after the layout, kind, version, account, two times and
+        // the mark count.
+        let at = hex.len() - (1 + 16 + 1 + 1 + 1);
+        assert_eq!(hex[at], 1);
+        let mut wrong = hex;
+        wrong[at] = 2;
+        assert_eq!(unpack_tally(&wrong).unwrap_err(), "unknown mark id form 2");
     }
 
     #[test]

@@ -511,6 +511,7 @@ fn decode_tally(item_key: &str, body: &[u8]) -> Result<Tally, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::detect::tally::TALLY_VERSION;
     use crate::state::test_states::{check_port_contract, state_seen_at};
 
     const KEY: &str = "AKIAIOSFODNN7EXAMPLE";
@@ -853,9 +854,14 @@ mod tests {
         assert_eq!((loaded.tally, loaded.version), (tally.clone(), 7));
 
         let other = TallyKey::key_addresses("AKIAOTHEROTHEROTHERO").empty();
+        let mut later = tally.clone();
+        if let Tally::KeyAddresses(k) = &mut later {
+            k.v = TALLY_VERSION + 1;
+        }
         for (case, body) in [
             ("garbled", vec![1, 3, 0xff]),
             ("another key's tally", compact::pack_tally(&other)),
+            ("a later layout", compact::pack_tally(&later)),
         ] {
             put_raw_tally(&[1u64.to_le_bytes().as_slice(), &body].concat());
             let err = load().await.unwrap_err();
