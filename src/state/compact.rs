@@ -1003,7 +1003,7 @@ mod tests {
             k.alerts.push(AlertMark {
                 id: format!(
                     "{:032x}",
-                    u128::from(i) * 0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835
+                    u128::from(i).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835)
                 ),
                 a: String::new(),
                 b: String::new(),
