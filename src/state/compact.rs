@@ -72,8 +72,7 @@ pub fn pack(state: &SubjectState) -> Vec<u8> {
     out.bytes.push(LAYOUT);
     out.varint(body.strings.len() as u64);
     for s in &body.strings {
-        out.varint(s.len() as u64);
-        out.bytes.extend_from_slice(s.as_bytes());
+        out.text(s);
     }
     out.bytes.extend_from_slice(&body.bytes);
     out.bytes
@@ -105,9 +104,7 @@ pub fn unpack(bytes: &[u8]) -> Result<SubjectState, String> {
     let count = r.table_start()?;
     let mut strings = Vec::with_capacity(count);
     for _ in 0..count {
-        let n = r.len()?;
-        let s = std::str::from_utf8(r.take(n)?).map_err(|e| e.to_string())?;
-        strings.push(s);
+        strings.push(r.text()?);
     }
     let mut r = Body {
         r,
