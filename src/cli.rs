@@ -601,7 +601,8 @@ impl RunStore for WriteBackCache<FileStateStore> {
     }
 
     fn commit(&self, runtime: &tokio::runtime::Runtime) -> Result<(), StateError> {
-        runtime.block_on(self.flush()).map(drop)
+        self.inner()
+            .deferring_durability(|| runtime.block_on(self.flush()).map(drop))
     }
 }
 

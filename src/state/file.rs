@@ -1,10 +1,11 @@
 //! `FileStateStore`: the `StateStore` port in one embedded `redb` file, for the CLI.
 //!
-//! One table, `subjects`, maps a subject to an 8-byte little-endian version followed by the
-//! JSON of its `SubjectState`. Every save checks the stored version and writes in the same
-//! write transaction, so the port's conditional-save contract holds here exactly as it does
-//! in DynamoDB. redb locks the file, so a second process (or a second open in this one) is
-//! refused at `open` rather than left to interleave with the first.
+//! One table, `subjects`, maps a subject to an 8-byte little-endian version followed by its
+//! `SubjectState`, packed (`compact`; the JSON of earlier releases still loads). Every save
+//! checks the stored version and writes in the same write transaction, so the port's
+//! conditional-save contract holds here exactly as it does in DynamoDB. redb locks the
+//! file, so a second process (or a second open in this one) is refused at `open` rather
+//! than left to interleave with the first.
 //!
 //! The calls block on file I/O (a commit is an fsync); the `async` of the port is only its
 //! shape.
@@ -12,10 +13,11 @@
 use std::collections::HashMap;
 use std::error::Error;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use redb::{
-    Database, DatabaseError, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table,
-    TableDefinition,
+    Database, DatabaseError, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata,
+    Table, TableDefinition, WriteTransaction,
 };
 
 use super::{compact, Loaded, SaveOutcome, StateError, StateStore, Versioned, VersionedTally};
@@ -37,6 +39,8 @@ const REDB_CACHE_BYTES: usize = 16 << 20;
 pub struct FileStateStore {
     db: Database,
     path: PathBuf,
+    /// Set while [`FileStateStore::deferring_durability`] runs: commits skip their fsync.
+    deferred: AtomicBool,
 }
 
 impl std::fmt::Debug for FileStateStore {
@@ -80,6 +84,7 @@ impl FileStateStore {
         let store = FileStateStore {
             db,
             path: path.to_owned(),
+            deferred: AtomicBool::new(false),
         };
         // Created up front so that reads never have to tell "no table yet" from "no subject".
         let txn = store
@@ -101,6 +106,43 @@ impl FileStateStore {
         &self.path
     }
 
+    /// Runs `write` with every commit it makes durable only at its end, by one more commit
+    /// that syncs them all: a scan's final write is a dozen transactions (each bounded, so
+    /// that none holds every dirty page at once), and an fsync for each was time spent
+    /// after the scan. A crash before the end loses them together, never a part: the file
+    /// opens as it was before `write`. What a failing `write` committed is synced too, as
+    /// it was when each commit synced.
+    pub fn deferring_durability<T>(
+        &self,
+        write: impl FnOnce() -> Result<T, StateError>,
+    ) -> Result<T, StateError> {
+        let was = self.deferred.swap(true, Ordering::SeqCst);
+        let written = write();
+        self.deferred.store(was, Ordering::SeqCst);
+        if was {
+            return written;
+        }
+        let synced = self.begin_write().and_then(|txn| {
+            txn.commit()
+                .map_err(|e| self.backend("cannot sync the state file", e))
+        });
+        // The write's own error first: it says what was not written.
+        let written = written?;
+        synced.map(|()| written)
+    }
+
+    fn begin_write(&self) -> Result<WriteTransaction, StateError> {
+        let mut txn = self
+            .db
+            .begin_write()
+            .map_err(|e| self.backend("cannot begin a write transaction", e))?;
+        if self.deferred.load(Ordering::SeqCst) {
+            txn.set_durability(Durability::None)
+                .map_err(|e| self.backend("cannot defer a commit's fsync", e))?;
+        }
+        Ok(txn)
+    }
+
     /// Saves every `(state, expected_version)` pair in one write transaction, so one commit
     /// (one fsync) covers them all. Each item succeeds or conflicts on its own; an error
     /// writes nothing. A subject listed twice is checked against its first write, as if the
@@ -109,10 +151,7 @@ impl FileStateStore {
         // Serialized before the write lock is taken: it is the slow part and needs no lock.
         let mut values = encode_all(items, |(state, _)| encode(state));
 
-        let txn = self
-            .db
-            .begin_write()
-            .map_err(|e| self.backend("cannot begin a write transaction", e))?;
+        let txn = self.begin_write()?;
         let mut outcomes = Vec::with_capacity(items.len());
         {
             let mut table = txn
@@ -138,10 +177,7 @@ impl FileStateStore {
     /// milliseconds), and every subject with no sightings at all, since neither has
     /// anything left that a new event could be judged against. Returns how many went.
     pub fn prune_before(&self, cutoff_ms: i64) -> Result<u64, StateError> {
-        let txn = self
-            .db
-            .begin_write()
-            .map_err(|e| self.backend("cannot begin a write transaction", e))?;
+        let txn = self.begin_write()?;
         let mut expired = Vec::new();
         {
             let mut table = txn
@@ -198,10 +234,7 @@ impl FileStateStore {
 
     /// Writes `entries` in one transaction.
     pub fn put_meta(&self, entries: &[(String, String)]) -> Result<(), StateError> {
-        let txn = self
-            .db
-            .begin_write()
-            .map_err(|e| self.backend("cannot begin a write transaction", e))?;
+        let txn = self.begin_write()?;
         {
             let mut table = txn
                 .open_table(META)
@@ -356,10 +389,7 @@ impl StateStore for FileStateStore {
         // Serialized before the write lock is taken, as subjects are (see `save_all`), each
         // after room for its version.
         let mut values = encode_all(items, |(tally, _)| headed(&compact::pack_tally(tally)));
-        let txn = self
-            .db
-            .begin_write()
-            .map_err(|e| self.backend("cannot begin a write transaction", e))?;
+        let txn = self.begin_write()?;
         let mut outcomes = Vec::with_capacity(items.len());
         {
             let mut table = txn
@@ -561,6 +591,75 @@ mod tests {
             store.save(&state, 2).await.unwrap(),
             SaveOutcome::Saved { version: 3 }
         );
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_deferred_write_reaches_the_disk_whole_at_its_end_and_not_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_in(&dir);
+        let (first, later, other) = (
+            state_seen_at(KEY, 1_000),
+            state_seen_at(KEY, 2_000),
+            state_seen_at("AKIAOTHEROTHEROTHER1", 2_000),
+        );
+        store.save(&first, 0).await.unwrap();
+        // The file as a crash would leave it: during the write, then just after it.
+        let (during, after) = (
+            dir.path().join("during.redb"),
+            dir.path().join("after.redb"),
+        );
+        let outcomes = store
+            .deferring_durability(|| {
+                let mut outcomes = store.save_all(&[(&later, 1)])?;
+                outcomes.extend(store.save_all(&[(&other, 0)])?);
+                // Visible to the process at once.
+                assert_eq!(store.subjects_count().unwrap(), 2);
+                std::fs::copy(store.path(), &during).unwrap();
+                Ok(outcomes)
+            })
+            .unwrap();
+        assert_eq!(
+            outcomes,
+            [
+                SaveOutcome::Saved { version: 2 },
+                SaveOutcome::Saved { version: 1 }
+            ]
+        );
+        std::fs::copy(store.path(), &after).unwrap();
+
+        let crashed = FileStateStore::open(&during).unwrap();
+        let loaded = load_one(&crashed, KEY).await.unwrap();
+        assert_eq!((loaded.version, loaded.state), (1, first));
+        assert_eq!(crashed.subjects_count().unwrap(), 1);
+
+        let ended = FileStateStore::open(&after).unwrap();
+        let loaded = load_one(&ended, KEY).await.unwrap();
+        assert_eq!((loaded.version, loaded.state), (2, later));
+        assert_eq!(ended.subjects_count().unwrap(), 2);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_deferred_write_that_fails_keeps_what_it_committed_and_says_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_in(&dir);
+        let state = state_seen_at(KEY, 1_000);
+        let err = store
+            .deferring_durability(|| -> Result<(), StateError> {
+                store.save_all(&[(&state, 0)])?;
+                Err(StateError::Backend {
+                    store: "test".to_owned(),
+                    message: "the write stopped here".to_owned(),
+                    source: None,
+                })
+            })
+            .unwrap_err();
+        assert!(err.to_string().contains("the write stopped here"), "{err}");
+        let copy = dir.path().join("copy.redb");
+        std::fs::copy(store.path(), &copy).unwrap();
+        let reopened = FileStateStore::open(&copy).unwrap();
+        assert_eq!(load_one(&reopened, KEY).await.unwrap().version, 1);
+        // Commits are synced again once the write has ended.
+        assert!(!store.deferred.load(Ordering::SeqCst));
     }
 
     #[test]
