@@ -167,9 +167,17 @@ impl Location {
 /// "City, Country", or the country alone; the ISO code when the name is unknown.
 pub fn place_name(city: Option<&str>, country: Option<&str>, country_code: Option<&str>) -> String {
     let country = country.or(country_code).unwrap_or("unknown country");
+    // Not `format!`: a command's tally labels every city new to it with this, on the judging
+    // thread, thousands of times an object at organisation scale.
     match city {
-        Some(city) => format!("{city}, {country}"),
-        None => country.to_string(),
+        Some(city) => {
+            let mut name = String::with_capacity(city.len() + 2 + country.len());
+            name.push_str(city);
+            name.push_str(", ");
+            name.push_str(country);
+            name
+        }
+        None => country.to_owned(),
     }
 }
 
