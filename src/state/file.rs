@@ -87,10 +87,7 @@ impl FileStateStore {
             deferred: AtomicBool::new(false),
         };
         // Created up front so that reads never have to tell "no table yet" from "no subject".
-        let txn = store
-            .db
-            .begin_write()
-            .map_err(|e| store.backend("cannot begin a write transaction", e))?;
+        let txn = store.begin_write()?;
         txn.open_table(SUBJECTS)
             .map_err(|e| store.backend("cannot create the subjects table", e))?;
         txn.open_table(TALLIES)
