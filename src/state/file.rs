@@ -13,7 +13,8 @@
 use std::collections::HashMap;
 use std::error::Error;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 
 use redb::{
     Database, DatabaseError, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata,
@@ -145,18 +146,23 @@ impl FileStateStore {
     /// writes nothing. A subject listed twice is checked against its first write, as if the
     /// saves had been made one after the other.
     fn save_all(&self, items: &[(&SubjectState, u64)]) -> Result<Vec<SaveOutcome>, StateError> {
-        // Serialized before the write lock is taken: it is the slow part and needs no lock.
-        let mut values = encode_all(items, |(state, _)| encode(state));
-
         let txn = self.begin_write()?;
         let mut outcomes = Vec::with_capacity(items.len());
         {
             let mut table = txn
                 .open_table(SUBJECTS)
                 .map_err(|e| self.backend("cannot open the subjects table", e))?;
-            for ((state, expected_version), value) in items.iter().zip(&mut values) {
-                outcomes.push(self.put_if_version(&mut table, state, *expected_version, value)?);
-            }
+            encode_and_write(
+                items,
+                |(state, _)| encode(state),
+                |i, value| {
+                    let (state, expected_version) = items[i];
+                    let outcome =
+                        self.put_if_version(&mut table, state, expected_version, value)?;
+                    outcomes.push(outcome);
+                    Ok(())
+                },
+            )?;
         }
         if outcomes
             .iter()
@@ -383,38 +389,42 @@ impl StateStore for FileStateStore {
 
     /// All in one write transaction, like subjects.
     async fn save_tallies(&self, items: &[(&Tally, u64)]) -> Result<Vec<SaveOutcome>, StateError> {
-        // Serialized before the write lock is taken, as subjects are (see `save_all`), each
-        // after room for its version.
-        let mut values = encode_all(items, |(tally, _)| headed(&compact::pack_tally(tally)));
         let txn = self.begin_write()?;
         let mut outcomes = Vec::with_capacity(items.len());
         {
             let mut table = txn
                 .open_table(TALLIES)
                 .map_err(|e| self.backend("cannot open the tallies table", e))?;
-            for ((tally, expected), value) in items.iter().zip(&mut values) {
-                let key = tally.item_key();
-                let current = match table
-                    .get(key.as_str())
-                    .map_err(|e| self.backend(format!("cannot read tally {key}"), e))?
-                {
-                    Some(stored) => stored
-                        .value()
-                        .first_chunk::<VERSION_BYTES>()
-                        .map_or(0, |h| u64::from_le_bytes(*h)),
-                    None => 0,
-                };
-                if current != *expected {
-                    outcomes.push(SaveOutcome::Conflict);
-                    continue;
-                }
-                let version = current + 1;
-                value[..VERSION_BYTES].copy_from_slice(&version.to_le_bytes());
-                table
-                    .insert(key.as_str(), value.as_slice())
-                    .map_err(|e| self.backend(format!("cannot write tally {key}"), e))?;
-                outcomes.push(SaveOutcome::Saved { version });
-            }
+            // Each packed after room for its version, as subjects are.
+            encode_and_write(
+                items,
+                |(tally, _)| headed(&compact::pack_tally(tally)),
+                |i, value| {
+                    let (tally, expected) = items[i];
+                    let key = tally.item_key();
+                    let current = match table
+                        .get(key.as_str())
+                        .map_err(|e| self.backend(format!("cannot read tally {key}"), e))?
+                    {
+                        Some(stored) => stored
+                            .value()
+                            .first_chunk::<VERSION_BYTES>()
+                            .map_or(0, |h| u64::from_le_bytes(*h)),
+                        None => 0,
+                    };
+                    if current != expected {
+                        outcomes.push(SaveOutcome::Conflict);
+                        return Ok(());
+                    }
+                    let version = current + 1;
+                    value[..VERSION_BYTES].copy_from_slice(&version.to_le_bytes());
+                    table
+                        .insert(key.as_str(), &*value)
+                        .map_err(|e| self.backend(format!("cannot write tally {key}"), e))?;
+                    outcomes.push(SaveOutcome::Saved { version });
+                    Ok(())
+                },
+            )?;
         }
         txn.commit().map_err(|e| self.backend("cannot commit", e))?;
         Ok(outcomes)
@@ -461,36 +471,143 @@ fn stored_version(subject: &str, value: &[u8]) -> Result<u64, StateError> {
     Ok(u64::from_le_bytes(*header))
 }
 
-/// Below this many items a batch is encoded on the calling thread alone.
-const ENCODE_PER_THREAD: usize = 500;
+/// Items a thread encodes at a time: small enough that the writing thread soon has work,
+/// large enough that handing chunks over costs nothing next to encoding them.
+const ENCODE_CHUNK: usize = 256;
 
-/// `encode` applied to every item, in order, spread over the machine's cores when there
-/// are many: a scan's final flush writes every subject and tally it touched, on one
-/// thread while the scan's others have ended, and encoding them was a third of that.
-fn encode_all<T: Sync>(items: &[T], encode: impl Fn(&T) -> Vec<u8> + Sync) -> Vec<Vec<u8>> {
-    let threads = std::thread::available_parallelism()
+/// Encodes every item and hands each value, in order, to `write`, encoding on the
+/// machine's other cores while this thread writes. A scan's final flush writes every
+/// subject and tally it touched once the readers are done: encoding first on every core
+/// and then inserting on one left the other cores idle for the inserts, which take about
+/// as long. Here this thread inserts chunks as they come and, when the next is not ready,
+/// encodes one itself. The first error of `write` stops it; encoders stop at their next
+/// chunk.
+fn encode_and_write<T: Sync, E>(
+    items: &[T],
+    encode: impl Fn(&T) -> Vec<u8> + Sync,
+    mut write: impl FnMut(usize, &mut [u8]) -> Result<(), E>,
+) -> Result<(), E> {
+    let chunks = items.len().div_ceil(ENCODE_CHUNK);
+    let helpers = std::thread::available_parallelism()
         .map_or(1, std::num::NonZeroUsize::get)
-        .min(items.len() / ENCODE_PER_THREAD)
-        .max(1);
-    let encode_each = |chunk: &[T]| -> Vec<Vec<u8>> { chunk.iter().map(&encode).collect() };
-    if threads == 1 {
-        return encode_each(items);
-    }
-    let mut chunks = items.chunks(items.len().div_ceil(threads));
-    let first = chunks.next().unwrap_or_default();
-    std::thread::scope(|scope| {
-        let others: Vec<_> = chunks
-            .map(|chunk| scope.spawn(|| encode_each(chunk)))
-            .collect();
-        let mut values = encode_each(first);
-        for other in others {
-            match other.join() {
-                Ok(more) => values.extend(more),
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
+        .saturating_sub(1)
+        .min(chunks.saturating_sub(1));
+    if helpers == 0 {
+        for (i, item) in items.iter().enumerate() {
+            write(i, &mut encode(item))?;
         }
-        values
+        return Ok(());
+    }
+    let shared = Chunks {
+        next: AtomicUsize::new(0),
+        stop: AtomicBool::new(false),
+        panicked: AtomicBool::new(false),
+        ready: Mutex::new((0..chunks).map(|_| None).collect()),
+        published: Condvar::new(),
+    };
+    let encode_chunk = |c: usize| -> Vec<Vec<u8>> {
+        let end = ((c + 1) * ENCODE_CHUNK).min(items.len());
+        items[c * ENCODE_CHUNK..end].iter().map(&encode).collect()
+    };
+    std::thread::scope(|scope| {
+        for _ in 0..helpers {
+            scope.spawn(|| {
+                let _guard = PanicFlag(&shared);
+                while let Some(c) = shared.claim(chunks) {
+                    shared.publish(c, encode_chunk(c));
+                }
+            });
+        }
+        let mut written = || -> Result<(), E> {
+            for c in 0..chunks {
+                let mut values = loop {
+                    if let Some(values) = shared.take(c) {
+                        break values;
+                    }
+                    match shared.claim(chunks) {
+                        Some(own) if own == c => break encode_chunk(c),
+                        Some(own) => shared.publish(own, encode_chunk(own)),
+                        // Every chunk is claimed, `c` by an encoder that will publish it.
+                        None => break shared.wait_for(c),
+                    }
+                };
+                for (i, value) in values.iter_mut().enumerate() {
+                    write(c * ENCODE_CHUNK + i, value)?;
+                }
+            }
+            Ok(())
+        };
+        let result = written();
+        shared.stop.store(true, Ordering::Relaxed);
+        result
     })
+}
+
+/// The chunks of [`encode_and_write`]: claimed in order, published as they are encoded.
+struct Chunks {
+    next: AtomicUsize,
+    /// Set when the writer is done, or has failed: encoders claim no more.
+    stop: AtomicBool,
+    /// Set by an encoder that panicked, so that the writer does not wait for it forever.
+    panicked: AtomicBool,
+    ready: Mutex<Vec<Option<Vec<Vec<u8>>>>>,
+    published: Condvar,
+}
+
+impl Chunks {
+    fn claim(&self, chunks: usize) -> Option<usize> {
+        if self.stop.load(Ordering::Relaxed) {
+            return None;
+        }
+        let c = self.next.fetch_add(1, Ordering::Relaxed);
+        (c < chunks).then_some(c)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Vec<Option<Vec<Vec<u8>>>>> {
+        self.ready.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn publish(&self, c: usize, values: Vec<Vec<u8>>) {
+        self.lock()[c] = Some(values);
+        self.published.notify_all();
+    }
+
+    fn take(&self, c: usize) -> Option<Vec<Vec<u8>>> {
+        self.lock()[c].take()
+    }
+
+    fn wait_for(&self, c: usize) -> Vec<Vec<u8>> {
+        let mut ready = self.lock();
+        loop {
+            if let Some(values) = ready[c].take() {
+                return values;
+            }
+            // The encoder's own panic is what the scope reports, once this thread is out.
+            assert!(
+                !self.panicked.load(Ordering::Relaxed),
+                "a thread encoding states panicked"
+            );
+            ready = self
+                .published
+                .wait(ready)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+}
+
+/// Raises [`Chunks::panicked`] when an encoder unwinds.
+struct PanicFlag<'a>(&'a Chunks);
+
+impl Drop for PanicFlag<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            // Under the lock: the writer checks the flag holding it, so the notice cannot
+            // fall between its check and its wait.
+            let _ready = self.0.lock();
+            self.0.panicked.store(true, Ordering::Relaxed);
+            self.0.published.notify_all();
+        }
+    }
 }
 
 /// A stored state's `latest_ms` (`i64::MIN`: never seen), read from the packed header
@@ -838,7 +955,7 @@ mod tests {
     async fn a_batch_large_enough_to_encode_on_several_threads_keeps_each_state_with_its_subject() {
         let dir = tempfile::tempdir().unwrap();
         let store = open_in(&dir);
-        let states: Vec<SubjectState> = (0..ENCODE_PER_THREAD * 3 + 7)
+        let states: Vec<SubjectState> = (0..ENCODE_CHUNK * 5 + 7)
             .map(|i| state_seen_at(&format!("AKIA{i:016}"), i as i64 * 1_000))
             .collect();
         let items: Vec<(&SubjectState, u64)> = states.iter().map(|s| (s, 0)).collect();
@@ -850,6 +967,51 @@ mod tests {
         let loaded = store.load(&subjects).await.unwrap();
         for state in &states {
             assert_eq!(loaded[&state.subject].state, *state);
+        }
+    }
+
+    #[test]
+    fn every_value_is_written_in_order_and_the_first_error_stops_the_writes() {
+        let items: Vec<u32> = (0..(ENCODE_CHUNK * 7 + 3) as u32).collect();
+        let encode = |i: &u32| i.to_le_bytes().to_vec();
+        let mut written = Vec::new();
+        encode_and_write(&items, encode, |i, value| {
+            assert_eq!(value, items[i].to_le_bytes(), "item {i}");
+            written.push(i);
+            Ok::<(), ()>(())
+        })
+        .unwrap();
+        assert_eq!(written, (0..items.len()).collect::<Vec<_>>());
+
+        let failing = ENCODE_CHUNK * 2 + 5;
+        let mut writes = 0;
+        let result = encode_and_write(&items, encode, |i, _| {
+            writes += 1;
+            if i == failing {
+                Err(i)
+            } else {
+                Ok(())
+            }
+        });
+        assert_eq!(result, Err(failing));
+        assert_eq!(writes, failing + 1, "nothing is written after the error");
+    }
+
+    #[test]
+    fn an_encoder_that_panics_fails_the_write_instead_of_hanging_it() {
+        let items: Vec<u32> = (0..(ENCODE_CHUNK * 8) as u32).collect();
+        for bad in [0, ENCODE_CHUNK + 1, ENCODE_CHUNK * 6] {
+            let result = std::panic::catch_unwind(|| {
+                encode_and_write(
+                    &items,
+                    |&i| {
+                        assert!(i as usize != bad, "damaged item");
+                        Vec::new()
+                    },
+                    |_, _| Ok::<(), ()>(()),
+                )
+            });
+            assert!(result.is_err(), "item {bad}");
         }
     }
 
