@@ -33,6 +33,14 @@ const TALLIES: TableDefinition<&str, &[u8]> = TableDefinition::new("tallies");
 /// that a checkpoint is never in one file and the state it vouches for in another.
 const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
 
+/// The meta key of a lower bound on every stored subject's `latest_ms`, so that pruning
+/// can tell without reading the subjects that none is old enough to go: pruning read the
+/// whole table back after every scan, and a scan over the last day or two finds nothing
+/// to prune. Every write of a subject lowers it to that subject's time if it is older;
+/// a prune that reads the table sets it to the oldest time left. Absent (a file from an
+/// earlier release, or one that was never pruned): unknown, so pruning reads the table.
+const OLDEST_LATEST_KEY: &str = "subjects#oldest-latest-ms";
+
 const VERSION_BYTES: usize = std::mem::size_of::<u64>();
 
 const REDB_CACHE_BYTES: usize = 16 << 20;
@@ -89,12 +97,19 @@ impl FileStateStore {
         };
         // Created up front so that reads never have to tell "no table yet" from "no subject".
         let txn = store.begin_write()?;
-        txn.open_table(SUBJECTS)
-            .map_err(|e| store.backend("cannot create the subjects table", e))?;
+        let no_subjects = txn
+            .open_table(SUBJECTS)
+            .map_err(|e| store.backend("cannot create the subjects table", e))?
+            .is_empty()
+            .map_err(|e| store.backend("cannot read the subjects table", e))?;
         txn.open_table(TALLIES)
             .map_err(|e| store.backend("cannot create the tallies table", e))?;
         txn.open_table(META)
             .map_err(|e| store.backend("cannot create the meta table", e))?;
+        // With no subjects the bound is known: nothing is old.
+        if no_subjects && store.oldest_latest(&txn)?.is_none() {
+            store.set_oldest_latest(&txn, i64::MAX)?;
+        }
         txn.commit()
             .map_err(|e| store.backend("cannot commit", e))?;
         Ok(store)
@@ -168,6 +183,14 @@ impl FileStateStore {
             .iter()
             .any(|o| matches!(o, SaveOutcome::Saved { .. }))
         {
+            let oldest = items
+                .iter()
+                .zip(&outcomes)
+                .filter(|(_, o)| matches!(o, SaveOutcome::Saved { .. }))
+                .map(|((state, _), _)| state.latest_ms)
+                .min()
+                .unwrap_or(i64::MAX);
+            self.lower_oldest_latest(&txn, oldest)?;
             txn.commit().map_err(|e| self.backend("cannot commit", e))?;
         } else {
             txn.abort()
@@ -181,7 +204,18 @@ impl FileStateStore {
     /// anything left that a new event could be judged against. Returns how many went.
     pub fn prune_before(&self, cutoff_ms: i64) -> Result<u64, StateError> {
         let txn = self.begin_write()?;
+        if self
+            .oldest_latest(&txn)?
+            .is_some_and(|oldest| oldest >= cutoff_ms)
+        {
+            txn.abort()
+                .map_err(|e| self.backend("cannot abort a write transaction", e))?;
+            return Ok(0);
+        }
         let mut expired = Vec::new();
+        // What is left once the expired are gone; `i64::MAX` for an empty table, so that
+        // the next write sets it.
+        let mut oldest_left = i64::MAX;
         {
             let mut table = txn
                 .open_table(SUBJECTS)
@@ -195,6 +229,8 @@ impl FileStateStore {
                 let latest_ms = stored_latest_ms(subject.value(), value.value())?;
                 if latest_ms == i64::MIN || latest_ms < cutoff_ms {
                     expired.push(subject.value().to_owned());
+                } else {
+                    oldest_left = oldest_left.min(latest_ms);
                 }
             }
             for subject in &expired {
@@ -203,13 +239,42 @@ impl FileStateStore {
                     .map_err(|e| self.backend(format!("cannot remove subject {subject}"), e))?;
             }
         }
-        if expired.is_empty() {
-            txn.abort()
-                .map_err(|e| self.backend("cannot abort a write transaction", e))?;
-        } else {
-            txn.commit().map_err(|e| self.backend("cannot commit", e))?;
-        }
+        self.set_oldest_latest(&txn, oldest_left)?;
+        txn.commit().map_err(|e| self.backend("cannot commit", e))?;
         Ok(expired.len() as u64)
+    }
+
+    /// The stored lower bound of the subjects' `latest_ms` ([`OLDEST_LATEST_KEY`]); `None`
+    /// when unknown.
+    fn oldest_latest(&self, txn: &WriteTransaction) -> Result<Option<i64>, StateError> {
+        let table = txn
+            .open_table(META)
+            .map_err(|e| self.backend("cannot open the meta table", e))?;
+        let stored = table
+            .get(OLDEST_LATEST_KEY)
+            .map_err(|e| self.backend(format!("cannot read {OLDEST_LATEST_KEY}"), e))?;
+        // A value that does not parse is as good as none: pruning reads the table and
+        // writes it again.
+        Ok(stored.and_then(|v| v.value().parse().ok()))
+    }
+
+    fn set_oldest_latest(&self, txn: &WriteTransaction, oldest: i64) -> Result<(), StateError> {
+        let mut table = txn
+            .open_table(META)
+            .map_err(|e| self.backend("cannot open the meta table", e))?;
+        table
+            .insert(OLDEST_LATEST_KEY, oldest.to_string().as_str())
+            .map_err(|e| self.backend(format!("cannot write {OLDEST_LATEST_KEY}"), e))?;
+        Ok(())
+    }
+
+    /// Lowers the stored bound to `oldest` if that is older; an unknown bound stays
+    /// unknown, since the subjects stored before may be older still.
+    fn lower_oldest_latest(&self, txn: &WriteTransaction, oldest: i64) -> Result<(), StateError> {
+        match self.oldest_latest(txn)? {
+            Some(known) if oldest < known => self.set_oldest_latest(txn, oldest),
+            _ => Ok(()),
+        }
     }
 
     /// The values stored under keys starting with `prefix`, by key.
@@ -237,6 +302,11 @@ impl FileStateStore {
 
     /// Writes `entries` in one transaction.
     pub fn put_meta(&self, entries: &[(String, String)]) -> Result<(), StateError> {
+        // A scan of local files has no checkpoints, and saves them all the same: an empty
+        // commit would still cost an fsync.
+        if entries.is_empty() {
+            return Ok(());
+        }
         let txn = self.begin_write()?;
         {
             let mut table = txn
@@ -1039,6 +1109,68 @@ mod tests {
             store.save_many(&[(&a, 0)]).await.unwrap(),
             [SaveOutcome::Saved { version: 1 }]
         );
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn pruning_reads_the_subjects_only_when_one_may_be_old_enough() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_in(&dir);
+        let recent = state_seen_at("AKIARECENTRECENTRECE", 9_000);
+        store.save(&recent, 0).await.unwrap();
+        // Stored behind the store's back, so only a prune that reads the table finds it.
+        let mut hidden = encode(&state_seen_at("AKIAHIDDENHIDDENHIDD", 1_000));
+        hidden[..VERSION_BYTES].copy_from_slice(&1u64.to_le_bytes());
+        put_raw(&store, "AKIAHIDDENHIDDENHIDD", &hidden);
+
+        assert_eq!(
+            store.prune_before(9_000).unwrap(),
+            0,
+            "nothing written is older"
+        );
+        assert_eq!(store.subjects_count().unwrap(), 2);
+        assert_eq!(
+            store.prune_before(9_001).unwrap(),
+            2,
+            "once a written subject may be old, the table is read, and the hidden one goes too"
+        );
+        assert_eq!(store.subjects_count().unwrap(), 0);
+
+        // An older subject written through the store lowers the bound.
+        store.save(&recent, 0).await.unwrap();
+        store
+            .save(&state_seen_at("AKIAOLDOLDOLDOLDOLDO", 1_000), 0)
+            .await
+            .unwrap();
+        assert_eq!(store.prune_before(2_000).unwrap(), 1);
+        assert_eq!(store.subjects_count().unwrap(), 1);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_file_that_does_not_know_its_oldest_subject_is_pruned_by_reading_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.redb");
+        {
+            let store = FileStateStore::open(&path).unwrap();
+            store
+                .save(&state_seen_at("AKIAOLDOLDOLDOLDOLDO", 1_000), 0)
+                .await
+                .unwrap();
+            // As a file from a release that kept no bound, or whose bound is damaged.
+            let txn = store.db.begin_write().unwrap();
+            txn.open_table(META)
+                .unwrap()
+                .insert(OLDEST_LATEST_KEY, "not a number")
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        let store = FileStateStore::open(&path).unwrap();
+        store
+            .save(&state_seen_at("AKIARECENTRECENTRECE", 9_000), 0)
+            .await
+            .unwrap();
+        assert_eq!(store.prune_before(5_000).unwrap(), 1);
+        assert_eq!(store.prune_before(9_000).unwrap(), 0);
+        assert_eq!(store.subjects_count().unwrap(), 1);
     }
 
     #[tokio::test(flavor = "current_thread")]
