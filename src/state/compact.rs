@@ -321,8 +321,33 @@ pub fn unpack_tally(bytes: &[u8]) -> Result<Tally, String> {
 #[derive(Default)]
 struct Writer<'a> {
     bytes: Vec<u8>,
-    /// Distinct strings in order of first use; few per state, so a linear search wins.
+    /// Distinct strings in order of first use.
     strings: Vec<&'a str>,
+    /// Where in `strings` recently written strings are, by address and length. Most
+    /// strings of a state are the same allocation again (a place key in every stay, an
+    /// event name, service and region shared by every event that names them), and
+    /// finding each by comparing text with the strings before it was almost half of
+    /// packing a state.
+    recent: Recent,
+}
+
+/// A direct-mapped cache of `(address, length, index + 1)`; 0 in the last: empty.
+#[derive(Clone, Copy)]
+struct Recent([(usize, usize, u32); RECENT_SLOTS]);
+
+const RECENT_SLOTS: usize = 32;
+
+impl Default for Recent {
+    fn default() -> Self {
+        Recent([(0, 0, 0); RECENT_SLOTS])
+    }
+}
+
+impl Recent {
+    fn slot(addr: usize) -> usize {
+        // Allocations are 8- or 16-aligned: the low bits say nothing.
+        ((addr >> 4) ^ (addr >> 10)) % RECENT_SLOTS
+    }
 }
 
 impl<'a> Writer<'a> {
@@ -389,14 +414,22 @@ impl<'a> Writer<'a> {
     }
 
     fn str(&mut self, s: &'a str) {
-        // Shared strings (event names, services, regions) are often the same allocation.
-        let same = |t: &&str| (t.as_ptr() == s.as_ptr() && t.len() == s.len()) || *t == s;
-        let index = match self.strings.iter().position(same) {
-            Some(i) => i,
-            None => {
-                self.strings.push(s);
-                self.strings.len() - 1
-            }
+        let addr = s.as_ptr() as usize;
+        let slot = Recent::slot(addr);
+        let (cached_addr, cached_len, cached) = self.recent.0[slot];
+        // The same address and length is the same text.
+        let index = if cached != 0 && cached_addr == addr && cached_len == s.len() {
+            cached as usize - 1
+        } else {
+            let index = match self.strings.iter().position(|t| *t == s) {
+                Some(i) => i,
+                None => {
+                    self.strings.push(s);
+                    self.strings.len() - 1
+                }
+            };
+            self.recent.0[slot] = (addr, s.len(), index as u32 + 1);
+            index
         };
         self.varint(index as u64);
     }
@@ -788,6 +821,31 @@ mod tests {
             let packed = pack(&state);
             assert_eq!(unpack(&packed).unwrap(), state);
         }
+    }
+
+    #[test]
+    fn equal_text_packs_once_whether_or_not_it_is_one_allocation() {
+        let shared = rich_state();
+        // Through JSON every string is an allocation of its own; unpacking shares them.
+        let apart: SubjectState =
+            serde_json::from_str(&serde_json::to_string(&shared).unwrap()).unwrap();
+        let shared_again = unpack(&pack(&apart)).unwrap();
+        assert_eq!(pack(&shared), pack(&apart));
+        assert_eq!(pack(&shared_again), pack(&apart));
+        // More strings than the cache of recent ones has slots, each used twice, so that
+        // entries are evicted and found again by their text.
+        let mut many = SubjectState::new("AKIAMANYMANYMANYMANY");
+        for i in 0..(RECENT_SLOTS as i64 * 3) {
+            let place = format!("place-{i}");
+            many.stays.push(Stay::at(place.as_str(), point(i)));
+            many.stays
+                .push(Stay::at(format!("place-{i}").as_str(), point(i + 1)));
+        }
+        let packed = pack(&many);
+        assert_eq!(unpack(&packed).unwrap(), many);
+        let apart: SubjectState =
+            serde_json::from_str(&serde_json::to_string(&many).unwrap()).unwrap();
+        assert_eq!(pack(&apart), packed);
     }
 
     #[test]
