@@ -501,6 +501,38 @@ fn tallies_stay_bounded_by_the_lookback_and_their_caps() {
 }
 
 #[test]
+fn an_event_older_than_the_lookback_is_not_kept_even_when_the_latest_day_stays() {
+    let policy = RulePolicy {
+        learning_ms: 0,
+        ..only(Rule::UnusualCityForCommand)
+    };
+    let lookback = policy.lookback_days;
+    let (sydney, lagos) = (city("Sydney", "Australia"), city("Lagos", "Nigeria"));
+    let today = T0 + 60 * DAY_MS;
+    let mut run = Run::default();
+    run.object("o1", &[ev(today, "ListUsers", &sydney)], &policy);
+    // Later on the same day, with events from before the lookback: at a city the tally
+    // holds and at one it does not.
+    let stale = today - (lookback + 5) * DAY_MS;
+    run.object(
+        "o2",
+        &[
+            ev(today + MINUTE_MS, "ListUsers", &sydney),
+            ev(stale, "ListUsers", &sydney),
+            ev(stale, "ListUsers", &lagos),
+        ],
+        &policy,
+    );
+    let key = TallyKey::command(ACCOUNT, "iam.amazonaws.com", "ListUsers");
+    let Tally::Command(c) = &run.tallies[&key] else {
+        panic!("a command tally")
+    };
+    let oldest = day_of(today) - lookback;
+    assert_eq!(c.places.len(), 1, "{:?}", c.places);
+    assert!(c.places[0].seen.days.iter().all(|d| d.day >= oldest));
+}
+
+#[test]
 fn a_recycled_batch_starts_empty_and_judges_as_a_new_one() {
     let policy = RulePolicy {
         report_min: Severity::Info,
