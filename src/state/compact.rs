@@ -849,6 +849,17 @@ mod tests {
     }
 
     #[test]
+    fn strings_at_one_address_with_other_lengths_are_other_strings() {
+        let text = String::from("us-east-1");
+        let mut w = Writer::default();
+        for s in [&text[..3], &text[..], &text[..0], "", &text[..3], &text[..]] {
+            w.str(s);
+        }
+        assert_eq!(w.strings, ["us-", "us-east-1", ""]);
+        assert_eq!(w.bytes, [0, 1, 2, 2, 0, 1]);
+    }
+
+    #[test]
     fn the_latest_time_reads_as_unpacking_reads_it() {
         for state in [
             SubjectState::new("AKIAEMPTYEMPTYEMPTYE"),

@@ -37,8 +37,11 @@ const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
 /// can tell without reading the subjects that none is old enough to go: pruning read the
 /// whole table back after every scan, and a scan over the last day or two finds nothing
 /// to prune. Every write of a subject lowers it to that subject's time if it is older;
-/// a prune that reads the table sets it to the oldest time left. Absent (a file from an
-/// earlier release, or one that was never pruned): unknown, so pruning reads the table.
+/// a prune that reads the table sets it to the oldest time left. Absent or unreadable (a
+/// file that held subjects before this bound was kept): unknown, so pruning reads the
+/// table. An earlier release writing to a file that has the bound does not lower it; its
+/// older subjects then stay until this release saves an older subject or the bound's
+/// own time falls out of the window, when the prune reads the table again.
 const OLDEST_LATEST_KEY: &str = "subjects#oldest-latest-ms";
 
 const VERSION_BYTES: usize = std::mem::size_of::<u64>();
@@ -204,9 +207,10 @@ impl FileStateStore {
     /// anything left that a new event could be judged against. Returns how many went.
     pub fn prune_before(&self, cutoff_ms: i64) -> Result<u64, StateError> {
         let txn = self.begin_write()?;
+        // A bound of `i64::MIN` may be a subject never seen, which goes whatever the cutoff.
         if self
             .oldest_latest(&txn)?
-            .is_some_and(|oldest| oldest >= cutoff_ms)
+            .is_some_and(|oldest| oldest >= cutoff_ms && oldest != i64::MIN)
         {
             txn.abort()
                 .map_err(|e| self.backend("cannot abort a write transaction", e))?;
@@ -555,13 +559,24 @@ const ENCODE_CHUNK: usize = 256;
 fn encode_and_write<T: Sync, E>(
     items: &[T],
     encode: impl Fn(&T) -> Vec<u8> + Sync,
+    write: impl FnMut(usize, &mut [u8]) -> Result<(), E>,
+) -> Result<(), E> {
+    let spare = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .saturating_sub(1);
+    encode_and_write_with(spare, items, encode, write)
+}
+
+/// [`encode_and_write`] with at most `helpers` encoding threads (tests run it with helpers
+/// on any machine).
+fn encode_and_write_with<T: Sync, E>(
+    helpers: usize,
+    items: &[T],
+    encode: impl Fn(&T) -> Vec<u8> + Sync,
     mut write: impl FnMut(usize, &mut [u8]) -> Result<(), E>,
 ) -> Result<(), E> {
     let chunks = items.len().div_ceil(ENCODE_CHUNK);
-    let helpers = std::thread::available_parallelism()
-        .map_or(1, std::num::NonZeroUsize::get)
-        .saturating_sub(1)
-        .min(chunks.saturating_sub(1));
+    let helpers = helpers.min(chunks.saturating_sub(1));
     if helpers == 0 {
         for (i, item) in items.iter().enumerate() {
             write(i, &mut encode(item))?;
@@ -607,10 +622,20 @@ fn encode_and_write<T: Sync, E>(
             }
             Ok(())
         };
-        let result = written();
-        shared.stop.store(true, Ordering::Relaxed);
-        result
+        // Also when `write` or this thread's own encoding panics: the encoders then stop
+        // at their next chunk rather than encode the rest for nothing.
+        let _stop = StopOnDrop(&shared);
+        written()
     })
+}
+
+/// Raises [`Chunks::stop`] when the writing thread is done, however it ends.
+struct StopOnDrop<'a>(&'a Chunks);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.stop.store(true, Ordering::Relaxed);
+    }
 }
 
 /// The chunks of [`encode_and_write`]: claimed in order, published as they are encoded.
@@ -652,7 +677,8 @@ impl Chunks {
             if let Some(values) = ready[c].take() {
                 return values;
             }
-            // The encoder's own panic is what the scope reports, once this thread is out.
+            // The encoder's panic message has gone to stderr through the panic hook; the
+            // scope re-raises this thread's panic, not the encoder's.
             assert!(
                 !self.panicked.load(Ordering::Relaxed),
                 "a thread encoding states panicked"
@@ -1044,45 +1070,69 @@ mod tests {
     fn every_value_is_written_in_order_and_the_first_error_stops_the_writes() {
         let items: Vec<u32> = (0..(ENCODE_CHUNK * 7 + 3) as u32).collect();
         let encode = |i: &u32| i.to_le_bytes().to_vec();
-        let mut written = Vec::new();
-        encode_and_write(&items, encode, |i, value| {
-            assert_eq!(value, items[i].to_le_bytes(), "item {i}");
-            written.push(i);
-            Ok::<(), ()>(())
-        })
-        .unwrap();
-        assert_eq!(written, (0..items.len()).collect::<Vec<_>>());
-
-        let failing = ENCODE_CHUNK * 2 + 5;
-        let mut writes = 0;
-        let result = encode_and_write(&items, encode, |i, _| {
-            writes += 1;
-            if i == failing {
-                Err(i)
-            } else {
-                Ok(())
+        for helpers in [0, 1, 3] {
+            for len in [0, 1, ENCODE_CHUNK, ENCODE_CHUNK * 4, items.len()] {
+                let mut written = Vec::new();
+                encode_and_write_with(helpers, &items[..len], encode, |i, value| {
+                    assert_eq!(value, items[i].to_le_bytes(), "item {i}");
+                    written.push(i);
+                    Ok::<(), ()>(())
+                })
+                .unwrap();
+                assert_eq!(written, (0..len).collect::<Vec<_>>(), "{helpers} helpers");
             }
-        });
-        assert_eq!(result, Err(failing));
-        assert_eq!(writes, failing + 1, "nothing is written after the error");
+
+            let failing = ENCODE_CHUNK * 2 + 5;
+            let mut writes = 0;
+            let result = encode_and_write_with(helpers, &items, encode, |i, _| {
+                writes += 1;
+                if i == failing {
+                    Err(i)
+                } else {
+                    Ok(())
+                }
+            });
+            assert_eq!(result, Err(failing));
+            assert_eq!(writes, failing + 1, "nothing is written after the error");
+        }
     }
 
     #[test]
     fn an_encoder_that_panics_fails_the_write_instead_of_hanging_it() {
         let items: Vec<u32> = (0..(ENCODE_CHUNK * 8) as u32).collect();
-        for bad in [0, ENCODE_CHUNK + 1, ENCODE_CHUNK * 6] {
+        let caller = std::thread::current().id();
+        for helpers in [1, 3] {
+            // Only an encoding thread panics, so that the writer is left waiting on it; the
+            // writer is slow to encode, so that the encoders get chunks to claim.
             let result = std::panic::catch_unwind(|| {
-                encode_and_write(
+                encode_and_write_with(
+                    helpers,
                     &items,
                     |&i| {
-                        assert!(i as usize != bad, "damaged item");
+                        assert_eq!(std::thread::current().id(), caller, "damaged item");
+                        if (i as usize).is_multiple_of(ENCODE_CHUNK) {
+                            std::thread::sleep(std::time::Duration::from_millis(50));
+                        }
                         Vec::new()
                     },
                     |_, _| Ok::<(), ()>(()),
                 )
             });
-            assert!(result.is_err(), "item {bad}");
+            assert!(result.is_err(), "{helpers} helpers");
         }
+        // And the writing thread's own panic.
+        let result = std::panic::catch_unwind(|| {
+            encode_and_write_with(
+                2,
+                &items,
+                |_| Vec::new(),
+                |i, _| {
+                    assert!(i < ENCODE_CHUNK * 3, "damaged write");
+                    Ok::<(), ()>(())
+                },
+            )
+        });
+        assert!(result.is_err());
     }
 
     #[tokio::test(flavor = "current_thread")]
