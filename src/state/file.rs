@@ -166,6 +166,8 @@ impl FileStateStore {
     fn save_all(&self, items: &[(&SubjectState, u64)]) -> Result<Vec<SaveOutcome>, StateError> {
         let txn = self.begin_write()?;
         let mut outcomes = Vec::with_capacity(items.len());
+        // The oldest `latest_ms` among the saved states; `None` while none is saved.
+        let mut oldest_saved: Option<i64> = None;
         {
             let mut table = txn
                 .open_table(SUBJECTS)
@@ -177,22 +179,16 @@ impl FileStateStore {
                     let (state, expected_version) = items[i];
                     let outcome =
                         self.put_if_version(&mut table, state, expected_version, value)?;
+                    if let SaveOutcome::Saved { .. } = outcome {
+                        oldest_saved =
+                            Some(oldest_saved.map_or(state.latest_ms, |o| o.min(state.latest_ms)));
+                    }
                     outcomes.push(outcome);
                     Ok(())
                 },
             )?;
         }
-        if outcomes
-            .iter()
-            .any(|o| matches!(o, SaveOutcome::Saved { .. }))
-        {
-            let oldest = items
-                .iter()
-                .zip(&outcomes)
-                .filter(|(_, o)| matches!(o, SaveOutcome::Saved { .. }))
-                .map(|((state, _), _)| state.latest_ms)
-                .min()
-                .unwrap_or(i64::MAX);
+        if let Some(oldest) = oldest_saved {
             self.lower_oldest_latest(&txn, oldest)?;
             txn.commit().map_err(|e| self.backend("cannot commit", e))?;
         } else {
