@@ -694,7 +694,13 @@ impl Run<'_> {
         let (spent, spent_receivers): (Vec<_>, Vec<_>) = (0..readers)
             .map(|_| std::sync::mpsc::channel::<Vec<ObjectScan>>())
             .unzip();
-        let (policy, options) = (self.policy, self.options);
+        // With a reader per core the cores are busy anyway: each reader decodes its own
+        // objects rather than handing that to a thread per object.
+        let options = &ReadOptions {
+            decode_on_own_thread: self.options.decode_on_own_thread && readers == 1,
+            ..self.options.clone()
+        };
+        let policy = self.policy;
         std::thread::scope(|scope| {
             // Owned here, so that a run that stops early drops them before the scope waits
             // for the readers: a reader blocked on a full channel then sees the receiver

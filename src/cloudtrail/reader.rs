@@ -43,6 +43,14 @@ pub struct ReadOptions {
     /// however long the record. [`DEFAULT_MAX_RECORD_BYTES`] by default; `u64::MAX`
     /// for no limit; values under 64 count as 64.
     pub max_record_bytes: u64,
+    /// Decode gzip on a thread of its own while the calling thread frames and
+    /// deserializes (the default), so that one large object keeps two cores busy. A
+    /// caller that already reads an object per core turns it off: the cores are busy
+    /// anyway, and decoding straight into the framer's window on the same thread spares
+    /// a copy of every decoded byte, a hand-over per chunk, and reading back from another
+    /// core's cache what was just written (measured at organisation scale with two
+    /// readers: about 6% less CPU for the whole scan).
+    pub decode_on_own_thread: bool,
 }
 
 impl Default for ReadOptions {
@@ -50,6 +58,7 @@ impl Default for ReadOptions {
         ReadOptions {
             max_decompressed_bytes: None,
             max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
+            decode_on_own_thread: true,
         }
     }
 }
@@ -132,7 +141,13 @@ pub fn read_object<R: Read + Send>(
     let limit = options.max_decompressed_bytes;
     let max_record = options.max_record_bytes.max(MIN_MAX_RECORD_BYTES);
     if head == [0x1f, 0x8b] {
-        read_gzip(input, limit, max_record, on_record)
+        read_gzip(
+            input,
+            limit,
+            max_record,
+            options.decode_on_own_thread,
+            on_record,
+        )
     } else {
         let chunks = ChunkReader::new(
             PlainInput {
@@ -152,6 +167,7 @@ fn read_gzip<R: Read + Send>(
     input: R,
     limit: Option<u64>,
     max_record: u64,
+    own_thread: bool,
     on_record: &mut dyn FnMut(Result<Event<'_>, RecordError>),
 ) -> Result<ObjectSummary, ObjectError> {
     let gzip = GzipInput {
@@ -162,6 +178,9 @@ fn read_gzip<R: Read + Send>(
         }),
     };
     let mut chunks = ChunkReader::new(gzip, limit);
+    if !own_thread {
+        return read_gzip_inline(Vec::new(), 0, chunks, max_record, on_record);
+    }
     let mut first = vec![0; DECODE_INLINE];
     let first_len = chunks.fill(&mut first)?;
     if chunks.finished() {
@@ -856,6 +875,70 @@ mod tests {
                 whole[..delivered.len()],
                 "case {case}: records before the fault"
             );
+        }
+    }
+
+    #[test]
+    fn decoding_on_the_calling_thread_reads_the_same_as_on_its_own() {
+        let plain = log(3_000);
+        let compressed = gzip(&plain);
+        let mut corrupt = compressed.clone();
+        let middle = corrupt.len() / 2;
+        corrupt[middle..middle + 64].fill(0xff);
+        let mut members = gzip(&log(2));
+        members.extend(gzip(format!("{}\n", record(7)).as_bytes()));
+        let mut trailing_garbage = gzip(&log(2));
+        trailing_garbage.extend_from_slice(b"not gzip");
+        let small = gzip(&log(1));
+        let cases: &[(&str, &[u8], Option<u64>)] = &[
+            ("several chunks", &compressed, None),
+            ("under one chunk", &small, None),
+            ("several members", &members, None),
+            (
+                "cut in the middle",
+                &compressed[..compressed.len() / 2],
+                None,
+            ),
+            ("cut in the header", &compressed[..5], None),
+            ("corrupt deflate data", &corrupt, None),
+            ("garbage after the last member", &trailing_garbage, None),
+            (
+                "over the size limit",
+                &compressed,
+                Some(plain.len() as u64 / 3),
+            ),
+        ];
+        for (case, input, limit) in cases {
+            let [own, inline] = [true, false].map(|own_thread| {
+                read_with(
+                    input,
+                    &ReadOptions {
+                        max_decompressed_bytes: *limit,
+                        decode_on_own_thread: own_thread,
+                        ..ReadOptions::default()
+                    },
+                )
+            });
+            assert_eq!(events(&own), events(&inline), "case {case}: records");
+            assert_eq!(
+                own.0.iter().filter(|r| r.is_err()).count(),
+                inline.0.iter().filter(|r| r.is_err()).count(),
+                "case {case}: bad records"
+            );
+            match (&own.1, &inline.1) {
+                (Ok(a), Ok(b)) => {
+                    assert_eq!(
+                        (a.records, a.bytes_read, a.bytes_decoded, a.kind),
+                        (b.records, b.bytes_read, b.bytes_decoded, b.kind),
+                        "case {case}: summary"
+                    );
+                    assert!(b.compressed, "case {case}");
+                }
+                (Err(a), Err(b)) => {
+                    assert_eq!(a.to_string(), b.to_string(), "case {case}: error");
+                }
+                (a, b) => panic!("case {case}: {a:?} against {b:?}"),
+            }
         }
     }
 
