@@ -323,12 +323,34 @@ struct Writer<'a> {
     bytes: Vec<u8>,
     /// Distinct strings in order of first use.
     strings: Vec<&'a str>,
+    /// A fingerprint of each of `strings` ([`fingerprint`]): a string not among them is
+    /// found absent by comparing these, not texts. A state holds tens of strings, many
+    /// of one length (regions, addresses), and comparing texts was most of a state
+    /// file's final write after the cache below.
+    prints: Vec<u64>,
     /// Where in `strings` recently written strings are, by address and length. Most
     /// strings of a state are the same allocation again (a place key in every stay, an
     /// event name, service and region shared by every event that names them), and
     /// finding each by comparing text with the strings before it was almost half of
     /// packing a state.
     recent: Recent,
+}
+
+/// Mixes the length and the first and last eight bytes of `s`: equal strings have equal
+/// fingerprints, and most strings that differ in any of these have different ones.
+fn fingerprint(s: &str) -> u64 {
+    let b = s.as_bytes();
+    let word = |bytes: &[u8]| {
+        let mut w = [0; 8];
+        w[..bytes.len()].copy_from_slice(bytes);
+        u64::from_le_bytes(w)
+    };
+    let (head, tail) = if b.len() >= 8 {
+        (word(&b[..8]), word(&b[b.len() - 8..]))
+    } else {
+        (word(b), 0)
+    };
+    (head ^ tail.rotate_left(32)).wrapping_add((b.len() as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15))
 }
 
 /// A direct-mapped cache of `(address, length, index + 1)`; 0 in the last: empty.
@@ -421,10 +443,19 @@ impl<'a> Writer<'a> {
         let index = if cached != 0 && cached_addr == addr && cached_len == s.len() {
             cached as usize - 1
         } else {
-            let index = match self.strings.iter().position(|t| *t == s) {
+            let print = fingerprint(s);
+            let found = self
+                .prints
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| **p == print)
+                .map(|(i, _)| i)
+                .find(|&i| self.strings[i] == s);
+            let index = match found {
                 Some(i) => i,
                 None => {
                     self.strings.push(s);
+                    self.prints.push(print);
                     self.strings.len() - 1
                 }
             };
@@ -857,6 +888,24 @@ mod tests {
         }
         assert_eq!(w.strings, ["us-", "us-east-1", ""]);
         assert_eq!(w.bytes, [0, 1, 2, 2, 0, 1]);
+    }
+
+    #[test]
+    fn strings_that_share_a_fingerprint_are_told_apart_by_their_text() {
+        // The same length and the same first and last eight bytes.
+        let [a, b] = ["12345678-aaaa-87654321", "12345678-bbbb-87654321"];
+        assert_eq!(fingerprint(a), fingerprint(b));
+        let mut w = Writer::default();
+        for s in [a, b, a, b] {
+            w.str(s);
+        }
+        assert_eq!(w.strings, [a, b]);
+        assert_eq!(w.bytes, [0, 1, 0, 1]);
+        // Separate allocations: found by their text, not the cache of addresses.
+        let (a2, b2) = (a.to_owned(), b.to_owned());
+        w.str(&b2);
+        w.str(&a2);
+        assert_eq!(w.bytes, [0, 1, 0, 1, 1, 0]);
     }
 
     #[test]
