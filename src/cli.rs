@@ -5,7 +5,6 @@ use std::fs::File;
 use std::hash::BuildHasher;
 use std::io::{self, IsTerminal, Read};
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -161,14 +160,15 @@ pub struct ScanArgs {
     pub policy: PolicySettings,
 }
 
-/// Entry point of the binary: `main() -> ExitCode` calls this and nothing else.
-pub fn main() -> ExitCode {
+/// Entry point of the binary, which calls this and nothing else: the process's exit
+/// status (0, 1 when some input failed, 2 when the run could not go on).
+pub fn main() -> u8 {
     let cli = Cli::parse();
     match run(cli) {
         Ok(outcome) => outcome,
         Err(err) => {
             eprintln!("geotrail: {}", error_text(&err));
-            ExitCode::from(2)
+            2
         }
     }
 }
@@ -191,13 +191,13 @@ fn error_text(err: &anyhow::Error) -> String {
     text
 }
 
-pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+pub fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::Scan(args) => scan(args),
         Command::Explain(args) => explain(args),
         Command::Rules => {
             print!("{}", rules_text());
-            Ok(ExitCode::SUCCESS)
+            Ok(0)
         }
     }
 }
@@ -278,7 +278,7 @@ struct Totals {
     newest_event_ms: Option<i64>,
 }
 
-fn scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
+fn scan(args: ScanArgs) -> anyhow::Result<u8> {
     let mut policy = args
         .policy
         .to_policy()
@@ -376,11 +376,7 @@ fn scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
             &geo,
         );
     }
-    Ok(if run.totals.objects_failed > 0 {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(if run.totals.objects_failed > 0 { 1 } else { 0 })
 }
 
 #[cfg(feature = "aws")]
@@ -457,7 +453,7 @@ mod no_aws {
     }
 }
 
-fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
+fn explain(args: ExplainArgs) -> anyhow::Result<u8> {
     let policy = args
         .policy
         .to_policy()
@@ -487,7 +483,7 @@ fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
             "geotrail: no state for {}: it was never seen, or its history expired",
             args.subject_id
         );
-        return Ok(ExitCode::from(1));
+        return Ok(1);
     };
     let explanation = found.state.explain(&policy);
     match args.format {
@@ -497,7 +493,7 @@ fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
             serde_json::to_string_pretty(&explanation).expect("an explanation serializes")
         ),
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(0)
 }
 
 fn load_from_file(
