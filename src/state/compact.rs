@@ -25,6 +25,13 @@ const LAYOUT: u8 = 1;
 
 /// Packs `state`; [`unpack`] gives back an equal state.
 pub fn pack(state: &SubjectState) -> Vec<u8> {
+    pack_after(0, state)
+}
+
+/// [`pack`], after `room` zero bytes for the caller's own header: a state file's value
+/// is a version and the packed state, and copying each packed state into a value of its
+/// own was a copy of every byte of a final write.
+pub(crate) fn pack_after(room: usize, state: &SubjectState) -> Vec<u8> {
     let mut body = Writer::default();
     body.varint(u64::from(state.v));
     body.str(&state.subject);
@@ -66,9 +73,10 @@ pub fn pack(state: &SubjectState) -> Vec<u8> {
 
     let table_bytes: usize = body.strings.iter().map(|s| s.len() + 2).sum();
     let mut out = Writer {
-        bytes: Vec::with_capacity(1 + 3 + table_bytes + body.bytes.len()),
+        bytes: Vec::with_capacity(room + 1 + 3 + table_bytes + body.bytes.len()),
         ..Writer::default()
     };
+    out.bytes.resize(room, 0);
     out.bytes.push(LAYOUT);
     out.varint(body.strings.len() as u64);
     for s in &body.strings {
@@ -188,10 +196,16 @@ const TALLY_LAYOUT: u8 = 1;
 /// organisation's key tallies pack to about a third of their JSON, and a state file's
 /// final write spent most of its tally time serializing that JSON.
 pub fn pack_tally(tally: &Tally) -> Vec<u8> {
+    pack_tally_after(0, tally)
+}
+
+/// [`pack_tally`], after `room` zero bytes (see [`pack_after`]).
+pub(crate) fn pack_tally_after(room: usize, tally: &Tally) -> Vec<u8> {
     let mut w = Writer {
-        bytes: Vec::with_capacity(256),
+        bytes: Vec::with_capacity(room + 256),
         ..Writer::default()
     };
+    w.bytes.resize(room, 0);
     w.bytes.push(TALLY_LAYOUT);
     match tally {
         Tally::Account(a) => {
@@ -1096,6 +1110,21 @@ mod tests {
                 tally,
                 "{tally:?}"
             );
+        }
+    }
+
+    #[test]
+    fn packing_after_room_for_a_header_packs_the_same_bytes_after_it() {
+        for room in [0, 1, 8] {
+            let state = rich_state();
+            let after = pack_after(room, &state);
+            assert!(after[..room].iter().all(|b| *b == 0), "room {room}");
+            assert_eq!(after[room..], pack(&state), "room {room}");
+            for tally in rich_tallies() {
+                let after = pack_tally_after(room, &tally);
+                assert!(after[..room].iter().all(|b| *b == 0), "room {room}");
+                assert_eq!(after[room..], pack_tally(&tally), "room {room}: {tally:?}");
+            }
         }
     }
 

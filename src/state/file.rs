@@ -468,7 +468,7 @@ impl StateStore for FileStateStore {
             // Each packed after room for its version, as subjects are.
             encode_and_write(
                 items,
-                |(tally, _)| headed(&compact::pack_tally(tally)),
+                |(tally, _)| compact::pack_tally_after(VERSION_BYTES, tally),
                 |i, value| {
                     let (tally, expected) = items[i];
                     let key = tally.item_key();
@@ -517,15 +517,7 @@ fn backend_error(
 /// state in its packed form (`state::compact`): about a fifth of its JSON, and written and
 /// read several times faster, which is most of what a scan with a state file adds.
 fn encode(state: &SubjectState) -> Vec<u8> {
-    headed(&compact::pack(state))
-}
-
-/// `body` after room for the version header, which a save fills in.
-fn headed(body: &[u8]) -> Vec<u8> {
-    let mut value = Vec::with_capacity(VERSION_BYTES + body.len());
-    value.extend_from_slice(&[0; VERSION_BYTES]);
-    value.extend_from_slice(body);
-    value
+    compact::pack_after(VERSION_BYTES, state)
 }
 
 fn stored_version(subject: &str, value: &[u8]) -> Result<u64, StateError> {
