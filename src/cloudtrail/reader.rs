@@ -832,8 +832,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn cut_or_corrupt_gzip_is_an_object_error_after_the_good_records() {
+    /// A log of 3,000 records; it gzipped; the same with 64 bytes of its deflate data
+    /// overwritten; and a short gzipped log followed by bytes that are not gzip.
+    fn faulty_gzip() -> [Vec<u8>; 4] {
         let plain = log(3_000);
         let compressed = gzip(&plain);
         let mut corrupt = compressed.clone();
@@ -841,6 +842,12 @@ mod tests {
         corrupt[middle..middle + 64].fill(0xff);
         let mut trailing_garbage = gzip(&log(2));
         trailing_garbage.extend_from_slice(b"not gzip");
+        [plain, compressed, corrupt, trailing_garbage]
+    }
+
+    #[test]
+    fn cut_or_corrupt_gzip_is_an_object_error_after_the_good_records() {
+        let [plain, compressed, corrupt, trailing_garbage] = faulty_gzip();
         let cases: &[(&str, &[u8], usize)] = &[
             ("cut in the middle", &compressed[..compressed.len() / 2], 1),
             (
@@ -880,15 +887,9 @@ mod tests {
 
     #[test]
     fn decoding_on_the_calling_thread_reads_the_same_as_on_its_own() {
-        let plain = log(3_000);
-        let compressed = gzip(&plain);
-        let mut corrupt = compressed.clone();
-        let middle = corrupt.len() / 2;
-        corrupt[middle..middle + 64].fill(0xff);
+        let [plain, compressed, corrupt, trailing_garbage] = faulty_gzip();
         let mut members = gzip(&log(2));
         members.extend(gzip(format!("{}\n", record(7)).as_bytes()));
-        let mut trailing_garbage = gzip(&log(2));
-        trailing_garbage.extend_from_slice(b"not gzip");
         let small = gzip(&log(1));
         let cases: &[(&str, &[u8], Option<u64>)] = &[
             ("several chunks", &compressed, None),
