@@ -1,5 +1,5 @@
-//! One object's bytes -> records: gzip sniffing, decompression on its own thread, and
-//! the framer.
+//! One object's bytes -> records: gzip sniffing, decompression (on a thread of its own
+//! unless the caller says otherwise), and the framer.
 
 use std::fmt;
 use std::io::{self, BufRead, BufReader, Read};
@@ -112,7 +112,9 @@ pub struct ObjectSummary {
 /// Reads one object, calling `on_record` for every record in order.
 ///
 /// gzip (by magic bytes, any number of members) is decoded on a thread of its own while
-/// this thread frames and deserializes, so a large object keeps two cores busy. A record
+/// this thread frames and deserializes, so a large object keeps two cores busy; or on
+/// this thread, into the framer's window, when [`ReadOptions::decode_on_own_thread`] is
+/// off. A record
 /// that does not deserialize is passed as `Err` and reading goes on; a fault in the
 /// framing, the gzip data or the input stops reading with an [`ObjectError`], after every
 /// record before it was delivered. Never panics on any input.
