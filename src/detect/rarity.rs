@@ -351,7 +351,7 @@ impl RuleBatch {
         &mut self,
         e: &RuleEvent<'_>,
         policy: &RulePolicy,
-        identity: impl FnOnce() -> CompactIdentity,
+        identity: impl FnOnce() -> Arc<CompactIdentity>,
     ) {
         debug_assert!(self.sealed.is_none(), "an event added to a sealed batch");
         let rules = policy.enabled;
@@ -432,7 +432,7 @@ impl RuleBatch {
             let principal = intern(e.principal);
             let identity = identities
                 .entry(principal.clone())
-                .or_insert_with(|| Arc::new(identity()))
+                .or_insert_with(identity)
                 .clone();
             Arc::new(Call {
                 t: e.t,

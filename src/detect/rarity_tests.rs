@@ -73,12 +73,14 @@ fn batch_of(events: &[Ev], policy: &RulePolicy) -> RuleBatch {
             user_agent: None,
         };
         batch.add(&re, policy, || {
-            (&crate::finding::UserIdentitySummary {
-                arn: Some(ALICE.to_owned()),
-                access_key_id: Some(e.key.to_owned()),
-                ..Default::default()
-            })
-                .into()
+            Arc::new(
+                (&crate::finding::UserIdentitySummary {
+                    arn: Some(ALICE.to_owned()),
+                    access_key_id: Some(e.key.to_owned()),
+                    ..Default::default()
+                })
+                    .into(),
+            )
         });
     }
     batch
