@@ -95,9 +95,9 @@ impl SkipCounts {
 #[derive(Debug, Clone)]
 pub struct SubjectSightings {
     pub subject: String,
-    /// From the subject's latest event in the object; `None` until one is kept. Shared
-    /// with the account-level rules' calls of the same event.
-    pub identity: Option<Arc<CompactIdentity>>,
+    /// From the subject's latest event in the object (its first future one while it has
+    /// no other); shared with the account-level rules' calls of the same event.
+    pub identity: Arc<CompactIdentity>,
     /// The account called by the subject's latest event in the object
     /// (`recipientAccountId`); the credential's own account is `identity.account_id`.
     pub account_id: Option<String>,
@@ -134,10 +134,10 @@ pub struct ObjectScan {
 }
 
 impl SubjectSightings {
-    fn new(subject: &str) -> SubjectSightings {
+    fn new(subject: &str, identity: Arc<CompactIdentity>) -> SubjectSightings {
         SubjectSightings {
             subject: subject.to_owned(),
-            identity: None,
+            identity,
             account_id: None,
             sightings: Vec::new(),
             future: FutureRecords::default(),
@@ -175,11 +175,6 @@ impl ObjectScan {
         out
     }
 }
-
-/// The identity of a subject with none kept (only a subject with sightings is judged, and
-/// its latest sighting keeps one).
-static NO_IDENTITY: std::sync::LazyLock<CompactIdentity> =
-    std::sync::LazyLock::new(CompactIdentity::default);
 
 thread_local! {
     /// The subject map of the thread's last object, emptied, for its next, as the rule
@@ -306,10 +301,7 @@ fn collect(
         // Before the address is looked at: a forged record need not carry a real one.
         let entry = by_subject
             .entry(subject.to_owned())
-            .or_insert_with(|| SubjectSightings::new(subject));
-        if entry.identity.is_none() {
-            entry.identity = Some(Arc::new(identity_of(event)));
-        }
+            .or_insert_with(|| SubjectSightings::new(subject, Arc::new(identity_of(event))));
         let text = |v: &Option<std::borrow::Cow<'_, str>>| v.as_deref().unwrap_or("").to_owned();
         entry.future.push(
             event.event_time_ms,
@@ -366,8 +358,12 @@ fn collect(
         return Err("low_precision_location");
     }
     // Looked up before inserting: `entry` would copy the subject's name for every event.
-    if !by_subject.contains_key(subject) {
-        by_subject.insert(subject.to_owned(), SubjectSightings::new(subject));
+    let new = !by_subject.contains_key(subject);
+    if new {
+        let identity = built
+            .get_or_insert_with(|| Arc::new(identity_of(event)))
+            .clone();
+        by_subject.insert(subject.to_owned(), SubjectSightings::new(subject, identity));
     }
     let entry = by_subject.get_mut(subject).expect("inserted above");
     if event.event_time_ms >= entry.latest_ms {
@@ -378,13 +374,13 @@ fn collect(
         fn kept(v: Option<&str>) -> Option<&str> {
             v.map(|v| crate::finding::cut(v, CompactIdentity::MAX_FIELD))
         }
-        let same_identity = entry.identity.as_deref().is_some_and(|kept_identity| {
-            kept_identity.arn() == kept(identity.arn.as_deref())
-                && kept_identity.access_key_id() == kept(identity.access_key_id.as_deref())
-                && kept_identity.identity_type() == kept(identity.identity_type.as_deref())
-        });
+        // A new entry holds this event's identity already.
+        let same_identity = new
+            || entry.identity.arn() == kept(identity.arn.as_deref())
+                && entry.identity.access_key_id() == kept(identity.access_key_id.as_deref())
+                && entry.identity.identity_type() == kept(identity.identity_type.as_deref());
         if !same_identity {
-            entry.identity = Some(built.unwrap_or_else(|| Arc::new(identity_of(event))));
+            entry.identity = built.unwrap_or_else(|| Arc::new(identity_of(event)));
         }
         // Per event, not per identity: one credential calls several accounts (a role
         // assumed across an organization), and its own account is not the one called.
@@ -843,7 +839,7 @@ pub async fn commit_scans<S: StateStore + Sync, N: Notifier + Sync>(
             ctxs.clear();
             ctxs.extend(subject_parts.iter().map(|part| FindingContext {
                 subject_kind: policy.subject,
-                identity: part.sightings.identity.as_deref().unwrap_or(&NO_IDENTITY),
+                identity: &part.sightings.identity,
                 account_id: part.sightings.account_id.as_deref(),
                 source_object: &scans[part.scan].name,
                 geoip,
