@@ -461,10 +461,8 @@ impl<'a> Writer<'a> {
             let found = self
                 .prints
                 .iter()
-                .enumerate()
-                .filter(|(_, p)| **p == print)
-                .map(|(i, _)| i)
-                .find(|&i| self.strings[i] == s);
+                .zip(&self.strings)
+                .position(|(p, t)| *p == print && *t == s);
             let index = match found {
                 Some(i) => i,
                 None => {
