@@ -105,7 +105,7 @@ fn lend(key: &TallyKey, e: &mut TallyEntry) -> Result<Option<VersionedTally>, St
 
 /// One subject's state while a flush writes it.
 struct Flushing<'a> {
-    subject: &'a String,
+    subject: &'a CompactString,
     state: Box<SubjectState>,
     /// Taken from a hot slot, and to be put back there; else unpacked from a packed one,
     /// which stays as it was.
@@ -170,11 +170,12 @@ impl<S: StateStore> WriteBackCache<S> {
     /// of `save_many` at a time (each batch is one transaction for the file store, and
     /// the copies it needs are bounded by the batch).
     pub async fn flush(&self) -> Result<usize, StateError> {
-        let mut dirty: Vec<String> = self
+        // Access key ids fit inline in a `CompactString`: no allocation for each.
+        let mut dirty: Vec<CompactString> = self
             .lock()
             .iter()
             .filter(|(_, e)| e.dirty && !matches!(e.slot, Slot::Lent))
-            .map(|(k, _)| k.to_string())
+            .map(|(k, _)| k.clone())
             .collect();
         // In key order, so that each batch writes one stretch of the store's B-tree: in
         // the map's hash order, every batch touched pages across the whole tree, and the
@@ -205,28 +206,41 @@ impl<S: StateStore> WriteBackCache<S> {
         // prefix does.
         taken.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let mut result = Ok(());
-        for chunk in taken.chunks(FLUSH_BATCH) {
-            let items: Vec<(&Tally, u64)> = chunk
-                .iter()
-                .map(|(_, tally, inner, _)| (tally, *inner))
-                .collect();
-            let outcomes = match self.inner.save_tallies(&items).await {
-                Ok(outcomes) => outcomes,
-                Err(err) => {
-                    result = Err(err);
-                    break;
-                }
-            };
-            let mut tallies = self.lock_tallies();
-            for ((key, _, _, version), outcome) in chunk.iter().zip(outcomes) {
-                match outcome {
-                    SaveOutcome::Saved { version: inner } => {
-                        if let Some(e) = tallies.get_mut(key) {
-                            e.inner_version = inner;
-                            e.dirty = e.version != *version;
+        let mut taken = taken.into_iter().peekable();
+        while taken.peek().is_some() {
+            let chunk: Vec<(TallyKey, Tally, u64, u64)> =
+                taken.by_ref().take(FLUSH_BATCH).collect();
+            // After an error, what is left is only put back.
+            let outcomes = match &result {
+                Ok(()) => {
+                    let items: Vec<(&Tally, u64)> = chunk
+                        .iter()
+                        .map(|(_, tally, inner, _)| (tally, *inner))
+                        .collect();
+                    match self.inner.save_tallies(&items).await {
+                        Ok(outcomes) => outcomes,
+                        Err(err) => {
+                            result = Err(err);
+                            Vec::new()
                         }
                     }
-                    SaveOutcome::Conflict => {
+                }
+                Err(_) => Vec::new(),
+            };
+            // The outcome and the tally's return, in one lookup each.
+            let mut tallies = self.lock_tallies();
+            let mut outcomes = outcomes.into_iter();
+            for (key, tally, _, version) in chunk {
+                let outcome = outcomes.next();
+                let Some(e) = tallies.get_mut(&key) else {
+                    continue;
+                };
+                match outcome {
+                    Some(SaveOutcome::Saved { version: inner }) => {
+                        e.inner_version = inner;
+                        e.dirty = e.version != version;
+                    }
+                    Some(SaveOutcome::Conflict) => {
                         result = result.and(Err(StateError::Backend {
                             store: "write-back cache".to_owned(),
                             message: format!(
@@ -236,15 +250,8 @@ impl<S: StateStore> WriteBackCache<S> {
                             source: None,
                         }));
                     }
+                    None => {}
                 }
-            }
-            if result.is_err() {
-                break;
-            }
-        }
-        let mut tallies = self.lock_tallies();
-        for (key, tally, _, _) in taken {
-            if let Some(e) = tallies.get_mut(&key) {
                 e.tally = Some(tally);
             }
         }
@@ -255,7 +262,7 @@ impl<S: StateStore> WriteBackCache<S> {
         self.tallies.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    async fn flush_batch(&self, subjects: &[String]) -> Result<(), StateError> {
+    async fn flush_batch(&self, subjects: &[CompactString]) -> Result<(), StateError> {
         // A hot state is taken out of its slot while it is written, not copied: the copies
         // were a fifth of a state file's final write. No commit runs while the cache
         // flushes, so none can find the slot lent meanwhile.
@@ -304,23 +311,27 @@ impl<S: StateStore> WriteBackCache<S> {
         };
         let mut conflict = None;
         {
+            // The outcome and, for a hot state, its return, in one lookup each.
             let mut entries = self.lock();
-            for (f, outcome) in batch.iter().zip(outcomes) {
+            for (f, outcome) in batch.into_iter().zip(outcomes) {
+                let Some(e) = entries.get_mut(f.subject.as_str()) else {
+                    continue;
+                };
                 match outcome {
                     SaveOutcome::Saved { version: inner } => {
-                        if let Some(e) = entries.get_mut(f.subject.as_str()) {
-                            e.inner_version = inner;
-                            // A save after the snapshot was taken stays dirty.
-                            e.dirty = e.version != f.version;
-                        }
+                        e.inner_version = inner;
+                        // A save after the snapshot was taken stays dirty.
+                        e.dirty = e.version != f.version;
                     }
                     SaveOutcome::Conflict => {
                         conflict.get_or_insert(f.subject);
                     }
                 }
+                if f.hot {
+                    e.slot = Slot::Hot(f.state);
+                }
             }
         }
-        self.put_back(batch);
         match conflict {
             Some(subject) => Err(StateError::Backend {
                 store: "write-back cache".to_owned(),
