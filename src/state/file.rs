@@ -348,10 +348,10 @@ impl FileStateStore {
     /// Keys expected to be new, in ascending order (a flush's are sorted, and on a first
     /// scan every key is new), go in through one cursor: redb splices a run of them into
     /// a leaf at once, and the check that a key is absent is a look at the entry after
-    /// the cursor, not a walk from the root. That was about half of a state file's final
-    /// write, where an insert each walked the tree twice: once to check, once to write. A
-    /// key expected to be stored is written with one `insert`, whose returned old value
-    /// is the check; when the check fails, the old value is put back.
+    /// the cursor, not a walk from the root (a lookup then an insert walked it twice per
+    /// key: over a 40-object scan with a state file, 7% more instructions in all). A key
+    /// expected to be stored is written with one `insert`, whose returned old value is
+    /// the check; when the check fails, the old value is put back.
     fn write_versioned<'k>(
         &self,
         table: &mut Table<'_, &'static str, &'static [u8]>,
