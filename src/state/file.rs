@@ -408,10 +408,7 @@ impl FileStateStore {
                 .map_err(|e| fail(key, e.into()))?;
             let mut key = key;
             loop {
-                match gap_for(&mut cursor, key, kind.version).map_err(|e| match e {
-                    GapError::Storage(e) => fail(key, e.into()),
-                    GapError::State(e) => e,
-                })? {
+                match gap_for(&mut cursor, key, kind.version, |e| fail(key, e.into()))? {
                     Gap::Free => {
                         let value = &mut values[k];
                         value[..VERSION_BYTES].copy_from_slice(&1u64.to_le_bytes());
@@ -634,34 +631,26 @@ enum Gap {
     Far,
 }
 
-enum GapError {
-    Storage(redb::StorageError),
-    State(StateError),
-}
-
 /// Moves `cursor` forward to `key`'s place and says what is there. The cursor must be
-/// before that place.
+/// before that place; `fail` says what a storage error was doing.
 fn gap_for(
     cursor: &mut CursorMut<'_, &'static str, &'static [u8]>,
     key: &str,
     stored_version: fn(&str, &[u8]) -> Result<u64, StateError>,
-) -> Result<Gap, GapError> {
+    fail: impl Fn(redb::StorageError) -> StateError,
+) -> Result<Gap, StateError> {
     for _ in 0..=MAX_CURSOR_STEPS {
-        let behind = match cursor.peek_next().map_err(GapError::Storage)? {
+        match cursor.peek_next().map_err(&fail)? {
             None => return Ok(Gap::Free),
             Some((stored, value)) => match stored.value().cmp(key) {
                 std::cmp::Ordering::Greater => return Ok(Gap::Free),
                 std::cmp::Ordering::Equal => {
-                    return stored_version(key, value.value())
-                        .map(Gap::Stored)
-                        .map_err(GapError::State)
+                    return stored_version(key, value.value()).map(Gap::Stored)
                 }
-                std::cmp::Ordering::Less => true,
+                std::cmp::Ordering::Less => {}
             },
-        };
-        if behind {
-            cursor.next().map_err(GapError::Storage)?;
         }
+        cursor.next().map_err(&fail)?;
     }
     Ok(Gap::Far)
 }
@@ -699,12 +688,13 @@ fn encode_and_write_with<T: Sync, E>(
 ) -> Result<(), E> {
     let chunks = items.len().div_ceil(ENCODE_CHUNK);
     let helpers = helpers.min(chunks.saturating_sub(1));
+    let encode_chunk = |c: usize| -> Vec<Vec<u8>> {
+        let end = ((c + 1) * ENCODE_CHUNK).min(items.len());
+        items[c * ENCODE_CHUNK..end].iter().map(&encode).collect()
+    };
     if helpers == 0 {
-        for (c, chunk) in items.chunks(ENCODE_CHUNK).enumerate() {
-            write(
-                c * ENCODE_CHUNK,
-                &mut chunk.iter().map(&encode).collect::<Vec<_>>(),
-            )?;
+        for c in 0..chunks {
+            write(c * ENCODE_CHUNK, &mut encode_chunk(c))?;
         }
         return Ok(());
     }
@@ -714,10 +704,6 @@ fn encode_and_write_with<T: Sync, E>(
         panicked: AtomicBool::new(false),
         ready: Mutex::new((0..chunks).map(|_| None).collect()),
         published: Condvar::new(),
-    };
-    let encode_chunk = |c: usize| -> Vec<Vec<u8>> {
-        let end = ((c + 1) * ENCODE_CHUNK).min(items.len());
-        items[c * ENCODE_CHUNK..end].iter().map(&encode).collect()
     };
     std::thread::scope(|scope| {
         for _ in 0..helpers {
